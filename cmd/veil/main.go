@@ -1,0 +1,18 @@
+// Command veil is the edge-camera privacy filter. See `veil --help`.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/veil-edge/veil/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Execute(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,66 @@
+// Package config defines veil's one typed configuration, its defaults, loading
+// through viper (YAML file, VEIL_* environment, flags) and validation that
+// names the key, the bad value and what is allowed.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole of veil's configuration. Keys are the mapstructure tags,
+// nested with dots (e.g. "detect.score_threshold"); the environment variable for a
+// key is VEIL_ plus the key upper-cased with dots as underscores
+// (VEIL_DETECT_SCORE_THRESHOLD).
+type Config struct {
+	Log    Log    `mapstructure:"log"`
+	Models Models `mapstructure:"models"`
+	Detect Detect `mapstructure:"detect"`
+	Track  Track  `mapstructure:"track"`
+	Redact Redact `mapstructure:"redact"`
+	Output Output `mapstructure:"output"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug | info | warn | error
+	Format string `mapstructure:"format"` // text | json
+}
+
+// Models says where verified model files live.
+type Models struct {
+	Dir string `mapstructure:"dir"`
+}
+
+// Detect configures face detection.
+type Detect struct {
+	Detector       string        `mapstructure:"detector"`        // blazeface | haar
+	ScoreThreshold float64       `mapstructure:"score_threshold"` // 0.05..0.95
+	NMSIoU         float64       `mapstructure:"nms_iou"`         // 0.1..0.9
+	MinFace        int           `mapstructure:"min_face"`        // smallest face width searched for, px, 8..128
+	Every          int           `mapstructure:"every"`           // run the full search every N frames, 1..30
+	Deadline       time.Duration `mapstructure:"deadline"`        // per-frame detection deadline, 1ms..60s
+	Threads        int           `mapstructure:"threads"`         // OpenCV threads, 1..64
+}
+
+// Track configures the face tracker.
+type Track struct {
+	Hold     time.Duration `mapstructure:"hold"`      // keep a lost face redacted this long, 0..30s
+	Growth   float64       `mapstructure:"growth"`    // box growth per second unseen, as a fraction of its size, 0..10
+	MatchIoU float64       `mapstructure:"match_iou"` // IoU to match a detection to a track, 0.05..0.9
+}
+
+// Redact configures how faces are redacted. The strength floor is enforced by
+// blur.Options.Validate and cannot be lowered here.
+type Redact struct {
+	Style        string  `mapstructure:"style"`         // gaussian | mosaic | fill
+	Shape        string  `mapstructure:"shape"`         // box | ellipse
+	Padding      float64 `mapstructure:"padding"`       // added on each side as a fraction of the face size, 0.2..1
+	SigmaDivisor float64 `mapstructure:"sigma_divisor"` // gaussian sigma = face width / this, 1..6
+	MosaicBlocks int     `mapstructure:"mosaic_blocks"` // blocks across the face, 2..6
+	FillColor    string  `mapstructure:"fill_color"`    // #RRGGBB
+}
+
+// Output configures written video files.
+type Output struct {
+	Codec string `mapstructure:"codec"` // auto | mjpg | mp4v | xvid
+}

@@ -1,0 +1,212 @@
+package detect
+
+import (
+	"fmt"
+	"image"
+	"math"
+
+	"gocv.io/x/gocv"
+)
+
+// BlazeFace runs one MediaPipe BlazeFace ONNX model (front 128x128 or back
+// 256x256) on square windows. It implements Window; wrap it in a Search to
+// detect faces in whole frames.
+//
+// The model takes an NHWC blob (1 x S x S x 3, RGB, scaled to [-1, 1]) and
+// returns 896 anchors: 512 from a 16x16 grid with 2 anchors per cell and 384
+// from an 8x8 grid with 6 anchors per cell. Each anchor has one logit and 16
+// regressors (box centre offset x, y, width, height, then six key points), all
+// in input pixels relative to the anchor centre.
+//
+// A BlazeFace is not safe for concurrent use.
+type BlazeFace struct {
+	net  gocv.Net
+	size int
+
+	// Scratch reused across calls; owned by the BlazeFace.
+	rgb  gocv.Mat
+	f32  gocv.Mat
+	blob gocv.Mat
+
+	threshold float32
+}
+
+// blazeOutputs are the ONNX output names: scores and regressors of the
+// 16x16 layer, then of the 8x8 layer.
+var blazeOutputs = []string{"Identity:0", "Identity_1:0", "Identity_2:0", "Identity_3:0"}
+
+// blazeLayers describes the two anchor grids in output order.
+var blazeLayers = [2]struct{ cells, perCell int }{{16, 2}, {8, 6}}
+
+const blazeAnchors = 16*16*2 + 8*8*6 // 896
+
+// NewBlazeFace loads a BlazeFace model from ONNX bytes (already verified by
+// package models) for an input of size x size pixels. threshold is the minimum
+// face score in [0, 1].
+func NewBlazeFace(onnx []byte, size int, threshold float32) (*BlazeFace, error) {
+	if size != 128 && size != 256 {
+		return nil, fmt.Errorf("blazeface: input size %d not supported; allowed 128, 256", size)
+	}
+	net, err := gocv.ReadNetFromONNXBytes(onnx)
+	if err != nil {
+		return nil, fmt.Errorf("blazeface: loading onnx: %w", err)
+	}
+	if net.Empty() {
+		net.Close()
+		return nil, fmt.Errorf("blazeface: onnx model is empty")
+	}
+	_ = net.SetPreferableBackend(gocv.NetBackendOpenCV)
+	_ = net.SetPreferableTarget(gocv.NetTargetCPU)
+	b := &BlazeFace{
+		net:       net,
+		size:      size,
+		rgb:       gocv.NewMat(),
+		f32:       gocv.NewMat(),
+		blob:      gocv.NewMatWithSizes([]int{1, size, size, 3}, gocv.MatTypeCV32F),
+		threshold: threshold,
+	}
+	// One dry run proves the model matches the declared input size; a
+	// mismatch would otherwise abort the process inside OpenCV later.
+	probe := gocv.NewMatWithSize(size, size, gocv.MatTypeCV8UC3)
+	defer probe.Close()
+	if _, err := b.DetectWindow(probe); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("blazeface: model does not run at %dx%d: %w", size, size, err)
+	}
+	return b, nil
+}
+
+// InputSize is the model's square input side in pixels.
+func (b *BlazeFace) InputSize() int { return b.size }
+
+// Close releases the network and scratch buffers.
+func (b *BlazeFace) Close() error {
+	b.rgb.Close()
+	b.f32.Close()
+	b.blob.Close()
+	return b.net.Close()
+}
+
+// DetectWindow runs the model on a square BGR window of exactly InputSize
+// pixels and returns candidate faces (before NMS) with boxes in window pixels.
+func (b *BlazeFace) DetectWindow(win gocv.Mat) (cands []Candidate, err error) {
+	if win.Empty() || win.Type() != gocv.MatTypeCV8UC3 || win.Cols() != b.size || win.Rows() != b.size {
+		return nil, fmt.Errorf("%w: want %dx%d 8UC3", ErrBadFrame, b.size, b.size)
+	}
+	defer func() {
+		// gocv turns some OpenCV failures into Go panics; a detector
+		// failure must surface as an error so the frame fails closed.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("blazeface: inference panicked: %v", r)
+		}
+	}()
+	gocv.CvtColor(win, &b.rgb, gocv.ColorBGRToRGB)
+	b.rgb.ConvertToWithParams(&b.f32, gocv.MatTypeCV32FC3, 1.0/127.5, -1)
+	src, err := b.f32.DataPtrFloat32()
+	if err != nil {
+		return nil, fmt.Errorf("blazeface: input buffer: %w", err)
+	}
+	dst, err := b.blob.DataPtrFloat32()
+	if err != nil || len(dst) != len(src) {
+		return nil, fmt.Errorf("blazeface: blob buffer: %v (%d vs %d floats)", err, len(dst), len(src))
+	}
+	copy(dst, src)
+	b.net.SetInput(b.blob, "")
+	outs := b.net.ForwardLayers(blazeOutputs)
+	defer func() {
+		for i := range outs {
+			outs[i].Close()
+		}
+	}()
+	if len(outs) != 4 {
+		return nil, fmt.Errorf("blazeface: model returned %d outputs, want 4", len(outs))
+	}
+	var scores, boxes [2][]float32
+	for l := 0; l < 2; l++ {
+		n := blazeLayers[l].cells * blazeLayers[l].cells * blazeLayers[l].perCell
+		if scores[l], err = floats(outs[l], n); err != nil {
+			return nil, fmt.Errorf("blazeface: scores of layer %d: %w", l, err)
+		}
+		if boxes[l], err = floats(outs[2+l], n*16); err != nil {
+			return nil, fmt.Errorf("blazeface: boxes of layer %d: %w", l, err)
+		}
+	}
+	return decodeAnchors(scores, boxes, float32(b.size), b.threshold), nil
+}
+
+// floats returns a Go copy of a float Mat's n values.
+func floats(m gocv.Mat, n int) ([]float32, error) {
+	if m.Empty() {
+		return nil, fmt.Errorf("empty output")
+	}
+	p, err := m.DataPtrFloat32()
+	if err != nil {
+		return nil, err
+	}
+	if len(p) < n {
+		return nil, fmt.Errorf("output has %d values, want %d", len(p), n)
+	}
+	out := make([]float32, n)
+	copy(out, p[:n])
+	return out, nil
+}
+
+// Candidate is a face proposal in the coordinates of the window it came from.
+type Candidate struct {
+	Box   Rect // window pixels
+	Score float32
+}
+
+// Rect is a float rectangle: Min inclusive, Max exclusive.
+type Rect struct{ X0, Y0, X1, Y1 float32 }
+
+// W and H are the rectangle's width and height.
+func (r Rect) W() float32 { return r.X1 - r.X0 }
+func (r Rect) H() float32 { return r.Y1 - r.Y0 }
+
+// Int rounds outward to an image.Rectangle.
+func (r Rect) Int() image.Rectangle {
+	return image.Rect(int(math.Floor(float64(r.X0))), int(math.Floor(float64(r.Y0))),
+		int(math.Ceil(float64(r.X1))), int(math.Ceil(float64(r.Y1))))
+}
+
+// decodeAnchors turns raw outputs into candidates above threshold. Anchor
+// centres sit at cell centres; regressors are in input pixels.
+func decodeAnchors(scores, boxes [2][]float32, size, threshold float32) []Candidate {
+	var out []Candidate
+	for l, layer := range blazeLayers {
+		idx := 0
+		for cy := 0; cy < layer.cells; cy++ {
+			for cx := 0; cx < layer.cells; cx++ {
+				ax := (float32(cx) + 0.5) / float32(layer.cells) * size
+				ay := (float32(cy) + 0.5) / float32(layer.cells) * size
+				for a := 0; a < layer.perCell; a++ {
+					s := sigmoid(scores[l][idx])
+					if s >= threshold {
+						r := boxes[l][idx*16 : idx*16+4]
+						x, y := ax+r[0], ay+r[1]
+						w, h := r[2], r[3]
+						if w > 0 && h > 0 {
+							out = append(out, Candidate{
+								Box:   Rect{x - w/2, y - h/2, x + w/2, y + h/2},
+								Score: s,
+							})
+						}
+					}
+					idx++
+				}
+			}
+		}
+	}
+	return out
+}
+
+func sigmoid(x float32) float32 {
+	if x < -80 {
+		return 0
+	}
+	if x > 80 {
+		return 1
+	}
+	return float32(1 / (1 + math.Exp(-float64(x))))
+}

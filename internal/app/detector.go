@@ -1,0 +1,78 @@
+// Package app wires veil's parts together from a Config: it is the
+// application layer that reads config, loads verified models and logs.
+package app
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/veil-edge/veil/internal/cvthreads"
+
+	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/detect"
+	"github.com/veil-edge/veil/models"
+	"github.com/veil-edge/veil/pipeline"
+)
+
+// Model names in the manifest used by each detector.
+const (
+	BlazeFaceModel = "blazeface-back-256"
+	HaarModel      = "haar-frontalface-alt2"
+)
+
+// blazeMinRel is the smallest face BlazeFace back-256 finds reliably, as a
+// fraction of its window side: measured at 16 px in a 256 px window.
+const blazeMinRel = 0.0625
+
+// DetectorFactory loads and verifies the configured model once and returns a
+// constructor that makes one detector per pipeline worker. A model that is
+// missing or fails its hash check is never loaded: the error is returned and
+// the caller runs the pipeline without a detector, which redacts every frame
+// whole.
+func DetectorFactory(c config.Detect, modelsDir string, log *slog.Logger) (pipeline.NewDetector, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// Parallelism comes from one detector per worker (one per thread of
+	// the budget); OpenCV itself runs single-threaded inside each.
+	cvthreads.Set(1)
+	switch c.Detector {
+	case "haar":
+		xml, _, err := models.Load(modelsDir, HaarModel)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("face detector ready", "detector", "haar", "model", HaarModel)
+		return func() (detect.Detector, error) { return detect.NewHaar(xml, c.MinFace) }, nil
+	case "blazeface", "":
+		onnx, e, err := models.Load(modelsDir, BlazeFaceModel)
+		if err != nil {
+			return nil, err
+		}
+		size := e.Input.Width
+		if size == 0 {
+			size = 256
+		}
+		opts := detect.SearchOptions{
+			MinFace:   c.MinFace,
+			MinRel:    blazeMinRel,
+			NMSIoU:    float32(c.NMSIoU),
+			MaxAspect: detect.DefaultSearchOptions.MaxAspect,
+		}
+		log.Info("face detector ready", "detector", "blazeface", "model", BlazeFaceModel, "sha256", e.SHA256, "min_face", c.MinFace)
+		return func() (detect.Detector, error) {
+			bf, err := detect.NewBlazeFace(onnx, size, float32(c.ScoreThreshold))
+			if err != nil {
+				return nil, err
+			}
+			return detect.NewSearch(bf, opts)
+		}, nil
+	default:
+		return nil, fmt.Errorf("detect.detector: %q is not supported; allowed blazeface, haar", c.Detector)
+	}
+}
+
+// DefaultDetect is the detection config used when none is given (tests, bench).
+func DefaultDetect() config.Detect {
+	return config.Detect{Detector: "blazeface", ScoreThreshold: 0.5, NMSIoU: 0.3, MinFace: 16, Every: 2, Deadline: 2e9, Threads: 2}
+}

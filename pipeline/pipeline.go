@@ -1,0 +1,265 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"log/slog"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/veil-edge/veil/blur"
+	"github.com/veil-edge/veil/detect"
+	"github.com/veil-edge/veil/track"
+)
+
+// Source yields raw BGR frames.
+//
+// Read fills dst with the next frame, reusing or replacing its memory, and
+// returns io.EOF after the last frame. The caller owns dst. A Source is used
+// by one goroutine at a time.
+type Source interface {
+	Read(dst *gocv.Mat) error
+	Info() SourceInfo
+	Close() error
+}
+
+// SourceInfo describes a source's frames.
+type SourceInfo struct {
+	Size   image.Point
+	FPS    float64
+	Frames int // total frames if known, else -1
+}
+
+// Sink receives redacted frames in order. Write must not retain f after it
+// returns (copy with f.CloneMat if needed); the pipeline closes f.
+type Sink interface {
+	Write(f *blur.Redacted) error
+}
+
+// NewDetector makes one Detector for one worker goroutine.
+type NewDetector func() (detect.Detector, error)
+
+// Options tunes scheduling.
+type Options struct {
+	Every    int           // detect on every Nth frame (and the last); 1 = every frame
+	Deadline time.Duration // a keyframe's detection must finish this long after it was read
+	Workers  int           // detector goroutines
+	Track    track.Options
+}
+
+// DefaultOptions suit offline redaction on a 2-core box.
+var DefaultOptions = Options{Every: 2, Deadline: 2 * time.Second, Workers: 2, Track: track.DefaultOptions}
+
+// FrameRecord is what happened to one frame; Observer receives one per frame.
+type FrameRecord struct {
+	Index    int               `json:"frame"`
+	Time     time.Duration     `json:"-"`
+	Keyframe bool              `json:"keyframe,omitempty"`
+	Faces    []image.Rectangle `json:"faces,omitempty"`    // detections on a keyframe
+	Redacted []image.Rectangle `json:"redacted,omitempty"` // regions redacted (padded, clipped)
+	Whole    bool              `json:"whole,omitempty"`    // whole frame redacted
+	Reason   string            `json:"reason,omitempty"`   // why whole
+	DetectMS float64           `json:"detect_ms,omitempty"`
+}
+
+// Stats sums a run.
+type Stats struct {
+	Frames      int
+	Keyframes   int
+	Detections  int // face detections summed over keyframes
+	Tracks      int // distinct face tracks (faces seen)
+	Whole       int // frames redacted whole (fail-closed)
+	DetectFails int // keyframes whose detection failed or was late
+	Elapsed     time.Duration
+}
+
+// FPS is frames per second of wall time.
+func (s Stats) FPS() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Frames) / s.Elapsed.Seconds()
+}
+
+// Pipeline redacts one source into one sink.
+type Pipeline struct {
+	Source   Source
+	Detector NewDetector // nil means no detector could be loaded: every frame is redacted whole
+	Redactor *blur.Redactor
+	Sink     Sink
+	Options  Options
+	Log      *slog.Logger
+	// Observer, if set, is called once per frame after it was written.
+	Observer func(FrameRecord)
+	// Progress, if set, is called after each frame with the count written.
+	Progress func(done int)
+}
+
+// ErrNoFrames is returned when a source ends before its first frame.
+var ErrNoFrames = errors.New("pipeline: source has no frames")
+
+type frameItem struct {
+	idx int
+	t   time.Duration
+	mat gocv.Mat // raw; owned by whoever holds the item
+	key bool
+	at  time.Time // when it was read; the keyframe deadline counts from here
+}
+
+type job struct {
+	idx      int
+	mat      gocv.Mat // a copy owned by the worker
+	deadline time.Time
+}
+
+type result struct {
+	idx   int
+	faces []detect.Face
+	err   error
+	took  time.Duration
+}
+
+// Run processes the source to its end or until ctx is cancelled. Every frame
+// read is written to the sink, redacted. It returns the run's statistics.
+func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
+	o := p.Options
+	if o.Every < 1 {
+		o.Every = 1
+	}
+	if o.Workers < 1 {
+		o.Workers = 1
+	}
+	if o.Deadline <= 0 {
+		o.Deadline = DefaultOptions.Deadline
+	}
+	log := p.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	start := time.Now()
+	info := p.Source.Info()
+	fps := info.FPS
+	if fps <= 0 || fps > 1000 {
+		fps = 25
+	}
+
+	jobs := make(chan job, o.Workers)
+	results := make(chan result, o.Workers*2+4)
+	workersDone := make(chan struct{})
+	nWorkers := 0
+	if p.Detector != nil {
+		nWorkers = o.Workers
+	}
+	for w := 0; w < nWorkers; w++ {
+		go p.worker(ctx, w, jobs, results, workersDone, log)
+	}
+
+	frames := make(chan frameItem, o.Every+o.Workers+2)
+	readErr := make(chan error, 1)
+	go p.read(ctx, fps, o, frames, readErr)
+
+	a := assembler{
+		p: p, o: o, log: log, tracker: track.New(o.Track), fps: fps,
+		pending: map[int]result{}, keyState: map[int]keyState{},
+		hasDetector: p.Detector != nil, jobs: jobs, emittedKey: -1,
+	}
+	err := a.run(ctx, frames, results)
+	cancel()
+	// Drain what is left so every raw Mat is closed.
+	for it := range frames {
+		it.mat.Close()
+	}
+	rerr := <-readErr
+	close(jobs)
+	for w := 0; w < nWorkers; w++ {
+		<-workersDone
+	}
+	for len(results) > 0 {
+		<-results
+	}
+	a.stats.Elapsed = time.Since(start)
+	a.stats.Tracks = int(a.maxTrackID)
+	if err == nil && rerr != nil && !errors.Is(rerr, io.EOF) {
+		err = rerr
+	}
+	if err == nil && a.stats.Frames == 0 {
+		err = ErrNoFrames
+	}
+	return a.stats, err
+}
+
+// read decodes frames and marks keyframes. It closes frames when done
+// and reports why it stopped on readErr (io.EOF at a clean end).
+func (p *Pipeline) read(ctx context.Context, fps float64, o Options, frames chan<- frameItem, readErr chan<- error) {
+	defer close(frames)
+	for i := 0; ; i++ {
+		m := gocv.NewMat()
+		if err := p.Source.Read(&m); err != nil {
+			m.Close()
+			readErr <- err
+			return
+		}
+		if m.Empty() {
+			m.Close()
+			readErr <- fmt.Errorf("frame %d: source returned an empty frame", i)
+			return
+		}
+		it := frameItem{idx: i, t: time.Duration(float64(i) / fps * float64(time.Second)), mat: m, key: i%o.Every == 0, at: time.Now()}
+		select {
+		case frames <- it:
+		case <-ctx.Done():
+			m.Close()
+			readErr <- ctx.Err()
+			return
+		}
+	}
+}
+
+// worker runs detection jobs until jobs is closed.
+func (p *Pipeline) worker(ctx context.Context, id int, jobs <-chan job, results chan<- result, done chan<- struct{}, log *slog.Logger) {
+	defer func() { done <- struct{}{} }()
+	det, err := p.Detector()
+	if err != nil {
+		log.Error("detector failed to load; its keyframes will be redacted whole", "worker", id, "err", err)
+	}
+	if det != nil {
+		defer det.Close()
+	}
+	for j := range jobs {
+		r := result{idx: j.idx}
+		t0 := time.Now()
+		switch {
+		case det == nil:
+			r.err = fmt.Errorf("no detector: %w", err)
+		case time.Now().After(j.deadline):
+			r.err = errDeadline
+		default:
+			r.faces, r.err = safeDetect(det, j.mat)
+		}
+		r.took = time.Since(t0)
+		j.mat.Close()
+		select {
+		case results <- r:
+		case <-ctx.Done():
+		}
+	}
+}
+
+var errDeadline = errors.New("detection missed its deadline")
+
+// safeDetect turns a panic inside a detector into an error.
+func safeDetect(d detect.Detector, m gocv.Mat) (faces []detect.Face, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("detector panicked: %v", r)
+		}
+	}()
+	return d.Detect(m)
+}

@@ -1,0 +1,226 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"gocv.io/x/gocv"
+
+	"github.com/veil-edge/veil/blur"
+	"github.com/veil-edge/veil/detect"
+	"github.com/veil-edge/veil/internal/app"
+	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/pipeline"
+	"github.com/veil-edge/veil/track"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if n := gocv.MatProfile.Count(); n != 0 {
+			var b []byte
+			w := &sliceWriter{&b}
+			gocv.MatProfile.WriteTo(w, 1)
+			fmt.Fprintf(os.Stderr, "leaked %d Mats:\n%s\n", n, b)
+			code = 1
+		}
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+type sliceWriter struct{ b *[]byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); return len(p), nil }
+
+// imageSource repeats one image n times, stamping the frame index into the
+// top-left pixel's blue channel so order can be checked.
+type imageSource struct {
+	img gocv.Mat
+	n   int
+	i   int
+}
+
+func newImageSource(t *testing.T, path string, n int) *imageSource {
+	testenv.Need(t, path)
+	img := gocv.IMRead(path, gocv.IMReadColor)
+	if img.Empty() {
+		t.Fatalf("cannot read %s", path)
+	}
+	return &imageSource{img: img, n: n}
+}
+
+func (s *imageSource) Read(dst *gocv.Mat) error {
+	if s.i >= s.n {
+		return io.EOF
+	}
+	s.img.CopyTo(dst)
+	dst.SetUCharAt(0, 0, uint8(s.i))
+	s.i++
+	return nil
+}
+func (s *imageSource) Info() pipeline.SourceInfo {
+	return pipeline.SourceInfo{Size: image.Pt(s.img.Cols(), s.img.Rows()), FPS: 25, Frames: s.n}
+}
+func (s *imageSource) Close() error { return s.img.Close() }
+
+// recordSink keeps what a test needs from every frame it receives.
+type recordSink struct {
+	whole   []bool
+	reasons []string
+	stamps  []uint8
+	faceMax []float64 // mean abs diff inside the face box vs the source
+	ref     gocv.Mat
+	face    image.Rectangle
+}
+
+func (s *recordSink) Write(f *blur.Redacted) error {
+	m := f.CloneMat()
+	defer m.Close()
+	s.whole = append(s.whole, f.Whole())
+	s.reasons = append(s.reasons, f.Reason())
+	s.stamps = append(s.stamps, m.GetUCharAt(0, 0))
+	if !s.ref.Empty() {
+		a := m.Region(s.face)
+		b := s.ref.Region(s.face)
+		d := gocv.NewMat()
+		gocv.AbsDiff(a, b, &d)
+		mean := d.Mean()
+		s.faceMax = append(s.faceMax, (mean.Val1+mean.Val2+mean.Val3)/3)
+		d.Close()
+		a.Close()
+		b.Close()
+	}
+	return nil
+}
+
+type errDetector struct{}
+
+func (errDetector) Detect(gocv.Mat) ([]detect.Face, error) { return nil, errors.New("boom") }
+func (errDetector) Close() error                           { return nil }
+
+type slowDetector struct{ d time.Duration }
+
+func (s slowDetector) Detect(gocv.Mat) ([]detect.Face, error) { time.Sleep(s.d); return nil, nil }
+func (slowDetector) Close() error                             { return nil }
+
+type panicDetector struct{}
+
+func (panicDetector) Detect(gocv.Mat) ([]detect.Face, error) { panic("cv::Exception") }
+func (panicDetector) Close() error                           { return nil }
+
+func astronautFace() image.Rectangle {
+	f := testenv.AstronautFace
+	return image.Rect(f[0], f[1], f[2], f[3])
+}
+
+func run(t *testing.T, src pipeline.Source, det pipeline.NewDetector, o pipeline.Options, sink *recordSink) pipeline.Stats {
+	t.Helper()
+	red, err := blur.NewRedactor(blur.DefaultOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer red.Close()
+	p := &pipeline.Pipeline{Source: src, Detector: det, Redactor: red, Sink: sink, Options: o}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := p.Run(ctx)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	return st
+}
+
+// TestFailClosed: whenever faces are not known, every frame is redacted whole.
+func TestFailClosed(t *testing.T) {
+	cases := []struct {
+		name   string
+		det    pipeline.NewDetector
+		opts   pipeline.Options
+		reason string
+	}{
+		{"detector error", func() (detect.Detector, error) { return errDetector{}, nil }, pipeline.Options{Every: 2, Workers: 2}, "detector error"},
+		{"detector panics", func() (detect.Detector, error) { return panicDetector{}, nil }, pipeline.Options{Every: 1, Workers: 1}, "detector error"},
+		{"detector too slow", func() (detect.Detector, error) { return slowDetector{300 * time.Millisecond}, nil },
+			pipeline.Options{Every: 3, Workers: 2, Deadline: 50 * time.Millisecond}, "detection late"},
+		{"detector fails to load", func() (detect.Detector, error) { return nil, errors.New("model hash mismatch") }, pipeline.Options{Every: 2, Workers: 2}, "detector error"},
+		{"no detector (model missing)", nil, pipeline.Options{Every: 2, Workers: 2}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newImageSource(t, testenv.Astronaut, 9)
+			defer src.Close()
+			sink := &recordSink{ref: src.img, face: astronautFace()}
+			st := run(t, src, tc.det, tc.opts, sink)
+			if st.Frames != 9 || len(sink.whole) != 9 {
+				t.Fatalf("frames = %d (sink %d), want 9", st.Frames, len(sink.whole))
+			}
+			for i, w := range sink.whole {
+				if !w {
+					t.Errorf("frame %d emitted without whole-frame redaction", i)
+				}
+				if tc.reason != "" && sink.reasons[i] != tc.reason && sink.reasons[i] != "previous keyframe not detected" {
+					t.Errorf("frame %d reason %q, want %q", i, sink.reasons[i], tc.reason)
+				}
+				if sink.faceMax[i] < 20 {
+					t.Errorf("frame %d: face region barely changed (mean diff %.1f)", i, sink.faceMax[i])
+				}
+			}
+			if st.Whole != 9 {
+				t.Errorf("stats.Whole = %d, want 9", st.Whole)
+			}
+		})
+	}
+}
+
+func blazeFactory(t *testing.T) pipeline.NewDetector {
+	t.Helper()
+	testenv.Need(t, testenv.ModelsDir())
+	c := app.DefaultDetect()
+	f, err := app.DetectorFactory(c, testenv.ModelsDir(), nil)
+	if err != nil {
+		testenv.Missing(t, "blazeface model: "+err.Error())
+	}
+	return f
+}
+
+// TestRealDetectorRedactsFaceKeepsOrder runs BlazeFace on astronaut.png: no
+// frame is whole, the face is redacted on every frame, and frames arrive in
+// order and all of them, for several keyframe spacings.
+func TestRealDetectorRedactsFaceKeepsOrder(t *testing.T) {
+	det := blazeFactory(t)
+	for _, every := range []int{1, 2, 3, 7} {
+		t.Run(fmt.Sprintf("every=%d", every), func(t *testing.T) {
+			src := newImageSource(t, testenv.Astronaut, 10)
+			defer src.Close()
+			sink := &recordSink{ref: src.img, face: astronautFace()}
+			st := run(t, src, det, pipeline.Options{Every: every, Workers: 2, Deadline: 10 * time.Second, Track: track.DefaultOptions}, sink)
+			if st.Frames != 10 {
+				t.Fatalf("frames = %d, want 10", st.Frames)
+			}
+			for i := range sink.whole {
+				if sink.whole[i] {
+					t.Errorf("frame %d redacted whole (%s); the detector was healthy", i, sink.reasons[i])
+				}
+				if sink.stamps[i] != uint8(i) {
+					t.Errorf("frame %d out of order: stamp %d", i, sink.stamps[i])
+				}
+				if sink.faceMax[i] < 8 {
+					t.Errorf("frame %d: face not redacted (mean diff %.1f)", i, sink.faceMax[i])
+				}
+			}
+		})
+	}
+}

@@ -65,8 +65,10 @@ func NewBlazeFace(onnx []byte, size int, threshold float32) (*BlazeFace, error) 
 		blob:      gocv.NewMatWithSizes([]int{1, size, size, 3}, gocv.MatTypeCV32F),
 		threshold: threshold,
 	}
-	// One dry run proves the model matches the declared input size; a
-	// mismatch would otherwise abort the process inside OpenCV later.
+	// One dry run before the detector is used. The input size must come from
+	// the verified model manifest: OpenCV 4.6 aborts the process (it does not
+	// throw into Go) when a blob does not fit the graph, so a mismatch cannot
+	// be caught here, only prevented by pinning models by hash.
 	probe := gocv.NewMatWithSize(size, size, gocv.MatTypeCV8UC3)
 	defer probe.Close()
 	if _, err := b.DetectWindow(probe); err != nil {

@@ -1,0 +1,83 @@
+package track
+
+import (
+	"image"
+	"testing"
+	"time"
+)
+
+const ms = time.Millisecond
+
+func contains(outer []image.Rectangle, r image.Rectangle) bool {
+	for _, o := range outer {
+		if r.In(o) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCoverBetweenKeyframes: a face moving steadily and detected on keyframes
+// 0 and 200 ms is covered on every frame in between; a face first detected
+// at 200 ms is also covered on the frames before it; a face lost at 200 ms is
+// covered until the hold expires, then dropped.
+func TestCoverBetweenKeyframes(t *testing.T) {
+	tr := New(Options{Hold: 400 * ms, Growth: 0.5, MatchIoU: 0.2})
+	moving := func(at time.Duration) image.Rectangle { // 100 px/s to the right
+		x := 100 + int(at.Seconds()*100)
+		return image.Rect(x, 100, x+40, 150)
+	}
+	lost := image.Rect(400, 300, 430, 340)
+	born := image.Rect(600, 50, 640, 100)
+
+	tr.Update(0, []image.Rectangle{moving(0), lost})
+	tr.Update(200*ms, []image.Rectangle{moving(200 * ms), born})
+	for at := time.Duration(0); at <= 200*ms; at += 40 * ms {
+		c := tr.Cover(at)
+		if !contains(c, moving(at)) {
+			t.Errorf("t=%v: moving face %v not covered by %v", at, moving(at), c)
+		}
+		if !contains(c, lost) {
+			t.Errorf("t=%v: lost face %v not held", at, lost)
+		}
+		if at >= 120*ms && !contains(c, born) {
+			t.Errorf("t=%v: face first seen at 200ms not covered backward", at)
+		}
+	}
+	ids := map[uint64]bool{}
+	for _, x := range tr.Tracks() {
+		ids[x.ID] = true
+	}
+	if len(ids) != 3 {
+		t.Errorf("tracks = %d, want 3 (moving matched, lost held, born new)", len(ids))
+	}
+	// Past the hold, the lost face is gone.
+	tr.Update(600*ms, []image.Rectangle{moving(600 * ms), born})
+	if contains(tr.Cover(600*ms), lost) {
+		t.Error("lost face still covered after its hold expired")
+	}
+}
+
+// TestGrowthWithUncertainty: the box held for a missing face grows with time.
+func TestGrowthWithUncertainty(t *testing.T) {
+	tr := New(Options{Hold: time.Second, Growth: 0.5, MatchIoU: 0.2})
+	f := image.Rect(100, 100, 140, 140)
+	tr.Update(0, []image.Rectangle{f})
+	tr.Update(100*ms, nil)
+	a := tr.Cover(100 * ms)[0]
+	b := tr.Cover(500 * ms)[0]
+	if !(b.Dx() > a.Dx() && a.Dx() > f.Dx()) {
+		t.Errorf("widths %d, %d, %d: want growing with time unseen", f.Dx(), a.Dx(), b.Dx())
+	}
+}
+
+// TestMatchByDistance: a small fast face that no longer overlaps its last box
+// keeps its track (ids are positions over time).
+func TestMatchByDistance(t *testing.T) {
+	tr := New(DefaultOptions)
+	tr.Update(0, []image.Rectangle{image.Rect(0, 0, 16, 16)})
+	tr.Update(100*ms, []image.Rectangle{image.Rect(14, 2, 30, 18)})
+	if n := len(tr.Tracks()); n != 1 {
+		t.Fatalf("tracks = %d, want 1", n)
+	}
+}

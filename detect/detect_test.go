@@ -1,13 +1,10 @@
 package detect_test
 
 import (
-	"fmt"
 	"image"
 	"math"
-	"os"
 	"testing"
 
-	"go.uber.org/goleak"
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/detect"
@@ -15,21 +12,7 @@ import (
 	"github.com/veil-edge/veil/models"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 && gocv.MatProfile.Count() != 0 {
-		fmt.Fprintf(os.Stderr, "leaked %d Mats\n", gocv.MatProfile.Count())
-		gocv.MatProfile.WriteTo(os.Stderr, 1)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 func TestWeightedNMS(t *testing.T) {
 	cases := []struct {
@@ -67,7 +50,7 @@ func near(a, b detect.Rect) bool {
 func TestSearchWindowsCoverFrame(t *testing.T) {
 	for _, size := range []image.Point{{768, 576}, {1280, 720}, {640, 480}, {320, 240}} {
 		o := detect.SearchOptions{MinFace: 16, MinRel: 0.0625, NMSIoU: 0.3}
-		s, err := detect.NewSearch(stubWindow{256}, o)
+		s, err := detect.NewSearch([]detect.Window{stubWindow{256}}, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +146,7 @@ func TestBlazeFaceSearchSizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := detect.NewSearch(bf, detect.SearchOptions{MinFace: 16, MinRel: 0.0625, NMSIoU: 0.3, MaxAspect: 2.5})
+	s, err := detect.NewSearch([]detect.Window{bf}, detect.SearchOptions{MinFace: 16, MinRel: 0.0625, NMSIoU: 0.3, MaxAspect: 2.5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,5 +221,68 @@ func TestHaarFindsMessi(t *testing.T) {
 	}
 	if len(faces) == 0 {
 		t.Fatal("no face found in messi5.jpg")
+	}
+}
+
+// TestGateSkipsStaticWindowsButSeesNewFaces: on an unchanged frame the gated
+// search rescans nothing and returns the same faces; a face pasted into the
+// frame is found on the very next call; every window is rescanned after MaxAge.
+func TestGateSkipsStaticWindowsButSeesNewFaces(t *testing.T) {
+	onnx := loadModel(t, "blazeface-back-256")
+	var ws []detect.Window
+	for i := 0; i < 2; i++ {
+		bf, err := detect.NewBlazeFace(onnx, 256, 0.5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, bf)
+	}
+	gate := detect.GateOptions{Scale: 0.25, Threshold: 10, MinPixels: 2, MaxAge: 3}
+	s, err := detect.NewSearch(ws, detect.SearchOptions{MinFace: 16, MinRel: 0.0625, NMSIoU: 0.3, MaxAspect: 2.5, Gate: gate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	frame := background(t, 768, 576)
+	defer frame.Close()
+	first := paste(t, frame, 40, 60, 60)
+	total := len(s.Windows(image.Pt(768, 576)))
+
+	detectAll := func() []detect.Face {
+		f, err := s.Detect(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	found := func(fs []detect.Face, want image.Rectangle) bool {
+		for _, f := range fs {
+			if boxIoU(f.Box, want) > 0.3 {
+				return true
+			}
+		}
+		return false
+	}
+	if f := detectAll(); !found(f, first) || s.LastScanned() != total {
+		t.Fatalf("first call: scanned %d/%d, found=%v", s.LastScanned(), total, found(f, first))
+	}
+	if f := detectAll(); s.LastScanned() != 0 || !found(f, first) {
+		t.Fatalf("static frame: scanned %d windows (want 0), cached face found=%v", s.LastScanned(), found(f, first))
+	}
+	second := paste(t, frame, 24, 500, 300)
+	f := detectAll()
+	if !found(f, second) {
+		t.Fatalf("a face that appeared in a static scene was not found; %d windows rescanned", s.LastScanned())
+	}
+	if !found(f, first) {
+		t.Fatal("the cached face was lost when another window was rescanned")
+	}
+	n3 := s.LastScanned()
+	if n3 == 0 || n3 == total {
+		t.Errorf("after a local change %d/%d windows rescanned; want only those covering it", n3, total)
+	}
+	// Windows last scanned on call 1 reach MaxAge (3 calls) on call 4.
+	if detectAll(); s.LastScanned() != total-n3 {
+		t.Errorf("on call 4, %d windows rescanned; want the %d not scanned since call 1", s.LastScanned(), total-n3)
 	}
 }

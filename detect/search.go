@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"sync"
 
 	"gocv.io/x/gocv"
 )
@@ -29,21 +30,33 @@ type SearchOptions struct {
 	// MaxAspect rejects boxes whose width/height ratio is outside
 	// [1/MaxAspect, MaxAspect]; 0 disables the check.
 	MaxAspect float32
+	// Gate skips windows whose pixels did not change; zero disables it.
+	Gate GateOptions
 }
 
 // DefaultSearchOptions suit BlazeFace back-256 on CCTV-like frames.
-var DefaultSearchOptions = SearchOptions{MinFace: 16, MinRel: 0.08, NMSIoU: 0.3, MaxAspect: 2.5}
+var DefaultSearchOptions = SearchOptions{MinFace: 16, MinRel: 0.0625, NMSIoU: 0.3, MaxAspect: 2.5, Gate: DefaultGateOptions}
 
-// Search detects faces in whole frames by running a Window over a pyramid of
-// square tiles: one window covering the whole frame, then finer levels whose
-// tiles overlap by more than the largest face each level is responsible for,
-// down to the tile size at which MinFace is still found. It implements
-// Detector. A Search owns its Window and is not safe for concurrent use.
+// Search detects faces in whole frames by running Window models over a
+// pyramid of square tiles: one window covering the whole frame, then finer
+// levels whose tiles overlap by more than the largest face each level is
+// responsible for, down to the tile size at which MinFace is still found.
+//
+// Windows of one frame run in parallel, one goroutine per Window model given
+// to NewSearch. With a change gate (SearchOptions.Gate), a window whose pixels
+// have not changed since it was last scanned reuses that scan's faces: a face
+// cannot appear in pixels that did not change. Every window is rescanned at
+// least every Gate.MaxAge calls.
+//
+// Search implements Detector. It owns its Windows and is not safe for
+// concurrent use.
 type Search struct {
-	win    Window
-	opts   SearchOptions
-	canvas gocv.Mat
-	plan   plan
+	wins     []Window
+	canvases []gocv.Mat
+	opts     SearchOptions
+	plan     plan
+	gate     *gate
+	scanned  int
 }
 
 type plan struct {
@@ -53,23 +66,51 @@ type plan struct {
 
 var _ Detector = (*Search)(nil)
 
-// NewSearch wraps w; the Search takes ownership of w.
-func NewSearch(w Window, o SearchOptions) (*Search, error) {
+// NewSearch wraps one or more Window models of the same input size; the
+// Search takes ownership of them.
+func NewSearch(ws []Window, o SearchOptions) (*Search, error) {
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("search: no window model")
+	}
 	if o.MinFace < 4 {
 		return nil, fmt.Errorf("search: min face %d px too small; allowed >= 4", o.MinFace)
 	}
 	if o.MinRel <= 0 || o.MinRel >= 1 {
 		return nil, fmt.Errorf("search: min relative face %.3f out of range (0, 1)", o.MinRel)
 	}
-	s := w.InputSize()
-	return &Search{win: w, opts: o, canvas: gocv.NewMatWithSize(s, s, gocv.MatTypeCV8UC3)}, nil
+	s := &Search{wins: ws, opts: o}
+	for _, w := range ws {
+		if w.InputSize() != ws[0].InputSize() {
+			return nil, fmt.Errorf("search: window models differ in input size")
+		}
+		n := w.InputSize()
+		s.canvases = append(s.canvases, gocv.NewMatWithSize(n, n, gocv.MatTypeCV8UC3))
+	}
+	if o.Gate.MaxAge > 0 {
+		s.gate = newGate(o.Gate)
+	}
+	return s, nil
 }
 
-// Close releases the window detector and scratch memory.
+// Close releases the window models and scratch memory.
 func (s *Search) Close() error {
-	s.canvas.Close()
-	return s.win.Close()
+	for i := range s.canvases {
+		s.canvases[i].Close()
+	}
+	if s.gate != nil {
+		s.gate.close()
+	}
+	var first error
+	for _, w := range s.wins {
+		if err := w.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
+
+// LastScanned is how many windows the last Detect actually ran.
+func (s *Search) LastScanned() int { return s.scanned }
 
 // Windows returns the square windows (in frame pixels, possibly reaching
 // past the frame's edges) that one full search of a frame of this size runs.
@@ -130,29 +171,89 @@ func positions(n, t, ov int) []int {
 	return out
 }
 
-// Detect runs every planned window over frame and merges the results.
+// Detect runs the planned windows over frame (those the change gate lets
+// through, and cached results for the rest) and merges the results.
 func (s *Search) Detect(frame gocv.Mat) ([]Face, error) {
 	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
 		return nil, ErrBadFrame
 	}
-	return s.DetectWindows(frame, s.Windows(image.Pt(frame.Cols(), frame.Rows())))
+	size := image.Pt(frame.Cols(), frame.Rows())
+	windows := s.Windows(size)
+	if s.gate == nil || len(windows) == 0 {
+		return s.DetectWindows(frame, windows)
+	}
+	dirty := s.gate.dirty(frame, windows)
+	var todo []image.Rectangle
+	for i, d := range dirty {
+		if d {
+			todo = append(todo, windows[i])
+		}
+	}
+	per, err := s.scan(frame, todo)
+	if err != nil {
+		s.gate.reset() // nothing cached may outlive a failed scan
+		return nil, err
+	}
+	k := 0
+	for i, d := range dirty {
+		if d {
+			s.gate.store(i, per[k])
+			k++
+		}
+	}
+	s.gate.commit()
+	return s.merge(s.gate.all(), size), nil
 }
 
 // DetectWindows runs the window model on the given square windows of frame
-// (e.g. around known tracks) and merges the results into faces.
+// (no gate) and merges the results into faces.
 func (s *Search) DetectWindows(frame gocv.Mat, windows []image.Rectangle) ([]Face, error) {
 	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
 		return nil, ErrBadFrame
 	}
-	bounds := image.Rect(0, 0, frame.Cols(), frame.Rows())
+	per, err := s.scan(frame, windows)
+	if err != nil {
+		return nil, err
+	}
 	var all []Candidate
-	for _, w := range windows {
-		c, err := s.runWindow(frame, bounds, w)
-		if err != nil {
-			return nil, fmt.Errorf("window %v: %w", w, err)
-		}
+	for _, c := range per {
 		all = append(all, c...)
 	}
+	return s.merge(all, image.Pt(frame.Cols(), frame.Rows())), nil
+}
+
+// scan runs windows in parallel over the window models and returns each
+// window's candidates in frame pixels, in the order given.
+func (s *Search) scan(frame gocv.Mat, windows []image.Rectangle) ([][]Candidate, error) {
+	s.scanned = len(windows)
+	per := make([][]Candidate, len(windows))
+	errs := make([]error, len(s.wins))
+	bounds := image.Rect(0, 0, frame.Cols(), frame.Rows())
+	var wg sync.WaitGroup
+	for k := range s.wins {
+		wg.Add(1)
+		go func(k int) {
+			defer wg.Done()
+			for i := k; i < len(windows); i += len(s.wins) {
+				c, err := s.runWindow(k, frame, bounds, windows[i])
+				if err != nil {
+					errs[k] = fmt.Errorf("window %v: %w", windows[i], err)
+					return
+				}
+				per[i] = c
+			}
+		}(k)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return per, nil
+}
+
+// merge blends candidates by weighted NMS and keeps plausible face boxes.
+func (s *Search) merge(all []Candidate, size image.Point) []Face {
+	bounds := image.Rectangle{Max: size}
 	merged := WeightedNMS(all, s.opts.NMSIoU)
 	faces := make([]Face, 0, len(merged))
 	for _, c := range merged {
@@ -168,19 +269,25 @@ func (s *Search) DetectWindows(frame gocv.Mat, windows []image.Rectangle) ([]Fac
 		}
 		faces = append(faces, Face{Box: b, Score: c.Score})
 	}
-	return faces, nil
+	return faces
 }
 
 var errWindow = errors.New("window outside frame")
 
-// runWindow resamples window w of frame into the model's input and maps the
+// runWindow resamples window w of frame into model k's input and maps the
 // candidates back to frame pixels. Parts of w outside the frame are black.
-func (s *Search) runWindow(frame gocv.Mat, bounds, w image.Rectangle) ([]Candidate, error) {
+func (s *Search) runWindow(k int, frame gocv.Mat, bounds, w image.Rectangle) (cands []Candidate, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("window panicked: %v", r)
+		}
+	}()
 	in := w.Intersect(bounds)
 	if in.Empty() || w.Dx() <= 0 {
 		return nil, errWindow
 	}
-	size := s.win.InputSize()
+	size := s.wins[k].InputSize()
+	canvas := &s.canvases[k]
 	scale := float64(size) / float64(w.Dx())
 	dst := image.Rect(
 		int(math.Round(float64(in.Min.X-w.Min.X)*scale)), int(math.Round(float64(in.Min.Y-w.Min.Y)*scale)),
@@ -190,10 +297,10 @@ func (s *Search) runWindow(frame gocv.Mat, bounds, w image.Rectangle) ([]Candida
 		return nil, errWindow
 	}
 	if dst != image.Rect(0, 0, size, size) {
-		s.canvas.SetTo(gocv.NewScalar(0, 0, 0, 0))
+		canvas.SetTo(gocv.NewScalar(0, 0, 0, 0))
 	}
 	src := frame.Region(in)
-	part := s.canvas.Region(dst)
+	part := canvas.Region(dst)
 	interp := gocv.InterpolationArea
 	if scale > 1 {
 		interp = gocv.InterpolationLinear
@@ -201,7 +308,7 @@ func (s *Search) runWindow(frame gocv.Mat, bounds, w image.Rectangle) ([]Candida
 	gocv.Resize(src, &part, dst.Size(), 0, 0, interp)
 	part.Close()
 	src.Close()
-	cands, err := s.win.DetectWindow(s.canvas)
+	cands, err = s.wins[k].DetectWindow(*canvas)
 	if err != nil {
 		return nil, err
 	}

@@ -47,12 +47,12 @@ type NewDetector func() (detect.Detector, error)
 type Options struct {
 	Every    int           // detect on every Nth frame (and the last); 1 = every frame
 	Deadline time.Duration // a keyframe's detection must finish this long after it was read
-	Workers  int           // detector goroutines
+	Workers  int           // detector goroutines; use 1 for a stateful detector (a gated Search) so keyframes arrive in order
 	Track    track.Options
 }
 
 // DefaultOptions suit offline redaction on a 2-core box.
-var DefaultOptions = Options{Every: 2, Deadline: 2 * time.Second, Workers: 2, Track: track.DefaultOptions}
+var DefaultOptions = Options{Every: 2, Deadline: 2 * time.Second, Workers: 1, Track: track.DefaultOptions}
 
 // FrameRecord is what happened to one frame; Observer receives one per frame.
 type FrameRecord struct {

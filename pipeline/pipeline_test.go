@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"image"
 	"io"
-	"os"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/blur"
@@ -21,29 +19,7 @@ import (
 	"github.com/veil-edge/veil/track"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if n := gocv.MatProfile.Count(); n != 0 {
-			var b []byte
-			w := &sliceWriter{&b}
-			gocv.MatProfile.WriteTo(w, 1)
-			fmt.Fprintf(os.Stderr, "leaked %d Mats:\n%s\n", n, b)
-			code = 1
-		}
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-type sliceWriter struct{ b *[]byte }
-
-func (w *sliceWriter) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); return len(p), nil }
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // imageSource repeats one image n times, stamping the frame index into the
 // top-left pixel's blue channel so order can be checked.

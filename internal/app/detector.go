@@ -33,8 +33,9 @@ func DetectorFactory(c config.Detect, modelsDir string, log *slog.Logger) (pipel
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// Parallelism comes from one detector per worker (one per thread of
-	// the budget); OpenCV itself runs single-threaded inside each.
+	// Parallelism comes from one network per thread of the budget, each
+	// scanning its share of a frame's windows; OpenCV itself runs
+	// single-threaded inside each so they do not fight over cores.
 	cvthreads.Set(1)
 	switch c.Detector {
 	case "haar":
@@ -58,14 +59,24 @@ func DetectorFactory(c config.Detect, modelsDir string, log *slog.Logger) (pipel
 			MinRel:    blazeMinRel,
 			NMSIoU:    float32(c.NMSIoU),
 			MaxAspect: detect.DefaultSearchOptions.MaxAspect,
+			Gate:      detect.DefaultGateOptions,
 		}
+		threads := max(1, c.Threads)
 		log.Info("face detector ready", "detector", "blazeface", "model", BlazeFaceModel, "sha256", e.SHA256, "min_face", c.MinFace)
+		// One network per thread: a frame's windows run in parallel.
 		return func() (detect.Detector, error) {
-			bf, err := detect.NewBlazeFace(onnx, size, float32(c.ScoreThreshold))
-			if err != nil {
-				return nil, err
+			ws := make([]detect.Window, 0, threads)
+			for i := 0; i < threads; i++ {
+				bf, err := detect.NewBlazeFace(onnx, size, float32(c.ScoreThreshold))
+				if err != nil {
+					for _, w := range ws {
+						w.Close()
+					}
+					return nil, err
+				}
+				ws = append(ws, bf)
 			}
-			return detect.NewSearch(bf, opts)
+			return detect.NewSearch(ws, opts)
 		}, nil
 	default:
 		return nil, fmt.Errorf("detect.detector: %q is not supported; allowed blazeface, haar", c.Detector)

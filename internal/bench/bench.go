@@ -1,0 +1,283 @@
+// Package bench times veil's stages and the whole redaction on real video
+// at the sizes the product targets: decode only, each stage alone, then the
+// full pipeline, reporting ms/frame, fps and peak memory.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/veil-edge/veil/blur"
+	"github.com/veil-edge/veil/detect"
+	"github.com/veil-edge/veil/media"
+	"github.com/veil-edge/veil/pipeline"
+)
+
+// Options says what to measure.
+type Options struct {
+	Input    string        // source video (vtest.avi)
+	Sizes    []image.Point // frame sizes; the input is resized for others
+	Frames   int           // frames per measurement
+	Pipeline pipeline.Options
+	Detector pipeline.NewDetector
+	Redact   blur.Options
+	TempDir  string
+	Progress func(stage string)
+}
+
+// Result is one measurement.
+type Result struct {
+	Size       string  `json:"size"`
+	Stage      string  `json:"stage"`
+	Frames     int     `json:"frames"`
+	MSPerFrame float64 `json:"ms_per_frame"`
+	FPS        float64 `json:"fps"`
+	Note       string  `json:"note,omitempty"`
+}
+
+// Report is a whole bench run.
+type Report struct {
+	Every     int      `json:"every"`
+	Workers   int      `json:"workers"`
+	CPUs      int      `json:"cpus"`
+	Results   []Result `json:"results"`
+	PeakRSSMB float64  `json:"peak_rss_mb"`
+}
+
+// String renders the report as a table.
+func (r Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-9s  %-28s %7s %10s %9s\n", "size", "stage", "frames", "ms/frame", "fps")
+	for _, x := range r.Results {
+		fmt.Fprintf(&b, "%-9s  %-28s %7d %10.2f %9.1f  %s\n", x.Size, x.Stage, x.Frames, x.MSPerFrame, x.FPS, x.Note)
+	}
+	fmt.Fprintf(&b, "detect.every=%d workers=%d cpus=%d peak RSS %.0f MB\n", r.Every, r.Workers, r.CPUs, r.PeakRSSMB)
+	return b.String()
+}
+
+// Run measures every stage at every size.
+func Run(ctx context.Context, o Options) (Report, error) {
+	rep := Report{Every: o.Pipeline.Every, Workers: o.Pipeline.Workers, CPUs: numCPU()}
+	for _, size := range o.Sizes {
+		clip, err := prepare(o, size)
+		if err != nil {
+			return rep, err
+		}
+		res, err := measure(ctx, o, clip, size)
+		os.Remove(clip)
+		if err != nil {
+			return rep, err
+		}
+		rep.Results = append(rep.Results, res...)
+	}
+	rep.PeakRSSMB = peakRSSMB()
+	return rep, nil
+}
+
+// prepare writes the first Frames frames of the input at size as MJPEG, so
+// every size is decoded from a file of its own resolution.
+func prepare(o Options, size image.Point) (string, error) {
+	src, err := media.OpenFile(o.Input)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	path := filepath.Join(o.TempDir, fmt.Sprintf("bench-%dx%d.avi", size.X, size.Y))
+	w, err := gocv.VideoWriterFile(path, "MJPG", src.Info().FPS, size.X, size.Y, true)
+	if err != nil {
+		return "", fmt.Errorf("bench clip: %w", err)
+	}
+	defer w.Close()
+	m, r := gocv.NewMat(), gocv.NewMat()
+	defer m.Close()
+	defer r.Close()
+	for i := 0; i < o.Frames; i++ {
+		if err := src.Read(&m); err != nil {
+			break
+		}
+		if m.Cols() != size.X || m.Rows() != size.Y {
+			gocv.Resize(m, &r, size, 0, 0, gocv.InterpolationLinear)
+			_ = w.Write(r)
+		} else {
+			_ = w.Write(m)
+		}
+	}
+	return path, nil
+}
+
+type nullSink struct{ n int }
+
+func (s *nullSink) Write(*blur.Redacted) error { s.n++; return nil }
+
+func result(size image.Point, stage string, n int, d time.Duration, note string) Result {
+	r := Result{Size: fmt.Sprintf("%dx%d", size.X, size.Y), Stage: stage, Frames: n, Note: note}
+	if n > 0 && d > 0 {
+		r.MSPerFrame = d.Seconds() * 1000 / float64(n)
+		r.FPS = float64(n) / d.Seconds()
+	}
+	return r
+}
+
+func measure(ctx context.Context, o Options, clip string, size image.Point) ([]Result, error) {
+	var out []Result
+	step := func(s string) {
+		if o.Progress != nil {
+			o.Progress(fmt.Sprintf("%dx%d %s", size.X, size.Y, s))
+		}
+	}
+
+	// 1. Decode only; keep the frames for the stage measurements.
+	step("decode")
+	src, err := media.OpenFile(clip)
+	if err != nil {
+		return nil, err
+	}
+	var frames []gocv.Mat
+	defer func() {
+		for _, f := range frames {
+			f.Close()
+		}
+	}()
+	t0 := time.Now()
+	for {
+		m := gocv.NewMat()
+		if err := src.Read(&m); err != nil {
+			m.Close()
+			if err != io.EOF {
+				return nil, err
+			}
+			break
+		}
+		frames = append(frames, m)
+	}
+	out = append(out, result(size, "decode", len(frames), time.Since(t0), ""))
+	src.Close()
+
+	// 2. Detection: one full search per frame on one core.
+	step("detect")
+	var boxes [][]image.Rectangle
+	if o.Detector != nil {
+		det, err := o.Detector()
+		if err != nil {
+			return nil, err
+		}
+		n := min(len(frames), 60)
+		t0 = time.Now()
+		for _, f := range frames[:n] {
+			faces, err := det.Detect(f)
+			if err != nil {
+				det.Close()
+				return nil, err
+			}
+			boxes = append(boxes, faceBoxes(faces))
+		}
+		d := time.Since(t0)
+		note := ""
+		if s, ok := det.(*detect.Search); ok {
+			note = fmt.Sprintf("%d windows/frame", len(s.Windows(size)))
+		}
+		det.Close()
+		out = append(out, result(size, "detect (full search, 1 core)", n, d, note))
+	}
+
+	// 3. Redaction of the detected faces.
+	step("redact")
+	red, err := blur.NewRedactor(o.Redact)
+	if err != nil {
+		return nil, err
+	}
+	defer red.Close()
+	t0 = time.Now()
+	var redactTime time.Duration
+	for i, f := range frames {
+		c := f.Clone()
+		var plan blur.Plan
+		if len(boxes) > 0 {
+			plan = blur.FacesPlan(boxes[i%len(boxes)])
+		}
+		t1 := time.Now()
+		r, err := red.Redact(c, plan)
+		redactTime += time.Since(t1)
+		if err != nil {
+			return nil, err
+		}
+		r.Close()
+	}
+	out = append(out, result(size, "redact", len(frames), redactTime, ""))
+
+	// 4. Encode (MPEG-4 part 2, as veil redact writes .mp4).
+	step("encode")
+	encPath := filepath.Join(o.TempDir, "bench-encode.mp4")
+	w, err := gocv.VideoWriterFile(encPath, "mp4v", 25, size.X, size.Y, true)
+	if err != nil {
+		return nil, err
+	}
+	t0 = time.Now()
+	for _, f := range frames {
+		_ = w.Write(f)
+	}
+	w.Close()
+	out = append(out, result(size, "encode mp4v", len(frames), time.Since(t0), ""))
+	os.Remove(encPath)
+
+	// 5. The whole redaction: decode, detect on keyframes, track, redact.
+	for _, withEncode := range []bool{false, true} {
+		name := "whole pipeline (no encode)"
+		if withEncode {
+			name = "whole pipeline + encode"
+		}
+		step(name)
+		src, err := media.OpenFile(clip)
+		if err != nil {
+			return nil, err
+		}
+		var sink pipeline.Sink = &nullSink{}
+		var fs *media.FileSink
+		if withEncode {
+			fs, err = media.CreateFile(filepath.Join(o.TempDir, "bench-out.mp4"), "mp4v", src.Info().FPS, size)
+			if err != nil {
+				src.Close()
+				return nil, err
+			}
+			sink = fs
+		}
+		p := &pipeline.Pipeline{Source: src, Detector: o.Detector, Redactor: red, Sink: sink, Options: o.Pipeline}
+		st, err := p.Run(ctx)
+		src.Close()
+		if fs != nil {
+			fs.Abort()
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, result(size, name, st.Frames, st.Elapsed,
+			fmt.Sprintf("every=%d, %d whole-redacted", o.Pipeline.Every, st.Whole)))
+	}
+	return out, nil
+}
+
+func faceBoxes(fs []detect.Face) []image.Rectangle {
+	out := make([]image.Rectangle, len(fs))
+	for i, f := range fs {
+		out[i] = f.Box
+	}
+	return out
+}
+
+// peakRSSMB is the process's peak resident set size.
+func peakRSSMB() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Maxrss) / 1024
+}

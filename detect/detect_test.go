@@ -49,7 +49,7 @@ func near(a, b detect.Rect) bool {
 // inside some window at a level where it is at least MinRel of the window.
 func TestSearchWindowsCoverFrame(t *testing.T) {
 	for _, size := range []image.Point{{768, 576}, {1280, 720}, {640, 480}, {320, 240}} {
-		o := detect.SearchOptions{MinFace: 16, MinRel: 0.0625, NMSIoU: 0.3}
+		o := detect.SearchOptions{MinFace: 16, MinRel: 0.0625, MaxRel: 0.3, NMSIoU: 0.3}
 		s, err := detect.NewSearch([]detect.Window{stubWindow{256}}, o)
 		if err != nil {
 			t.Fatal(err)
@@ -60,7 +60,7 @@ func TestSearchWindowsCoverFrame(t *testing.T) {
 			for y := 0; y+fw <= size.Y; y += 7 {
 				for x := 0; x+fw <= size.X; x += 7 {
 					face := image.Rect(x, y, x+fw, y+fw)
-					if !covered(face, wins, o.MinRel) {
+					if !covered(face, wins, o.MinRel, o.MaxRel) {
 						t.Fatalf("%v: face %v (width %d) not inside any window big enough; %d windows", size, face, fw, len(wins))
 					}
 				}
@@ -70,9 +70,13 @@ func TestSearchWindowsCoverFrame(t *testing.T) {
 	}
 }
 
-func covered(face image.Rectangle, wins []image.Rectangle, minRel float64) bool {
+func covered(face image.Rectangle, wins []image.Rectangle, minRel, maxRel float64) bool {
+	top := 0 // the whole-frame window finds faces of any larger size
 	for _, w := range wins {
-		if face.In(w) && float64(face.Dx()) >= minRel*float64(w.Dx())*0.99 && float64(face.Dx()) <= 0.6*float64(w.Dx()) {
+		top = max(top, w.Dx())
+	}
+	for _, w := range wins {
+		if face.In(w) && float64(face.Dx()) >= minRel*float64(w.Dx())*0.99 && (float64(face.Dx()) <= maxRel*float64(w.Dx()) || w.Dx() == top) {
 			return true
 		}
 	}
@@ -146,7 +150,7 @@ func TestBlazeFaceSearchSizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := detect.NewSearch([]detect.Window{bf}, detect.SearchOptions{MinFace: 16, MinRel: 0.0625, NMSIoU: 0.3, MaxAspect: 2.5})
+	s, err := detect.NewSearch([]detect.Window{bf}, detect.SearchOptions{MinFace: 16, MinRel: 0.0625, MaxRel: 0.3, NMSIoU: 0.3, MaxAspect: 2.5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +242,7 @@ func TestGateSkipsStaticWindowsButSeesNewFaces(t *testing.T) {
 		ws = append(ws, bf)
 	}
 	gate := detect.GateOptions{Scale: 0.25, Threshold: 10, MinPixels: 2, MaxAge: 3}
-	s, err := detect.NewSearch(ws, detect.SearchOptions{MinFace: 16, MinRel: 0.0625, NMSIoU: 0.3, MaxAspect: 2.5, Gate: gate})
+	s, err := detect.NewSearch(ws, detect.SearchOptions{MinFace: 16, MinRel: 0.0625, MaxRel: 0.3, NMSIoU: 0.3, MaxAspect: 2.5, Gate: gate})
 	if err != nil {
 		t.Fatal(err)
 	}

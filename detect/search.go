@@ -25,6 +25,9 @@ type SearchOptions struct {
 	// MinRel is the smallest face the window model finds reliably, as a
 	// fraction of its window side. It sets how finely the frame is tiled.
 	MinRel float64
+	// MaxRel is the largest face the model finds reliably, as a fraction of
+	// its window side. It sets how far apart pyramid levels may be.
+	MaxRel float64
 	// NMSIoU merges candidates overlapping more than this.
 	NMSIoU float32
 	// MaxAspect rejects boxes whose width/height ratio is outside
@@ -35,7 +38,7 @@ type SearchOptions struct {
 }
 
 // DefaultSearchOptions suit BlazeFace back-256 on CCTV-like frames.
-var DefaultSearchOptions = SearchOptions{MinFace: 16, MinRel: 0.0625, NMSIoU: 0.3, MaxAspect: 2.5, Gate: DefaultGateOptions}
+var DefaultSearchOptions = SearchOptions{MinFace: 16, MinRel: 0.0625, MaxRel: 0.3, NMSIoU: 0.3, MaxAspect: 2.5, Gate: DefaultGateOptions}
 
 // Search detects faces in whole frames by running Window models over a
 // pyramid of square tiles: one window covering the whole frame, then finer
@@ -121,22 +124,32 @@ func (s *Search) Windows(size image.Point) []image.Rectangle {
 	return s.plan.windows
 }
 
-// planWindows lays out the tile pyramid for a frame size.
+// planWindows lays out the tile pyramid for a frame size. Level i with tile
+// side t finds faces from MinRel*t to MaxRel*t. The next level's tile is as
+// large as it can be while still reaching the faces this level is too coarse
+// for (with 20 % to spare), and never smaller than the tile at which MinFace
+// is MinRel of it. Tiles overlap by the largest face their level is
+// responsible for (the smallest face of the level above), with 25 % margin.
 func planWindows(size image.Point, o SearchOptions) []image.Rectangle {
 	side := float64(max(size.X, size.Y))
-	smallest := float64(o.MinFace) / o.MinRel // finest tile side that still finds MinFace
+	smallest := float64(o.MinFace) / o.MinRel
+	maxRel := o.MaxRel
+	if maxRel <= o.MinRel*1.5 {
+		maxRel = o.MinRel * 2
+	}
 	var out []image.Rectangle
-	for t := side; ; t /= 2 {
-		if t < smallest*1.05 {
+	largest := side // largest face this level must find
+	for t := side; ; {
+		if t < smallest {
 			t = smallest
 		}
-		// Faces bigger than twice this level's minimum are found one level up,
-		// so tiles overlap by the largest face this level handles, plus margin.
-		overlap := 2.5 * o.MinRel * t
+		overlap := min(largest*1.25, maxRel*t)
 		out = append(out, tile(size, int(math.Round(t)), int(math.Ceil(overlap)))...)
 		if t <= smallest {
 			break
 		}
+		largest = o.MinRel * t
+		t = largest * 1.2 / maxRel
 	}
 	return out
 }

@@ -24,6 +24,10 @@ const (
 // fraction of its window side: measured at 16 px in a 256 px window.
 const blazeMinRel = 0.0625
 
+// blazeMaxRel is the largest face it finds reliably relative to its window
+// (it finds 96 px in 256; 0.3 leaves margin).
+const blazeMaxRel = 0.3
+
 // DetectorFactory loads and verifies the configured model once and returns a
 // constructor that makes one detector per pipeline worker. A model that is
 // missing or fails its hash check is never loaded: the error is returned and
@@ -57,6 +61,7 @@ func DetectorFactory(c config.Detect, modelsDir string, log *slog.Logger) (pipel
 		opts := detect.SearchOptions{
 			MinFace:   c.MinFace,
 			MinRel:    blazeMinRel,
+			MaxRel:    blazeMaxRel,
 			NMSIoU:    float32(c.NMSIoU),
 			MaxAspect: detect.DefaultSearchOptions.MaxAspect,
 			Gate:      detect.DefaultGateOptions,

@@ -89,7 +89,7 @@ func (s stubWindow) InputSize() int                                    { return 
 func (s stubWindow) DetectWindow(gocv.Mat) ([]detect.Candidate, error) { return nil, nil }
 func (s stubWindow) Close() error                                      { return nil }
 
-func loadModel(t *testing.T, name string) []byte {
+func loadModel(t testing.TB, name string) []byte {
 	t.Helper()
 	b, _, err := models.Load(testenv.ModelsDir(), name)
 	if err != nil {
@@ -121,7 +121,7 @@ func paste(t *testing.T, bg gocv.Mat, fw, x, y int) image.Rectangle {
 	return image.Rect(x+ox, y+oy, x+ox+fw, y+oy+int(float64(face.Dy())*sc))
 }
 
-func background(t *testing.T, w, h int) gocv.Mat {
+func background(t testing.TB, w, h int) gocv.Mat {
 	t.Helper()
 	p := "/usr/share/doc/opencv-doc/examples/data/fruits.jpg"
 	testenv.Need(t, p)

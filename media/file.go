@@ -158,6 +158,11 @@ func (s *FileSink) Commit() error {
 		os.Remove(s.tmp)
 		return fmt.Errorf("output %s: finishing: %w", s.final, err)
 	}
+	// CreateTemp made the file 0600; a finished video is an ordinary file.
+	if err := os.Chmod(s.tmp, 0o644); err != nil {
+		os.Remove(s.tmp)
+		return fmt.Errorf("output %s: %w", s.final, err)
+	}
 	if err := os.Rename(s.tmp, s.final); err != nil {
 		os.Remove(s.tmp)
 		return fmt.Errorf("output %s: %w", s.final, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -42,6 +43,12 @@ type assembler struct {
 	started  bool
 	// emittedKey is the index of the last keyframe written, -1 before any.
 	emittedKey int
+	// decidedUpTo is shared with workers so they skip keyframes that were
+	// decided (late) before their detection started.
+	decidedUpTo *atomic.Int64
+	// headKey is the oldest undecided keyframe and headAt when it became so.
+	headKey int
+	headAt  time.Time
 
 	stats      Stats
 	maxTrackID uint64
@@ -93,7 +100,12 @@ func (a *assembler) run(ctx context.Context, frames <-chan frameItem, results <-
 		var timeout <-chan time.Time
 		var timer *time.Timer
 		if k >= 0 {
-			d := time.Until(a.queue[k].at.Add(a.o.Deadline))
+			if a.queue[k].idx != a.headKey {
+				// The keyframe is now the oldest undecided one: its
+				// detection has Deadline from here.
+				a.headKey, a.headAt = a.queue[k].idx, time.Now()
+			}
+			d := time.Until(a.headAt.Add(a.o.Deadline))
 			if d <= 0 {
 				a.decide(a.queue[k].idx, result{err: errDeadline})
 				continue
@@ -152,7 +164,7 @@ func (a *assembler) submit(it frameItem) {
 		a.decide(it.idx, result{err: fmt.Errorf("no face detector loaded")})
 		return
 	}
-	a.toSubmit = append(a.toSubmit, job{idx: it.idx, mat: it.mat.Clone(), deadline: it.at.Add(a.o.Deadline)})
+	a.toSubmit = append(a.toSubmit, job{idx: it.idx, mat: it.mat.Clone()})
 }
 
 // decide records a keyframe's outcome once; later results for it are ignored.
@@ -167,6 +179,9 @@ func (a *assembler) decide(idx int, r result) {
 		a.log.Warn("keyframe not detected; redacting its frames whole", "frame", idx, "err", r.err)
 	}
 	a.keyState[idx] = st
+	if a.decidedUpTo != nil && int64(idx) > a.decidedUpTo.Load() && idx == a.headKey {
+		a.decidedUpTo.Store(int64(idx))
+	}
 }
 
 func reasonFor(err error) string {

@@ -7,6 +7,7 @@ import (
 	"image"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -46,7 +47,7 @@ type NewDetector func() (detect.Detector, error)
 // Options tunes scheduling.
 type Options struct {
 	Every    int           // detect on every Nth frame (and the last); 1 = every frame
-	Deadline time.Duration // a keyframe's detection must finish this long after it was read
+	Deadline time.Duration // a keyframe's detection must finish this long after all earlier frames were written
 	Workers  int           // detector goroutines; use 1 for a stateful detector (a gated Search) so keyframes arrive in order
 	Track    track.Options
 }
@@ -107,13 +108,11 @@ type frameItem struct {
 	t   time.Duration
 	mat gocv.Mat // raw; owned by whoever holds the item
 	key bool
-	at  time.Time // when it was read; the keyframe deadline counts from here
 }
 
 type job struct {
-	idx      int
-	mat      gocv.Mat // a copy owned by the worker
-	deadline time.Time
+	idx int
+	mat gocv.Mat // a copy owned by the worker
 }
 
 type result struct {
@@ -157,8 +156,10 @@ func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
 	if p.Detector != nil {
 		nWorkers = o.Workers
 	}
+	decided := new(atomic.Int64)
+	decided.Store(-1)
 	for w := 0; w < nWorkers; w++ {
-		go p.worker(ctx, w, jobs, results, workersDone, log)
+		go p.worker(ctx, w, jobs, results, workersDone, decided, log)
 	}
 
 	frames := make(chan frameItem, o.Every+o.Workers+2)
@@ -168,7 +169,7 @@ func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
 	a := assembler{
 		p: p, o: o, log: log, tracker: track.New(o.Track), fps: fps,
 		pending: map[int]result{}, keyState: map[int]keyState{},
-		hasDetector: p.Detector != nil, jobs: jobs, emittedKey: -1,
+		hasDetector: p.Detector != nil, jobs: jobs, emittedKey: -1, headKey: -1, decidedUpTo: decided,
 	}
 	err := a.run(ctx, frames, results)
 	cancel()
@@ -211,7 +212,7 @@ func (p *Pipeline) read(ctx context.Context, fps float64, o Options, frames chan
 			readErr <- fmt.Errorf("frame %d: source returned an empty frame", i)
 			return
 		}
-		it := frameItem{idx: i, t: time.Duration(float64(i) / fps * float64(time.Second)), mat: m, key: i%o.Every == 0, at: time.Now()}
+		it := frameItem{idx: i, t: time.Duration(float64(i) / fps * float64(time.Second)), mat: m, key: i%o.Every == 0}
 		select {
 		case frames <- it:
 		case <-ctx.Done():
@@ -223,7 +224,7 @@ func (p *Pipeline) read(ctx context.Context, fps float64, o Options, frames chan
 }
 
 // worker runs detection jobs until jobs is closed.
-func (p *Pipeline) worker(ctx context.Context, id int, jobs <-chan job, results chan<- result, done chan<- struct{}, log *slog.Logger) {
+func (p *Pipeline) worker(ctx context.Context, id int, jobs <-chan job, results chan<- result, done chan<- struct{}, decided *atomic.Int64, log *slog.Logger) {
 	defer func() { done <- struct{}{} }()
 	det, err := p.Detector()
 	if err != nil {
@@ -238,8 +239,8 @@ func (p *Pipeline) worker(ctx context.Context, id int, jobs <-chan job, results 
 		switch {
 		case det == nil:
 			r.err = fmt.Errorf("no detector: %w", err)
-		case time.Now().After(j.deadline):
-			r.err = errDeadline
+		case int64(j.idx) <= decided.Load():
+			r.err = errDeadline // decided late already; don't spend time on it
 		default:
 			r.faces, r.err = safeDetect(det, j.mat)
 		}

@@ -1,10 +1,17 @@
 // Package config defines veil's one typed configuration, its defaults, loading
 // through viper (YAML file, VEIL_* environment, flags) and validation that
 // names the key, the bad value and what is allowed.
+//
+// Values are taken, in rising order of precedence, from Default, the YAML file,
+// VEIL_* environment variables and command-line flags that were set. Every key
+// can come from any of these; docs/veil.example.yaml lists them all.
 package config
 
 import (
+	"fmt"
 	"time"
+
+	"github.com/veil-edge/veil/blur"
 )
 
 // Config is the whole of veil's configuration. Keys are the mapstructure tags,
@@ -28,6 +35,10 @@ type Log struct {
 
 // Models says where verified model files live.
 type Models struct {
+	// Dir is the directory `veil models fetch` fills. A relative path written
+	// in a config file is resolved against that file's directory; a relative
+	// path from the default, VEIL_MODELS_DIR or a flag is relative to the
+	// working directory. Must not be empty.
 	Dir string `mapstructure:"dir"`
 }
 
@@ -63,4 +74,36 @@ type Redact struct {
 // Output configures written video files.
 type Output struct {
 	Codec string `mapstructure:"codec"` // auto | mjpg | mp4v | xvid
+}
+
+// Default is the configuration used for every key that no file, environment
+// variable or flag sets. It passes Validate. Load never modifies it.
+var Default = Config{
+	Log:    Log{Level: "info", Format: "text"},
+	Models: Models{Dir: "models/files"},
+	Detect: Detect{
+		Detector:       "blazeface",
+		ScoreThreshold: 0.5,
+		NMSIoU:         0.3,
+		MinFace:        16,
+		Every:          1,
+		Deadline:       2 * time.Second,
+		Threads:        2,
+	},
+	Track:  Track{Hold: time.Second, Growth: 0.5, MatchIoU: 0.2},
+	Redact: RedactFrom(blur.DefaultOptions),
+	Output: Output{Codec: "auto"},
+}
+
+// RedactFrom returns the config form of blur options: the inverse of
+// Redact.BlurOptions.
+func RedactFrom(o blur.Options) Redact {
+	return Redact{
+		Style:        string(o.Style),
+		Shape:        string(o.Shape),
+		Padding:      o.Padding,
+		SigmaDivisor: o.SigmaDivisor,
+		MosaicBlocks: o.MosaicBlocks,
+		FillColor:    fmt.Sprintf("#%02x%02x%02x", o.FillColor.R, o.FillColor.G, o.FillColor.B),
+	}
 }

@@ -16,33 +16,35 @@ import (
 )
 
 type keyState struct {
-	decided bool
-	ok      bool
-	reason  string
-	faces   []detect.Face
-	took    time.Duration
+	ok     bool
+	reason string
+	faces  []detect.Face
+	took   time.Duration
 }
 
-// assembler keeps frames in order until their keyframes are decided, then
-// plans, redacts and writes them. It runs on the Run goroutine.
+// assembler keeps frames in order until the keyframes around and ahead of
+// them are decided, then plans, redacts and writes them. It runs on the Run
+// goroutine.
 type assembler struct {
 	p           *Pipeline
 	o           Options
 	log         *slog.Logger
 	tracker     *track.Tracker
-	fps         float64
 	hasDetector bool
 	jobs        chan<- job
 
 	queue    []frameItem // frames read, not yet written; raw Mats owned here
 	toSubmit []job       // keyframe jobs not yet accepted by a worker
-	pending  map[int]result
 	keyState map[int]keyState
 	eof      bool
-	prevOK   bool // the previous keyframe was detected on time
-	started  bool
-	// emittedKey is the index of the last keyframe written, -1 before any.
-	emittedKey int
+
+	// applied is the index of the last keyframe fed to the tracker; every
+	// keyframe before it was decided and applied in order. -1 before any.
+	applied int
+	// prevOK and prevReason describe the last keyframe written.
+	prevOK     bool
+	prevReason string
+
 	// decidedUpTo is shared with workers so they skip keyframes that were
 	// decided (late) before their detection started.
 	decidedUpTo *atomic.Int64
@@ -65,13 +67,17 @@ func (a *assembler) run(ctx context.Context, frames <-chan frameItem, results <-
 		}
 		a.toSubmit = nil
 	}()
-	maxQueue := a.o.Every*(a.o.Workers+1) + 2
+	a.prevReason = "warming up"
+	maxQueue := a.o.Lookahead + a.o.Every*(a.o.Workers+1) + 2
 	for {
-		k := a.nextKey()
-		if k < 0 && a.eof {
-			if len(a.queue) == 0 {
-				return nil
-			}
+		a.applyDecided()
+		if err := a.emitReady(); err != nil {
+			return err
+		}
+		if a.eof && len(a.queue) == 0 {
+			return nil
+		}
+		if a.eof && !a.queue[len(a.queue)-1].key {
 			// The stream ended between keyframes: the last frame becomes one,
 			// so the trailing frames are covered looking forward too.
 			last := &a.queue[len(a.queue)-1]
@@ -79,15 +85,7 @@ func (a *assembler) run(ctx context.Context, frames <-chan frameItem, results <-
 			a.submit(*last)
 			continue
 		}
-		if k >= 0 {
-			if st := a.keyState[a.queue[k].idx]; st.decided {
-				if err := a.emitThrough(k, st); err != nil {
-					return err
-				}
-				continue
-			}
-		}
-		// Wait for something to happen: a frame, a result, a deadline.
+		head := a.headUndecided()
 		var in <-chan frameItem
 		if !a.eof && len(a.queue) < maxQueue {
 			in = frames
@@ -99,21 +97,21 @@ func (a *assembler) run(ctx context.Context, frames <-chan frameItem, results <-
 		}
 		var timeout <-chan time.Time
 		var timer *time.Timer
-		if k >= 0 {
-			if a.queue[k].idx != a.headKey {
+		if head >= 0 {
+			if head != a.headKey {
 				// The keyframe is now the oldest undecided one: its
 				// detection has Deadline from here.
-				a.headKey, a.headAt = a.queue[k].idx, time.Now()
+				a.headKey, a.headAt = head, time.Now()
 			}
 			d := time.Until(a.headAt.Add(a.o.Deadline))
 			if d <= 0 {
-				a.decide(a.queue[k].idx, result{err: errDeadline})
+				a.decide(head, result{err: errDeadline})
 				continue
 			}
 			timer = time.NewTimer(d)
 			timeout = timer.C
 		}
-		err := a.wait(ctx, in, out, next, results, timeout, k)
+		err := a.wait(ctx, in, out, next, results, timeout, head)
 		if timer != nil {
 			timer.Stop()
 		}
@@ -124,7 +122,7 @@ func (a *assembler) run(ctx context.Context, frames <-chan frameItem, results <-
 }
 
 // wait handles one event: a frame read, a job accepted, a result, a deadline.
-func (a *assembler) wait(ctx context.Context, in <-chan frameItem, out chan<- job, next job, results <-chan result, timeout <-chan time.Time, k int) error {
+func (a *assembler) wait(ctx context.Context, in <-chan frameItem, out chan<- job, next job, results <-chan result, timeout <-chan time.Time, head int) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -142,19 +140,99 @@ func (a *assembler) wait(ctx context.Context, in <-chan frameItem, out chan<- jo
 	case r := <-results:
 		a.decide(r.idx, r)
 	case <-timeout:
-		a.decide(a.queue[k].idx, result{err: errDeadline})
+		a.decide(head, result{err: errDeadline})
 	}
 	return nil
 }
 
-// nextKey is the queue index of the first keyframe, or -1.
-func (a *assembler) nextKey() int {
-	for i, it := range a.queue {
-		if it.key {
-			return i
+// headUndecided is the index of the oldest queued keyframe not yet decided,
+// or -1.
+func (a *assembler) headUndecided() int {
+	for _, it := range a.queue {
+		if it.key && it.idx > a.applied {
+			if _, ok := a.keyState[it.idx]; !ok {
+				return it.idx
+			}
 		}
 	}
 	return -1
+}
+
+// applyDecided feeds decided keyframes to the tracker, in order.
+func (a *assembler) applyDecided() {
+	for _, it := range a.queue {
+		if !it.key || it.idx <= a.applied {
+			continue
+		}
+		st, ok := a.keyState[it.idx]
+		if !ok {
+			return
+		}
+		if st.ok {
+			boxes := make([]image.Rectangle, len(st.faces))
+			for i, f := range st.faces {
+				boxes[i] = f.Box
+			}
+			a.tracker.Update(it.t, boxes)
+			a.stats.Detections += len(boxes)
+			for _, tr := range a.tracker.Tracks() {
+				a.maxTrackID = max(a.maxTrackID, tr.ID)
+			}
+		}
+		a.applied = it.idx
+	}
+}
+
+// emitReady writes the frames at the head of the queue whose next keyframe
+// has been applied and whose look-ahead is complete.
+func (a *assembler) emitReady() error {
+	for len(a.queue) > 0 {
+		it := a.queue[0]
+		next := -1 // the first keyframe at or after it
+		for _, q := range a.queue {
+			if q.key {
+				next = q.idx
+				break
+			}
+		}
+		if next < 0 || next > a.applied {
+			return nil
+		}
+		if !a.eof && a.applied < it.idx+a.o.Lookahead {
+			return nil // wait until the keyframes ahead of it are known
+		}
+		if a.eof && a.headUndecided() >= 0 {
+			return nil
+		}
+		st := a.keyState[next]
+		var plan blur.Plan // zero: faces unknown, whole frame
+		switch {
+		case !st.ok:
+			plan = blur.WholePlan(st.reason)
+		case !it.key && !a.prevOK:
+			plan = blur.WholePlan(a.prevReason)
+		default:
+			plan = blur.FacesPlan(a.tracker.Cover(it.t))
+		}
+		rec := FrameRecord{Index: it.idx, Time: it.t, Keyframe: it.key}
+		if it.key && st.ok {
+			for _, f := range st.faces {
+				rec.Faces = append(rec.Faces, f.Box)
+			}
+			rec.DetectMS = float64(st.took.Microseconds()) / 1000
+		}
+		a.queue = a.queue[1:]
+		if it.key {
+			a.stats.Keyframes++
+			a.prevOK = st.ok
+			a.prevReason = "previous keyframe not detected"
+			delete(a.keyState, it.idx)
+		}
+		if err := a.write(it.mat, plan, &rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // submit queues a detection job on a copy of the keyframe. Without a
@@ -169,17 +247,17 @@ func (a *assembler) submit(it frameItem) {
 
 // decide records a keyframe's outcome once; later results for it are ignored.
 func (a *assembler) decide(idx int, r result) {
-	if _, done := a.keyState[idx]; done || idx <= a.emittedKey {
+	if _, done := a.keyState[idx]; done || idx <= a.applied {
 		return // decided already; a late result changes nothing
 	}
-	st := keyState{decided: true, ok: r.err == nil, faces: r.faces, took: r.took}
+	st := keyState{ok: r.err == nil, faces: r.faces, took: r.took}
 	if r.err != nil {
 		st.reason = reasonFor(r.err)
 		a.stats.DetectFails++
 		a.log.Warn("keyframe not detected; redacting its frames whole", "frame", idx, "err", r.err)
 	}
 	a.keyState[idx] = st
-	if a.decidedUpTo != nil && int64(idx) > a.decidedUpTo.Load() && idx == a.headKey {
+	if idx == a.headKey && int64(idx) > a.decidedUpTo.Load() {
 		a.decidedUpTo.Store(int64(idx))
 	}
 }
@@ -189,64 +267,6 @@ func reasonFor(err error) string {
 		return "detection late"
 	}
 	return "detector error"
-}
-
-// emitThrough writes the frames up to and including the keyframe at queue
-// index k, whose outcome is st.
-func (a *assembler) emitThrough(k int, st keyState) error {
-	key := a.queue[k]
-	a.stats.Keyframes++
-	if st.ok {
-		boxes := make([]image.Rectangle, len(st.faces))
-		for i, f := range st.faces {
-			boxes[i] = f.Box
-		}
-		a.tracker.Update(key.t, boxes)
-		a.stats.Detections += len(boxes)
-		for _, tr := range a.tracker.Tracks() {
-			a.maxTrackID = max(a.maxTrackID, tr.ID)
-		}
-	}
-	for i := 0; i <= k; i++ {
-		it := a.queue[i]
-		a.queue[i] = frameItem{}
-		var plan blur.Plan // zero: faces unknown, whole frame
-		switch {
-		case !st.ok:
-			plan = blur.WholePlan(st.reason)
-		case i < k && !a.prevOK:
-			plan = blur.WholePlan(a.prevReason())
-		default:
-			plan = blur.FacesPlan(a.tracker.Cover(it.t))
-		}
-		rec := FrameRecord{Index: it.idx, Time: it.t, Keyframe: i == k}
-		if i == k && st.ok {
-			for _, f := range st.faces {
-				rec.Faces = append(rec.Faces, f.Box)
-			}
-			rec.DetectMS = float64(st.took.Microseconds()) / 1000
-		}
-		if err := a.write(it.mat, plan, &rec); err != nil {
-			for j := i + 1; j <= k; j++ {
-				a.queue[j].mat.Close()
-			}
-			a.queue = a.queue[k+1:]
-			return err
-		}
-	}
-	a.queue = a.queue[k+1:]
-	a.prevOK = st.ok
-	a.started = true
-	delete(a.keyState, key.idx)
-	a.emittedKey = key.idx
-	return nil
-}
-
-func (a *assembler) prevReason() string {
-	if !a.started {
-		return "warming up"
-	}
-	return "previous keyframe not detected"
 }
 
 // write redacts one raw frame (taking ownership) and hands it to the sink.

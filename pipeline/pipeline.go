@@ -49,11 +49,15 @@ type Options struct {
 	Every    int           // detect on every Nth frame (and the last); 1 = every frame
 	Deadline time.Duration // a keyframe's detection must finish this long after all earlier frames were written
 	Workers  int           // detector goroutines; use 1 for a stateful detector (a gated Search) so keyframes arrive in order
-	Track    track.Options
+	// Lookahead holds each frame until the keyframes up to this many frames
+	// after it are detected, so a face is covered on the frames before it
+	// was first found (entering the picture, turning towards the camera).
+	Lookahead int
+	Track     track.Options
 }
 
 // DefaultOptions suit offline redaction on a 2-core box.
-var DefaultOptions = Options{Every: 2, Deadline: 2 * time.Second, Workers: 1, Track: track.DefaultOptions}
+var DefaultOptions = Options{Every: 2, Deadline: 2 * time.Second, Workers: 1, Lookahead: 12, Track: track.DefaultOptions}
 
 // FrameRecord is what happened to one frame; Observer receives one per frame.
 type FrameRecord struct {
@@ -166,10 +170,12 @@ func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
 	readErr := make(chan error, 1)
 	go p.read(ctx, fps, o, frames, readErr)
 
+	if o.Lookahead < 0 {
+		o.Lookahead = 0
+	}
 	a := assembler{
-		p: p, o: o, log: log, tracker: track.New(o.Track), fps: fps,
-		pending: map[int]result{}, keyState: map[int]keyState{},
-		hasDetector: p.Detector != nil, jobs: jobs, emittedKey: -1, headKey: -1, decidedUpTo: decided,
+		p: p, o: o, log: log, tracker: track.New(o.Track), keyState: map[int]keyState{},
+		hasDetector: p.Detector != nil, jobs: jobs, applied: -1, headKey: -1, decidedUpTo: decided,
 	}
 	err := a.run(ctx, frames, results)
 	cancel()

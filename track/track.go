@@ -78,33 +78,45 @@ type obs struct {
 	box Box
 }
 
+// maxObs bounds a track's history: enough to interpolate across any
+// look-ahead a pipeline buffers.
+const maxObs = 64
+
 // Track is one face's recent positions.
 type Track struct {
-	ID   uint64
-	prev *obs // the observation before last, if any
-	last obs
+	ID  uint64
+	obs []obs // oldest first; never empty
 }
 
 // LastSeen is the stream time of the track's latest detection.
-func (tr *Track) LastSeen() time.Duration { return tr.last.t }
+func (tr *Track) LastSeen() time.Duration { return tr.last().t }
 
 // Box is the track's latest detected box.
-func (tr *Track) Box() Box { return tr.last.box }
+func (tr *Track) Box() Box { return tr.last().box }
 
-// velocity in px/s of the box centre, from the last two observations.
-func (tr *Track) velocity() (vx, vy float64) {
-	if tr.prev == nil || tr.last.t <= tr.prev.t {
+func (tr *Track) last() obs { return tr.obs[len(tr.obs)-1] }
+
+// velocityAt is the box centre's velocity in px/s between observations i
+// and i+1 (0 when there is only one).
+func (tr *Track) velocityAt(i int) (vx, vy float64) {
+	if len(tr.obs) < 2 {
 		return 0, 0
 	}
-	dt := (tr.last.t - tr.prev.t).Seconds()
-	return (tr.last.box.cx() - tr.prev.box.cx()) / dt, (tr.last.box.cy() - tr.prev.box.cy()) / dt
+	i = max(0, min(i, len(tr.obs)-2))
+	a, b := tr.obs[i], tr.obs[i+1]
+	dt := (b.t - a.t).Seconds()
+	if dt <= 0 {
+		return 0, 0
+	}
+	return (b.box.cx() - a.box.cx()) / dt, (b.box.cy() - a.box.cy()) / dt
 }
 
-// predict extrapolates the track to time t.
+// predict extrapolates the track forward to time t.
 func (tr *Track) predict(t time.Duration) Box {
-	vx, vy := tr.velocity()
-	dt := (t - tr.last.t).Seconds()
-	return tr.last.box.shift(vx*dt, vy*dt)
+	vx, vy := tr.velocityAt(len(tr.obs) - 2)
+	l := tr.last()
+	dt := (t - l.t).Seconds()
+	return l.box.shift(vx*dt, vy*dt)
 }
 
 // Tracker holds the live tracks. It is not safe for concurrent use.
@@ -170,19 +182,22 @@ func (t *Tracker) Update(at time.Duration, dets []image.Rectangle) {
 		}
 		usedT[p.ti], usedD[p.di] = true, true
 		tr := t.tracks[p.ti]
-		last := tr.last
-		tr.prev = &last
-		tr.last = obs{at, BoxOf(dets[p.di])}
+		tr.obs = append(tr.obs, obs{at, BoxOf(dets[p.di])})
+		if len(tr.obs) > maxObs {
+			tr.obs = append(tr.obs[:0], tr.obs[len(tr.obs)-maxObs:]...)
+		}
 	}
 	for di, d := range dets {
 		if !usedD[di] {
 			t.nextID++
-			t.tracks = append(t.tracks, &Track{ID: t.nextID, last: obs{at, BoxOf(d)}})
+			t.tracks = append(t.tracks, &Track{ID: t.nextID, obs: []obs{{at, BoxOf(d)}}})
 		}
 	}
 	live := t.tracks[:0]
 	for _, tr := range t.tracks {
-		if at-tr.last.t <= t.opts.Hold {
+		// Kept for twice the hold: frames still buffered behind the
+		// newest keyframe may be within the hold of this track.
+		if at-tr.last().t <= 2*t.opts.Hold {
 			live = append(live, tr)
 		}
 	}
@@ -192,16 +207,16 @@ func (t *Tracker) Update(at time.Duration, dets []image.Rectangle) {
 	t.tracks = live
 }
 
-// Cover returns the boxes to redact at stream time at, which must lie between
-// the last two keyframes (inclusive) or after the last one. A track seen on
-// both sides of at is interpolated; one first seen after at is covered
-// backward from its first box; one last seen before at is extrapolated while
-// within Hold. Every box grows with the time to its nearest observation.
+// Cover returns the boxes to redact at stream time at, which may lie
+// anywhere in the span of frames the caller still buffers. A track observed
+// on both sides of at is interpolated; one first seen after at is covered
+// backward along its first velocity for up to Hold; one last seen before at
+// is extrapolated forward for up to Hold. Every box grows with the time to
+// its nearest observation.
 func (t *Tracker) Cover(at time.Duration) []image.Rectangle {
 	out := make([]image.Rectangle, 0, len(t.tracks))
 	for _, tr := range t.tracks {
-		b, ok := t.boxAt(tr, at)
-		if ok {
+		if b, ok := t.boxAt(tr, at); ok {
 			out = append(out, b.Rect())
 		}
 	}
@@ -209,7 +224,7 @@ func (t *Tracker) Cover(at time.Duration) []image.Rectangle {
 }
 
 func (t *Tracker) boxAt(tr *Track, at time.Duration) (Box, bool) {
-	last := tr.last
+	first, last := tr.obs[0], tr.last()
 	switch {
 	case at >= last.t: // after the latest observation: hold and extrapolate
 		dt := at - last.t
@@ -217,25 +232,29 @@ func (t *Tracker) boxAt(tr *Track, at time.Duration) (Box, bool) {
 			return Box{}, false
 		}
 		return tr.predict(at).grow(t.opts.Growth * dt.Seconds()), true
-	case tr.prev != nil && at >= tr.prev.t: // between two observations
-		span := (last.t - tr.prev.t).Seconds()
-		f := 0.0
-		if span > 0 {
-			f = (at - tr.prev.t).Seconds() / span
-		}
-		near := math.Min(at.Seconds()-tr.prev.t.Seconds(), last.t.Seconds()-at.Seconds())
-		return lerp(tr.prev.box, last.box, f).grow(t.opts.Growth * near), true
-	default: // before the first observation we hold: cover backward
-		dt := last.t - at
-		if tr.prev != nil || dt > t.opts.Hold {
-			// prev exists but is later than at only if times went backwards;
-			// a track born more than Hold after at did not exist then.
-			if tr.prev != nil {
-				return tr.prev.box.grow(t.opts.Growth * (tr.prev.t - at).Seconds()), at >= tr.prev.t-t.opts.Hold
-			}
+	case at < first.t: // before the first: cover backward
+		dt := first.t - at
+		if dt > t.opts.Hold {
 			return Box{}, false
 		}
-		vx, vy := tr.velocity()
-		return last.box.shift(-vx*dt.Seconds(), -vy*dt.Seconds()).grow(t.opts.Growth * dt.Seconds()), true
+		vx, vy := tr.velocityAt(0)
+		return first.box.shift(-vx*dt.Seconds(), -vy*dt.Seconds()).grow(t.opts.Growth * dt.Seconds()), true
 	}
+	// Between two observations (binary search: obs are in time order).
+	lo, hi := 0, len(tr.obs)-1
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if tr.obs[mid].t <= at {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	a, b := tr.obs[lo], tr.obs[hi]
+	f := 0.0
+	if span := (b.t - a.t).Seconds(); span > 0 {
+		f = (at - a.t).Seconds() / span
+	}
+	near := math.Min((at - a.t).Seconds(), (b.t - at).Seconds())
+	return lerp(a.box, b.box, f).grow(t.opts.Growth * near), true
 }

@@ -1,0 +1,277 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"image/color"
+	"math"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/veil-edge/veil/blur"
+)
+
+// FieldError is one invalid configuration value. Its message names the key,
+// the bad value and what is allowed:
+//
+//	detect.detector: "yolo" is not supported; allowed blazeface, haar
+type FieldError struct {
+	Key string // dotted key, e.g. "detect.detector"
+	Msg string // what is wrong, ending in "; allowed ..."
+	// Source names where the value came from when that was not the config
+	// file or the default: an environment variable or a flag ("--every").
+	// Load fills it in; Validate leaves it empty.
+	Source string
+}
+
+func (e *FieldError) Error() string {
+	s := e.Key + ": " + e.Msg
+	if e.Source != "" {
+		s += " (set by " + e.Source + ")"
+	}
+	return s
+}
+
+// limit is what one key accepts.
+type limit struct {
+	enum   []string // strings: one of these
+	dir    bool     // strings: any non-empty path
+	colour bool     // strings: #RRGGBB
+	lo, hi float64  // numbers; durations in nanoseconds
+	dur    bool     // lo, hi are durations
+	blur   bool     // checked by blur.Options.Validate, not here
+}
+
+func oneOf(v ...string) limit      { return limit{enum: v} }
+func between(lo, hi float64) limit { return limit{lo: lo, hi: hi} }
+func durBetween(lo, hi time.Duration) limit {
+	return limit{lo: float64(lo), hi: float64(hi), dur: true}
+}
+func byBlur(l limit) limit                { l.blur = true; return l }
+func (l limit) inRange(v float64) bool    { return v >= l.lo && v <= l.hi } // false for NaN
+func (l limit) fmtBound(v float64) string { return fmtNumber(v, l.dur) }
+func fmtNumber(v float64, dur bool) string {
+	if dur {
+		return fmtDuration(time.Duration(v))
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
+}
+
+// fmtDuration writes whole seconds and milliseconds the way people write them
+// ("60s", "1ms", "0") and anything else in Go syntax.
+func fmtDuration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "0"
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	case d%time.Millisecond == 0:
+		return fmt.Sprintf("%dms", d/time.Millisecond)
+	}
+	return d.String()
+}
+
+func (l limit) allowed() string {
+	switch {
+	case l.enum != nil:
+		return strings.Join(l.enum, ", ")
+	case l.dir:
+		return "a directory path"
+	case l.colour:
+		return "#RRGGBB"
+	}
+	return l.fmtBound(l.lo) + ".." + l.fmtBound(l.hi)
+}
+
+// limits holds every key's allowed values. The redact ranges are enforced by
+// blur.Options.Validate; they are repeated here only to word type errors, and
+// a test keeps the two in step.
+var limits = map[string]limit{
+	"log.level":              oneOf("debug", "info", "warn", "error"),
+	"log.format":             oneOf("text", "json"),
+	"models.dir":             {dir: true},
+	"detect.detector":        oneOf("blazeface", "haar"),
+	"detect.score_threshold": between(0.05, 0.95),
+	"detect.nms_iou":         between(0.1, 0.9),
+	"detect.min_face":        between(8, 128),
+	"detect.every":           between(1, 30),
+	"detect.deadline":        durBetween(time.Millisecond, 60*time.Second),
+	"detect.threads":         between(1, 64),
+	"track.hold":             durBetween(0, 30*time.Second),
+	"track.growth":           between(0, 10),
+	"track.match_iou":        between(0.05, 0.9),
+	"redact.style":           byBlur(oneOf(string(blur.Gaussian), string(blur.Mosaic), string(blur.Fill))),
+	"redact.shape":           byBlur(oneOf(string(blur.Box), string(blur.Ellipse))),
+	"redact.padding":         byBlur(between(0.2, 1)),
+	"redact.sigma_divisor":   byBlur(between(1, 6)),
+	"redact.mosaic_blocks":   byBlur(between(2, 6)),
+	"redact.fill_color":      {colour: true},
+	"output.codec":           oneOf("auto", "mjpg", "mp4v", "xvid"),
+}
+
+// check returns what is wrong with v, or "".
+func (l limit) check(v reflect.Value) string {
+	switch {
+	case v.Kind() == reflect.String:
+		s := v.String()
+		switch {
+		case l.enum != nil && !slices.Contains(l.enum, s):
+			return fmt.Sprintf("%q is not supported; allowed %s", s, l.allowed())
+		case l.dir && s == "":
+			return fmt.Sprintf(`"" is empty; allowed %s`, l.allowed())
+		case l.colour:
+			if _, ok := parseColour(s); !ok {
+				hint := ""
+				if s == "" {
+					hint = ` (quote it in YAML: fill_color: "#404040"; an unquoted # starts a comment)`
+				}
+				return fmt.Sprintf("%q is not a colour; allowed %s%s", s, l.allowed(), hint)
+			}
+		}
+		return ""
+	case v.Type() == durationType:
+		d := time.Duration(v.Int())
+		if l.inRange(float64(d)) {
+			return ""
+		}
+		what := "is out of range"
+		if d < 0 {
+			what = "is negative"
+		}
+		return fmt.Sprintf("%s %s; allowed %s", d, what, l.allowed())
+	case v.CanInt():
+		if n := v.Int(); !l.inRange(float64(n)) {
+			return fmt.Sprintf("%d is out of range; allowed %s", n, l.allowed())
+		}
+		return ""
+	case v.CanFloat():
+		f := v.Float()
+		switch {
+		case math.IsNaN(f) || math.IsInf(f, 0):
+			return fmt.Sprintf("%g is not a finite number; allowed %s", f, l.allowed())
+		case !l.inRange(f):
+			return fmt.Sprintf("%g is out of range; allowed %s", f, l.allowed())
+		}
+		return ""
+	}
+	panic(fmt.Sprintf("config: no check for %s", v.Type()))
+}
+
+// Validate reports every invalid value in c, joined with errors.Join, in key
+// order. Each is a *FieldError worded "<key>: <bad value> ...; allowed ...".
+// The redact keys are checked by blur.Options.Validate, so the strength floor
+// lives in one place.
+func (c Config) Validate() error {
+	var errs []*FieldError
+	for _, k := range keys {
+		l := limits[k.name]
+		if l.blur {
+			continue
+		}
+		if msg := l.check(c.value(k)); msg != "" {
+			errs = append(errs, &FieldError{Key: k.name, Msg: msg})
+		}
+	}
+	if _, err := c.Redact.BlurOptions(); err != nil {
+		for _, e := range flatten(err) {
+			var fe *FieldError
+			if errors.As(e, &fe) && fe.Key == "redact.fill_color" {
+				continue // already reported above
+			}
+			if errors.As(e, &fe) {
+				errs = append(errs, fe)
+			} else {
+				errs = append(errs, &FieldError{Key: "redact", Msg: e.Error()})
+			}
+		}
+	}
+	slices.SortStableFunc(errs, func(a, b *FieldError) int { return keyOrder(a.Key) - keyOrder(b.Key) })
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e
+	}
+	return errors.Join(out...)
+}
+
+// keyOrder is the position in Config of a key, or of a section's first key;
+// past the end for anything else.
+func keyOrder(name string) int {
+	for i, k := range keys {
+		if k.name == name || strings.HasPrefix(k.name, name+".") {
+			return i
+		}
+	}
+	return len(keys)
+}
+
+// BlurOptions converts r into the options of a blur.Redactor and validates
+// them. Errors are *FieldErrors keyed "redact.<field>", joined.
+func (r Redact) BlurOptions() (blur.Options, error) {
+	o := blur.Options{
+		Style:        blur.Style(r.Style),
+		Shape:        blur.Shape(r.Shape),
+		Padding:      r.Padding,
+		SigmaDivisor: r.SigmaDivisor,
+		MosaicBlocks: r.MosaicBlocks,
+	}
+	var errs []error
+	if c, ok := parseColour(r.FillColor); ok {
+		o.FillColor = c
+	} else {
+		msg := limits["redact.fill_color"].check(reflect.ValueOf(r.FillColor))
+		errs = append(errs, &FieldError{Key: "redact.fill_color", Msg: msg})
+	}
+	if err := o.Validate(); err != nil {
+		for _, e := range flatten(err) {
+			field, msg, ok := strings.Cut(e.Error(), ": ")
+			if _, known := keyByName["redact."+field]; ok && known {
+				errs = append(errs, &FieldError{Key: "redact." + field, Msg: msg})
+			} else {
+				errs = append(errs, &FieldError{Key: "redact", Msg: e.Error()})
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return blur.Options{}, errors.Join(errs...)
+	}
+	return o, nil
+}
+
+// parseColour parses "#RRGGBB" (either case) into an opaque colour.
+func parseColour(s string) (color.RGBA, bool) {
+	if len(s) != 7 || s[0] != '#' {
+		return color.RGBA{}, false
+	}
+	var b [3]uint8
+	for i := range b {
+		n, err := strconv.ParseUint(s[1+2*i:3+2*i], 16, 8)
+		if err != nil {
+			return color.RGBA{}, false
+		}
+		b[i] = uint8(n)
+	}
+	return color.RGBA{R: b[0], G: b[1], B: b[2], A: 255}, true
+}
+
+// flatten returns the leaves of a tree of joined errors. A wrapper around
+// several joined errors (as mapstructure's "decoding failed due to the
+// following error(s)") is dropped in favour of them.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	if inner := flatten(errors.Unwrap(err)); len(inner) > 1 {
+		return inner
+	}
+	return []error{err}
+}

@@ -50,14 +50,18 @@ type Detect struct {
 	MinFace        int           `mapstructure:"min_face"`        // smallest face width searched for, px, 8..128
 	Every          int           `mapstructure:"every"`           // run the full search every N frames, 1..30
 	Deadline       time.Duration `mapstructure:"deadline"`        // per-frame detection deadline, 1ms..60s
-	Threads        int           `mapstructure:"threads"`         // OpenCV threads, 1..64
+	Threads        int           `mapstructure:"threads"`         // detector networks scanning a frame's windows in parallel, 1..64
 }
 
 // Track configures the face tracker.
 type Track struct {
-	Hold     time.Duration `mapstructure:"hold"`      // keep a lost face redacted this long, 0..30s
-	Growth   float64       `mapstructure:"growth"`    // box growth per second unseen, as a fraction of its size, 0..10
-	MatchIoU float64       `mapstructure:"match_iou"` // IoU to match a detection to a track, 0.05..0.9
+	Hold          time.Duration `mapstructure:"hold"`           // keep a lost face redacted this long (and cover it this long before it was first seen), 0..30s
+	TentativeHold time.Duration `mapstructure:"tentative_hold"` // hold for a face detected on one keyframe only (the shorter of this and hold applies), 0..30s
+	Growth        float64       `mapstructure:"growth"`         // box growth per second unseen, as a fraction of its size, 0..10
+	MatchIoU      float64       `mapstructure:"match_iou"`      // IoU to match a detection to a track, 0.05..0.9
+	ConfirmScore  float64       `mapstructure:"confirm_score"`  // a detection this sure starts covering a face at once, 0..1
+	ConfirmObs    int           `mapstructure:"confirm_obs"`    // weaker detections start covering after this many keyframes (0: never), 0..30
+	Lookahead     int           `mapstructure:"lookahead"`      // frames held back so faces are covered before they are first detected, 0..250
 }
 
 // Redact configures how faces are redacted. The strength floor is enforced by
@@ -83,14 +87,14 @@ var Default = Config{
 	Models: Models{Dir: "models/files"},
 	Detect: Detect{
 		Detector:       "blazeface",
-		ScoreThreshold: 0.5,
+		ScoreThreshold: 0.3,
 		NMSIoU:         0.3,
-		MinFace:        16,
-		Every:          1,
+		MinFace:        12,
+		Every:          4,
 		Deadline:       2 * time.Second,
 		Threads:        2,
 	},
-	Track:  Track{Hold: time.Second, Growth: 0.5, MatchIoU: 0.2},
+	Track:  Track{Hold: time.Second, TentativeHold: 300 * time.Millisecond, Growth: 0.1, MatchIoU: 0.2, ConfirmScore: 0.4, ConfirmObs: 3, Lookahead: 12},
 	Redact: RedactFrom(blur.DefaultOptions),
 	Output: Output{Codec: "auto"},
 }

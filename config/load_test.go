@@ -115,6 +115,7 @@ var badFiles = map[string][]string{
 	"empty-models-dir":  {`models.dir: "" is empty; allowed a directory path`},
 	"threads-range":     {"detect.threads: 0 is out of range; allowed 1..64"},
 	"nan":               {"track.growth: NaN is not a finite number; allowed 0..10"},
+	"short-lookahead":   {"track.lookahead: 4 frames cannot cover a face confirmed on its keyframe 3", "allowed 8..250"},
 	"two-documents":     {"line 4: a second YAML document starts here; veil reads one document per file"},
 }
 
@@ -306,7 +307,11 @@ var envValues = map[string]struct {
 	"detect.threads":         {"8", 8},
 	"track.hold":             {"2.5s", 2500 * time.Millisecond},
 	"track.growth":           {"0", 0.0},
+	"track.tentative_hold":   {"200ms", 200 * time.Millisecond},
+	"track.lookahead":        {"20", 20},
 	"track.match_iou":        {"0.3", 0.3},
+	"track.confirm_score":    {"0.6", 0.6},
+	"track.confirm_obs":      {"2", 2},
 	"redact.style":           {"mosaic", "mosaic"},
 	"redact.shape":           {"box", "box"},
 	"redact.padding":         {"0.5", 0.5},
@@ -502,7 +507,7 @@ func TestYAMLRoundTrip(t *testing.T) {
 
 func TestSummary(t *testing.T) {
 	s := Default.Summary()
-	for _, want := range []string{"detect blazeface", "score >= 0.5", "redact gaussian", "ellipse", "models models/files"} {
+	for _, want := range []string{"detect blazeface", "score >= 0.3", "redact gaussian", "ellipse", "models models/files"} {
 		if !strings.Contains(s, want) || strings.Contains(s, "\n") {
 			t.Errorf("Summary() = %q, want one line containing %q", s, want)
 		}

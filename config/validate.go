@@ -101,8 +101,12 @@ var limits = map[string]limit{
 	"detect.deadline":        durBetween(time.Millisecond, 60*time.Second),
 	"detect.threads":         between(1, 64),
 	"track.hold":             durBetween(0, 30*time.Second),
+	"track.tentative_hold":   durBetween(0, 30*time.Second),
+	"track.lookahead":        between(0, 250),
 	"track.growth":           between(0, 10),
 	"track.match_iou":        between(0.05, 0.9),
+	"track.confirm_score":    between(0, 1),
+	"track.confirm_obs":      between(0, 30),
 	"redact.style":           byBlur(oneOf(string(blur.Gaussian), string(blur.Mosaic), string(blur.Fill))),
 	"redact.shape":           byBlur(oneOf(string(blur.Box), string(blur.Ellipse))),
 	"redact.padding":         byBlur(between(0.2, 1)),
@@ -188,6 +192,7 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, c.crossErrors()...)
 	slices.SortStableFunc(errs, func(a, b *FieldError) int { return keyOrder(a.Key) - keyOrder(b.Key) })
 	out := make([]error, len(errs))
 	for i, e := range errs {
@@ -274,4 +279,19 @@ func flatten(err error) []error {
 		return inner
 	}
 	return []error{err}
+}
+
+// crossErrors checks rules that tie keys together.
+func (c Config) crossErrors() []*FieldError {
+	var errs []*FieldError
+	// A face confirmed on its ConfirmObs-th keyframe is covered back to its
+	// first detection only if those frames are still held back.
+	if t, d := c.Track, c.Detect; t.ConfirmObs > 1 && d.Every > 0 {
+		if need := (t.ConfirmObs - 1) * d.Every; t.Lookahead < need {
+			errs = append(errs, &FieldError{Key: "track.lookahead", Msg: fmt.Sprintf(
+				"%d frames cannot cover a face confirmed on its keyframe %d (track.confirm_obs %d, detect.every %d); allowed %d..250, or lower track.confirm_obs",
+				t.Lookahead, t.ConfirmObs, t.ConfirmObs, d.Every, need)})
+		}
+	}
+	return errs
 }

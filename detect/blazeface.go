@@ -157,6 +157,9 @@ func floats(m gocv.Mat, n int) ([]float32, error) {
 type Candidate struct {
 	Box   Rect // window pixels
 	Score float32
+	// Roll is the face's in-plane rotation in radians, from the eye key
+	// points: 0 upright, positive turned clockwise on screen.
+	Roll float32
 }
 
 // Rect is a float rectangle: Min inclusive, Max exclusive.
@@ -185,13 +188,17 @@ func decodeAnchors(scores, boxes [2][]float32, size, threshold float32) []Candid
 				for a := 0; a < layer.perCell; a++ {
 					s := sigmoid(scores[l][idx])
 					if s >= threshold {
-						r := boxes[l][idx*16 : idx*16+4]
+						r := boxes[l][idx*16 : idx*16+8]
 						x, y := ax+r[0], ay+r[1]
 						w, h := r[2], r[3]
 						if w > 0 && h > 0 {
+							// Key points 0 and 1 are the subject's right
+							// and left eye (screen left and right).
+							ex, ey := r[6]-r[4], r[7]-r[5]
 							out = append(out, Candidate{
 								Box:   Rect{x - w/2, y - h/2, x + w/2, y + h/2},
 								Score: s,
+								Roll:  float32(math.Atan2(float64(ey), float64(ex))),
 							})
 						}
 					}

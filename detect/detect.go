@@ -19,6 +19,9 @@ import (
 type Face struct {
 	Box   image.Rectangle
 	Score float32
+	// Roll is the in-plane rotation in radians when the detector knows it
+	// (BlazeFace key points), else 0.
+	Roll float32
 }
 
 // Detector finds faces in a BGR (CV_8UC3) frame.

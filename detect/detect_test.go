@@ -23,9 +23,9 @@ func TestWeightedNMS(t *testing.T) {
 		first detect.Rect
 	}{
 		{"empty", nil, 0.3, 0, detect.Rect{}},
-		{"disjoint kept", []detect.Candidate{{detect.Rect{0, 0, 10, 10}, 0.9}, {detect.Rect{20, 20, 30, 30}, 0.8}}, 0.3, 2, detect.Rect{0, 0, 10, 10}},
-		{"overlap blended by score", []detect.Candidate{{detect.Rect{0, 0, 10, 10}, 0.75}, {detect.Rect{2, 0, 12, 10}, 0.25}}, 0.3, 1, detect.Rect{0.5, 0, 10.5, 10}},
-		{"below threshold kept apart", []detect.Candidate{{detect.Rect{0, 0, 10, 10}, 0.9}, {detect.Rect{8, 0, 18, 10}, 0.8}}, 0.3, 2, detect.Rect{0, 0, 10, 10}},
+		{"disjoint kept", []detect.Candidate{{Box: detect.Rect{0, 0, 10, 10}, Score: 0.9}, {Box: detect.Rect{20, 20, 30, 30}, Score: 0.8}}, 0.3, 2, detect.Rect{0, 0, 10, 10}},
+		{"overlap blended by score", []detect.Candidate{{Box: detect.Rect{0, 0, 10, 10}, Score: 0.75}, {Box: detect.Rect{2, 0, 12, 10}, Score: 0.25}}, 0.3, 1, detect.Rect{0.5, 0, 10.5, 10}},
+		{"below threshold kept apart", []detect.Candidate{{Box: detect.Rect{0, 0, 10, 10}, Score: 0.9}, {Box: detect.Rect{8, 0, 18, 10}, Score: 0.8}}, 0.3, 2, detect.Rect{0, 0, 10, 10}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

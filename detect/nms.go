@@ -35,7 +35,7 @@ func WeightedNMS(cands []Candidate, iouThreshold float32) []Candidate {
 		if used[i] {
 			continue
 		}
-		var sx0, sy0, sx1, sy1, sw float32
+		var sx0, sy0, sx1, sy1, sr, sw float32
 		for j := i; j < len(order); j++ {
 			if used[j] || iou(best.Box, order[j].Box) <= iouThreshold && j != i {
 				continue
@@ -46,13 +46,14 @@ func WeightedNMS(cands []Candidate, iouThreshold float32) []Candidate {
 			sy0 += order[j].Box.Y0 * w
 			sx1 += order[j].Box.X1 * w
 			sy1 += order[j].Box.Y1 * w
+			sr += order[j].Roll * w
 			sw += w
 		}
 		if sw <= 0 {
 			out = append(out, best)
 			continue
 		}
-		out = append(out, Candidate{Box: Rect{sx0 / sw, sy0 / sw, sx1 / sw, sy1 / sw}, Score: best.Score})
+		out = append(out, Candidate{Box: Rect{sx0 / sw, sy0 / sw, sx1 / sw, sy1 / sw}, Score: best.Score, Roll: sr / sw})
 	}
 	return out
 }

@@ -276,13 +276,25 @@ func (s *Search) merge(all []Candidate, size image.Point) []Face {
 				continue
 			}
 		}
-		b := c.Box.Int().Intersect(bounds)
+		b := rollExtent(c.Box, c.Roll).Int().Intersect(bounds)
 		if b.Empty() {
 			continue
 		}
-		faces = append(faces, Face{Box: b, Score: c.Score})
+		faces = append(faces, Face{Box: b, Score: c.Score, Roll: c.Roll})
 	}
 	return faces
+}
+
+// rollExtent widens a face box to the axis-aligned extent of the same box
+// turned by roll radians about its centre. BlazeFace reports a turned face
+// with roughly its upright size, so without this the corners of a face at
+// 30-45 degrees stick out of the box.
+func rollExtent(r Rect, roll float32) Rect {
+	c, s := math.Abs(math.Cos(float64(roll))), math.Abs(math.Sin(float64(roll)))
+	w, h := float64(r.W()), float64(r.H())
+	nw, nh := float32(w*c+h*s), float32(w*s+h*c)
+	cx, cy := (r.X0+r.X1)/2, (r.Y0+r.Y1)/2
+	return Rect{cx - nw/2, cy - nh/2, cx + nw/2, cy + nh/2}
 }
 
 var errWindow = errors.New("window outside frame")

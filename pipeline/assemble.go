@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"image"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -169,12 +168,12 @@ func (a *assembler) applyDecided() {
 			return
 		}
 		if st.ok {
-			boxes := make([]image.Rectangle, len(st.faces))
+			dets := make([]track.Detection, len(st.faces))
 			for i, f := range st.faces {
-				boxes[i] = f.Box
+				dets[i] = track.Detection{Box: f.Box, Score: float64(f.Score)}
 			}
-			a.tracker.Update(it.t, boxes)
-			a.stats.Detections += len(boxes)
+			a.tracker.Update(it.t, dets)
+			a.stats.Detections += len(dets)
 			for _, tr := range a.tracker.Tracks() {
 				a.maxTrackID = max(a.maxTrackID, tr.ID)
 			}

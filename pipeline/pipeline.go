@@ -57,7 +57,7 @@ type Options struct {
 }
 
 // DefaultOptions suit offline redaction on a 2-core box.
-var DefaultOptions = Options{Every: 2, Deadline: 2 * time.Second, Workers: 1, Lookahead: 12, Track: track.DefaultOptions}
+var DefaultOptions = Options{Every: 4, Deadline: 2 * time.Second, Workers: 1, Lookahead: 12, Track: track.DefaultOptions}
 
 // FrameRecord is what happened to one frame; Observer receives one per frame.
 type FrameRecord struct {

@@ -19,8 +19,13 @@ import (
 
 // Options tunes the tracker.
 type Options struct {
-	// Hold keeps a track alive (and covered) this long after its last detection.
+	// Hold keeps a track alive (and covered) this long after its last
+	// detection, and covers it this long before its first.
 	Hold time.Duration
+	// TentativeHold replaces Hold for a track detected on one keyframe only:
+	// most of those are false positives, and holding them as long as real
+	// faces would blur much of the scene for nothing.
+	TentativeHold time.Duration
 	// Growth widens a box by this fraction of its size per second since the
 	// nearest observation, on each side.
 	Growth float64
@@ -28,10 +33,25 @@ type Options struct {
 	// detection for them to be the same face; a detection whose centre lies
 	// within one box size of the prediction also matches.
 	MatchIoU float64
+	// ConfirmScore and ConfirmObs decide when a track is covered at all. A
+	// track is confirmed once one of its detections scored at least
+	// ConfirmScore, or once it has ConfirmObs detections (0: never by
+	// count). Unconfirmed tracks are followed but not covered; once
+	// confirmed, a track covers its whole history, so the look-ahead still
+	// hides the frames before confirmation. ConfirmScore 0 confirms every
+	// track at once.
+	ConfirmScore float64
+	ConfirmObs   int
+}
+
+// Detection is one face box found on a keyframe with the detector's score.
+type Detection struct {
+	Box   image.Rectangle
+	Score float64
 }
 
 // DefaultOptions suit 10-30 fps CCTV.
-var DefaultOptions = Options{Hold: time.Second, Growth: 0.5, MatchIoU: 0.2}
+var DefaultOptions = Options{Hold: time.Second, TentativeHold: 300 * time.Millisecond, Growth: 0.1, MatchIoU: 0.2, ConfirmScore: 0.4, ConfirmObs: 3}
 
 // Box is a float rectangle in frame pixels.
 type Box struct{ X0, Y0, X1, Y1 float64 }
@@ -84,8 +104,24 @@ const maxObs = 64
 
 // Track is one face's recent positions.
 type Track struct {
-	ID  uint64
-	obs []obs // oldest first; never empty
+	ID        uint64
+	obs       []obs // oldest first; never empty
+	count     int   // detections ever matched, not capped like obs
+	confirmed bool
+}
+
+// Confirmed reports whether the track is covered (see Options.ConfirmScore).
+func (tr *Track) Confirmed() bool { return tr.confirmed }
+
+func (tr *Track) observe(o Options, at time.Duration, d Detection) {
+	tr.obs = append(tr.obs, obs{at, BoxOf(d.Box)})
+	if len(tr.obs) > maxObs {
+		tr.obs = append(tr.obs[:0], tr.obs[len(tr.obs)-maxObs:]...)
+	}
+	tr.count++
+	if d.Score >= o.ConfirmScore || o.ConfirmObs > 0 && tr.count >= o.ConfirmObs {
+		tr.confirmed = true
+	}
 }
 
 // LastSeen is the stream time of the track's latest detection.
@@ -132,13 +168,13 @@ type Tracker struct {
 // New returns an empty tracker.
 func New(o Options) *Tracker { return &Tracker{opts: o} }
 
-// Tracks returns the live tracks (shared; do not modify).
+// Tracks returns the live tracks, confirmed or not (shared; do not modify).
 func (t *Tracker) Tracks() []*Track { return t.tracks }
 
 // Update records the detections of the keyframe at stream time at (which must
 // not go backwards), matching them to tracks, starting new tracks for
 // unmatched detections and dropping tracks unseen for longer than Hold.
-func (t *Tracker) Update(at time.Duration, dets []image.Rectangle) {
+func (t *Tracker) Update(at time.Duration, dets []Detection) {
 	t.prevKey, t.lastKey = t.lastKey, at
 	if t.keyCount == 0 {
 		t.prevKey = at
@@ -155,7 +191,7 @@ func (t *Tracker) Update(at time.Duration, dets []image.Rectangle) {
 		p := tr.predict(at)
 		size := math.Max(p.w(), p.h())
 		for di, d := range dets {
-			db := BoxOf(d)
+			db := BoxOf(d.Box)
 			s := iou(p, db)
 			if s < t.opts.MatchIoU {
 				dist := math.Hypot(p.cx()-db.cx(), p.cy()-db.cy())
@@ -181,16 +217,14 @@ func (t *Tracker) Update(at time.Duration, dets []image.Rectangle) {
 			continue
 		}
 		usedT[p.ti], usedD[p.di] = true, true
-		tr := t.tracks[p.ti]
-		tr.obs = append(tr.obs, obs{at, BoxOf(dets[p.di])})
-		if len(tr.obs) > maxObs {
-			tr.obs = append(tr.obs[:0], tr.obs[len(tr.obs)-maxObs:]...)
-		}
+		t.tracks[p.ti].observe(t.opts, at, dets[p.di])
 	}
 	for di, d := range dets {
 		if !usedD[di] {
 			t.nextID++
-			t.tracks = append(t.tracks, &Track{ID: t.nextID, obs: []obs{{at, BoxOf(d)}}})
+			tr := &Track{ID: t.nextID}
+			tr.observe(t.opts, at, d)
+			t.tracks = append(t.tracks, tr)
 		}
 	}
 	live := t.tracks[:0]
@@ -216,6 +250,9 @@ func (t *Tracker) Update(at time.Duration, dets []image.Rectangle) {
 func (t *Tracker) Cover(at time.Duration) []image.Rectangle {
 	out := make([]image.Rectangle, 0, len(t.tracks))
 	for _, tr := range t.tracks {
+		if !tr.confirmed {
+			continue
+		}
 		if b, ok := t.boxAt(tr, at); ok {
 			out = append(out, b.Rect())
 		}
@@ -225,16 +262,20 @@ func (t *Tracker) Cover(at time.Duration) []image.Rectangle {
 
 func (t *Tracker) boxAt(tr *Track, at time.Duration) (Box, bool) {
 	first, last := tr.obs[0], tr.last()
+	hold := t.opts.Hold
+	if len(tr.obs) == 1 && t.opts.TentativeHold > 0 && t.opts.TentativeHold < hold {
+		hold = t.opts.TentativeHold
+	}
 	switch {
 	case at >= last.t: // after the latest observation: hold and extrapolate
 		dt := at - last.t
-		if dt > t.opts.Hold {
+		if dt > hold {
 			return Box{}, false
 		}
 		return tr.predict(at).grow(t.opts.Growth * dt.Seconds()), true
 	case at < first.t: // before the first: cover backward
 		dt := first.t - at
-		if dt > t.opts.Hold {
+		if dt > hold {
 			return Box{}, false
 		}
 		vx, vy := tr.velocityAt(0)

@@ -30,8 +30,8 @@ func TestCoverBetweenKeyframes(t *testing.T) {
 	lost := image.Rect(400, 300, 430, 340)
 	born := image.Rect(600, 50, 640, 100)
 
-	tr.Update(0, []image.Rectangle{moving(0), lost})
-	tr.Update(200*ms, []image.Rectangle{moving(200 * ms), born})
+	tr.Update(0, dets(moving(0), lost))
+	tr.Update(200*ms, dets(moving(200*ms), born))
 	for at := time.Duration(0); at <= 200*ms; at += 40 * ms {
 		c := tr.Cover(at)
 		if !contains(c, moving(at)) {
@@ -52,7 +52,7 @@ func TestCoverBetweenKeyframes(t *testing.T) {
 		t.Errorf("tracks = %d, want 3 (moving matched, lost held, born new)", len(ids))
 	}
 	// Past the hold, the lost face is gone.
-	tr.Update(600*ms, []image.Rectangle{moving(600 * ms), born})
+	tr.Update(600*ms, dets(moving(600*ms), born))
 	if contains(tr.Cover(600*ms), lost) {
 		t.Error("lost face still covered after its hold expired")
 	}
@@ -62,7 +62,7 @@ func TestCoverBetweenKeyframes(t *testing.T) {
 func TestGrowthWithUncertainty(t *testing.T) {
 	tr := New(Options{Hold: time.Second, Growth: 0.5, MatchIoU: 0.2})
 	f := image.Rect(100, 100, 140, 140)
-	tr.Update(0, []image.Rectangle{f})
+	tr.Update(0, dets(f))
 	tr.Update(100*ms, nil)
 	a := tr.Cover(100 * ms)[0]
 	b := tr.Cover(500 * ms)[0]
@@ -75,9 +75,84 @@ func TestGrowthWithUncertainty(t *testing.T) {
 // keeps its track (ids are positions over time).
 func TestMatchByDistance(t *testing.T) {
 	tr := New(DefaultOptions)
-	tr.Update(0, []image.Rectangle{image.Rect(0, 0, 16, 16)})
-	tr.Update(100*ms, []image.Rectangle{image.Rect(14, 2, 30, 18)})
+	tr.Update(0, dets(image.Rect(0, 0, 16, 16)))
+	tr.Update(100*ms, dets(image.Rect(14, 2, 30, 18)))
 	if n := len(tr.Tracks()); n != 1 {
 		t.Fatalf("tracks = %d, want 1", n)
+	}
+}
+
+// TestTentativeHold: a track seen once is held for TentativeHold only; a
+// confirmed one for Hold.
+func TestTentativeHold(t *testing.T) {
+	tr := New(Options{Hold: time.Second, TentativeHold: 200 * ms, Growth: 0.25, MatchIoU: 0.2})
+	once := image.Rect(500, 500, 520, 520)
+	twice := image.Rect(100, 100, 140, 140)
+	tr.Update(0, dets(twice))
+	tr.Update(100*ms, dets(twice, once))
+	at := 500 * ms
+	c := tr.Cover(at)
+	if contains(c, twice) == false {
+		t.Error("confirmed track not held within Hold")
+	}
+	for _, r := range c {
+		if r.Overlaps(once) {
+			t.Error("tentative track held past TentativeHold")
+		}
+	}
+	if !contains(tr.Cover(250*ms), once) {
+		t.Error("tentative track not held within TentativeHold")
+	}
+}
+
+// dets wraps boxes as detections with a full score.
+func dets(boxes ...image.Rectangle) []Detection {
+	out := make([]Detection, len(boxes))
+	for i, b := range boxes {
+		out[i] = Detection{Box: b, Score: 1}
+	}
+	return out
+}
+
+// TestConfirmation: a strong detection is covered at once; a weak one only
+// from its ConfirmObs-th keyframe, and then back to its first detection.
+func TestConfirmation(t *testing.T) {
+	o := Options{Hold: time.Second, MatchIoU: 0.2, ConfirmScore: 0.5, ConfirmObs: 3}
+	strong := image.Rect(100, 100, 140, 140)
+	weak := image.Rect(400, 100, 440, 140)
+	tr := New(o)
+	covered := func(at time.Duration, r image.Rectangle) bool {
+		for _, c := range tr.Cover(at) {
+			if c.Overlaps(r) {
+				return true
+			}
+		}
+		return false
+	}
+	step := []Detection{{Box: strong, Score: 0.9}, {Box: weak, Score: 0.35}}
+	tr.Update(0, step)
+	if !covered(0, strong) {
+		t.Error("strong detection not covered on its first keyframe")
+	}
+	if covered(0, weak) {
+		t.Error("weak detection covered on its first keyframe")
+	}
+	tr.Update(100*ms, step)
+	if covered(100*ms, weak) {
+		t.Error("weak detection covered on its second keyframe (ConfirmObs 3)")
+	}
+	tr.Update(200*ms, step)
+	for _, at := range []time.Duration{0, 50 * ms, 100 * ms, 200 * ms} {
+		if !covered(at, weak) {
+			t.Errorf("confirmed weak track not covered at %v", at)
+		}
+	}
+
+	never := New(Options{Hold: time.Second, MatchIoU: 0.2, ConfirmScore: 0.5})
+	for i := range 5 {
+		never.Update(time.Duration(i)*100*ms, []Detection{{Box: weak, Score: 0.35}})
+	}
+	if n := len(never.Cover(400 * ms)); n != 0 {
+		t.Errorf("ConfirmObs 0: %d weak-only boxes covered, want 0", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/veil-edge/veil/detect"
 	"github.com/veil-edge/veil/models"
 	"github.com/veil-edge/veil/pipeline"
+	"github.com/veil-edge/veil/track"
 )
 
 // Model names in the manifest used by each detector.
@@ -88,7 +89,21 @@ func DetectorFactory(c config.Detect, modelsDir string, log *slog.Logger) (pipel
 	}
 }
 
-// DefaultDetect is the detection config used when none is given (tests, bench).
-func DefaultDetect() config.Detect {
-	return config.Detect{Detector: "blazeface", ScoreThreshold: 0.5, NMSIoU: 0.3, MinFace: 16, Every: 2, Deadline: 2e9, Threads: 2}
+// DefaultDetect is the default detection config (config.Default.Detect), for
+// tests and benchmarks that run without a config file.
+func DefaultDetect() config.Detect { return config.Default.Detect }
+
+// PipelineOptions turns a config into pipeline scheduling options.
+func PipelineOptions(c config.Config) pipeline.Options {
+	return pipeline.Options{
+		Every:     c.Detect.Every,
+		Deadline:  c.Detect.Deadline,
+		Workers:   1, // keyframes in order for the search's change gate; threads go to windows
+		Lookahead: c.Track.Lookahead,
+		Track: track.Options{
+			Hold: c.Track.Hold, TentativeHold: c.Track.TentativeHold,
+			Growth: c.Track.Growth, MatchIoU: c.Track.MatchIoU,
+			ConfirmScore: c.Track.ConfirmScore, ConfirmObs: c.Track.ConfirmObs,
+		},
+	}
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/veil-edge/veil/internal/app"
 	"github.com/veil-edge/veil/internal/bench"
 	"github.com/veil-edge/veil/internal/testenv"
-	"github.com/veil-edge/veil/pipeline"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -87,8 +86,7 @@ func runBench(cmd *cobra.Command, _ []string) error {
 	defer os.RemoveAll(tmp)
 	rep, err := bench.Run(cmd.Context(), bench.Options{
 		Input: in, Sizes: sizes, Frames: frames, Detector: det, Redact: ropts, TempDir: tmp,
-		Pipeline: pipeline.Options{Every: cfg.Detect.Every, Deadline: cfg.Detect.Deadline,
-			Workers: workersFor(cfg.Detect.Threads), Track: trackOptions(cfg)},
+		Pipeline: app.PipelineOptions(cfg),
 		Progress: func(s string) { log.Info("bench", "measuring", s) },
 	})
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/veil-edge/veil/config"
-	"github.com/veil-edge/veil/track"
 )
 
 // loadConfig loads --config, VEIL_* and the command's flags (bound to config
@@ -22,13 +21,4 @@ func loadConfig(cmd *cobra.Command, flagKeys map[string]string) (config.Config, 
 		return cfg, nil, err
 	}
 	return cfg, newLogger(cfg.Log.Level, cfg.Log.Format), nil
-}
-
-// workersFor is the number of pipeline detection workers. Keyframes are
-// detected one at a time so the search's change gate sees them in order; the
-// thread budget is spent inside the search, on a frame's windows.
-func workersFor(int) int { return 1 }
-
-func trackOptions(c config.Config) track.Options {
-	return track.Options{Hold: c.Track.Hold, Growth: c.Track.Growth, MatchIoU: c.Track.MatchIoU}
 }

@@ -85,6 +85,7 @@ func runRedact(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	defer red.Close()
 	src, err := media.OpenFile(in)
 	if err != nil {
 		return err
@@ -114,10 +115,7 @@ func runRedact(cmd *cobra.Command, _ []string) error {
 	var perFrame []pipeline.FrameRecord
 	p := &pipeline.Pipeline{
 		Source: src, Detector: newDet, Redactor: red, Sink: sink, Log: log,
-		Options: pipeline.Options{
-			Every: cfg.Detect.Every, Deadline: cfg.Detect.Deadline, Workers: workersFor(cfg.Detect.Threads),
-			Track: trackOptions(cfg),
-		},
+		Options:  app.PipelineOptions(cfg),
 		Progress: bar.update,
 	}
 	if reportPath != "" {

@@ -1,0 +1,88 @@
+package eval_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/veil-edge/veil/blur"
+	"github.com/veil-edge/veil/internal/app"
+	"github.com/veil-edge/veil/internal/eval"
+	"github.com/veil-edge/veil/internal/leak"
+	"github.com/veil-edge/veil/internal/synth"
+	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/pipeline"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// The product targets on the labelled video: no leaked face box of 24 px or
+// wider, at most 2 % of 12-24 px boxes, under 10 % of non-face pixels
+// changed. The default configuration does not reach the first two yet
+// (docs/RESULTS.md has the numbers), so this test holds the line on what it
+// does reach: a change that makes redaction worse fails here, and the gap to
+// the targets is logged on every run.
+var (
+	// maxLeakRate is the highest acceptable leak rate per width bin, set a
+	// few points above the worse of what the defaults measure on seeds 1
+	// and 2 (7.0, 6.3, 25.9, 10.3 %).
+	maxLeakRate = map[string]float64{"12-24": 0.10, "24-48": 0.09, "48-96": 0.29, "96+": 0.13}
+	// maxNonFace is the product target itself.
+	maxNonFace = 0.10
+	targets    = map[string]float64{"12-24": 0.02, "24-48": 0, "48-96": 0, "96+": 0}
+)
+
+// TestLeakRates redacts labelled videos with the default configuration and
+// checks leak rates per face width and the share of non-face pixels changed.
+func TestLeakRates(t *testing.T) {
+	testenv.Need(t, testenv.VTest)
+	det, err := app.DetectorFactory(app.DefaultDetect(), testenv.ModelsDir(), nil)
+	if err != nil {
+		testenv.Missing(t, err.Error())
+	}
+	// The deadline is far off so that a busy machine cannot turn frames
+	// whole-redacted and change the numbers; deadlines have their own tests.
+	po := pipeline.DefaultOptions
+	po.Deadline = time.Minute
+	for _, seed := range []int64{1, 2} {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			res, err := eval.Run(context.Background(), eval.Options{
+				Synth:      synth.Params{Seed: seed, Frames: 150},
+				Pipeline:   po,
+				Detector:   det,
+				Redact:     blur.DefaultOptions,
+				NonFacePad: blur.DefaultOptions.Padding + 0.05,
+				Dir:        t.TempDir(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("\n%s", res.Leak)
+			if res.Stats.Whole > 0 {
+				t.Errorf("%d frames redacted whole: the detector failed or missed a one-minute deadline", res.Stats.Whole)
+			}
+			check(t, res.Leak)
+		})
+	}
+}
+
+func check(t *testing.T, r leak.Report) {
+	t.Helper()
+	for _, b := range r.Bins {
+		if b.Boxes < 50 {
+			t.Errorf("bin %s has %d boxes: the labelled video does not exercise it", b.Bin, b.Boxes)
+			continue
+		}
+		if b.Rate > maxLeakRate[b.Bin] {
+			t.Errorf("bin %s: leak rate %.1f%% (%d of %d) is worse than the %.0f%% this build must hold",
+				b.Bin, 100*b.Rate, b.Leaks, b.Boxes, 100*maxLeakRate[b.Bin])
+		}
+		if b.Rate > targets[b.Bin] {
+			t.Logf("target not met: bin %s leaks %.1f%%, target %.0f%%", b.Bin, 100*b.Rate, 100*targets[b.Bin])
+		}
+	}
+	if r.NonFaceChangedShare >= maxNonFace {
+		t.Errorf("%.1f%% of non-face pixels changed; target < %.0f%%", 100*r.NonFaceChangedShare, 100*maxNonFace)
+	}
+}

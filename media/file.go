@@ -117,8 +117,13 @@ func CreateFile(path, codec string, fps float64, size image.Point) (*FileSink, e
 		return nil, err
 	}
 	dir := filepath.Dir(path)
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+	switch st, err := os.Stat(dir); {
+	case errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("output %s: directory %s does not exist", path, dir)
+	case err != nil:
+		return nil, fmt.Errorf("output %s: %w", path, err)
+	case !st.IsDir():
+		return nil, fmt.Errorf("output %s: %s is not a directory", path, dir)
 	}
 	tf, err := os.CreateTemp(dir, "."+filepath.Base(path)+".partial-*"+filepath.Ext(path))
 	if err != nil {

@@ -51,6 +51,7 @@ type Detect struct {
 	Every          int           `mapstructure:"every"`           // run the full search every N frames, 1..30
 	Deadline       time.Duration `mapstructure:"deadline"`        // per-frame detection deadline, 1ms..60s
 	Threads        int           `mapstructure:"threads"`         // detector networks scanning a frame's windows in parallel, 1..64
+	EdgePad        float64       `mapstructure:"edge_pad"`        // mirror this fraction of the shorter side past each edge so faces cut by the edge are found, 0..0.25
 }
 
 // Track configures the face tracker.
@@ -93,6 +94,7 @@ var Default = Config{
 		Every:          4,
 		Deadline:       2 * time.Second,
 		Threads:        2,
+		EdgePad:        0.05,
 	},
 	Track:  Track{Hold: time.Second, TentativeHold: 300 * time.Millisecond, Growth: 0.1, MatchIoU: 0.2, ConfirmScore: 0.4, ConfirmObs: 3, Lookahead: 12},
 	Redact: RedactFrom(blur.DefaultOptions),

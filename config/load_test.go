@@ -305,6 +305,7 @@ var envValues = map[string]struct {
 	"detect.every":           {"4", 4},
 	"detect.deadline":        {"500ms", 500 * time.Millisecond},
 	"detect.threads":         {"8", 8},
+	"detect.edge_pad":        {"0.1", 0.1},
 	"track.hold":             {"2.5s", 2500 * time.Millisecond},
 	"track.growth":           {"0", 0.0},
 	"track.tentative_hold":   {"200ms", 200 * time.Millisecond},

@@ -100,6 +100,7 @@ var limits = map[string]limit{
 	"detect.every":           between(1, 30),
 	"detect.deadline":        durBetween(time.Millisecond, 60*time.Second),
 	"detect.threads":         between(1, 64),
+	"detect.edge_pad":        between(0, 0.25),
 	"track.hold":             durBetween(0, 30*time.Second),
 	"track.tentative_hold":   durBetween(0, 30*time.Second),
 	"track.lookahead":        between(0, 250),

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	"math"
 	"sync"
 
@@ -35,6 +36,10 @@ type SearchOptions struct {
 	MaxAspect float32
 	// Gate skips windows whose pixels did not change; zero disables it.
 	Gate GateOptions
+	// EdgePad mirrors this fraction of the frame's shorter side past each
+	// edge before searching, so a face cut by the frame edge is seen with
+	// its mirror image as a whole face. 0 disables it.
+	EdgePad float64
 }
 
 // DefaultSearchOptions suit BlazeFace back-256 on CCTV-like frames.
@@ -60,6 +65,7 @@ type Search struct {
 	plan     plan
 	gate     *gate
 	scanned  int
+	padded   gocv.Mat // EdgePad scratch
 }
 
 type plan struct {
@@ -81,7 +87,7 @@ func NewSearch(ws []Window, o SearchOptions) (*Search, error) {
 	if o.MinRel <= 0 || o.MinRel >= 1 {
 		return nil, fmt.Errorf("search: min relative face %.3f out of range (0, 1)", o.MinRel)
 	}
-	s := &Search{wins: ws, opts: o}
+	s := &Search{wins: ws, opts: o, padded: gocv.NewMat()}
 	for _, w := range ws {
 		if w.InputSize() != ws[0].InputSize() {
 			return nil, fmt.Errorf("search: window models differ in input size")
@@ -97,6 +103,7 @@ func NewSearch(ws []Window, o SearchOptions) (*Search, error) {
 
 // Close releases the window models and scratch memory.
 func (s *Search) Close() error {
+	s.padded.Close()
 	for i := range s.canvases {
 		s.canvases[i].Close()
 	}
@@ -190,6 +197,32 @@ func (s *Search) Detect(frame gocv.Mat) ([]Face, error) {
 	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
 		return nil, ErrBadFrame
 	}
+	m := int(math.Round(s.opts.EdgePad * float64(min(frame.Cols(), frame.Rows()))))
+	if m <= 0 {
+		return s.detect(frame)
+	}
+	gocv.CopyMakeBorder(frame, &s.padded, m, m, m, m, gocv.BorderReflect101, color.RGBA{})
+	faces, err := s.detect(s.padded)
+	if err != nil {
+		return nil, err
+	}
+	bounds := image.Rect(0, 0, frame.Cols(), frame.Rows())
+	out := faces[:0]
+	for _, f := range faces {
+		b := f.Box.Sub(image.Pt(m, m))
+		in := b.Intersect(bounds)
+		// A face found wholly in the mirrored margin is the mirror of one
+		// inside; keep boxes with a real share of their area in the frame.
+		if in.Empty() || in.Dx()*in.Dy()*4 < b.Dx()*b.Dy() {
+			continue
+		}
+		f.Box = in
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func (s *Search) detect(frame gocv.Mat) ([]Face, error) {
 	size := image.Pt(frame.Cols(), frame.Rows())
 	windows := s.Windows(size)
 	if s.gate == nil || len(windows) == 0 {

@@ -66,6 +66,7 @@ func DetectorFactory(c config.Detect, modelsDir string, log *slog.Logger) (pipel
 			NMSIoU:    float32(c.NMSIoU),
 			MaxAspect: detect.DefaultSearchOptions.MaxAspect,
 			Gate:      detect.DefaultGateOptions,
+			EdgePad:   c.EdgePad,
 		}
 		threads := max(1, c.Threads)
 		log.Info("face detector ready", "detector", "blazeface", "model", BlazeFaceModel, "sha256", e.SHA256, "min_face", c.MinFace)

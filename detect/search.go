@@ -124,6 +124,7 @@ func (s *Search) LastScanned() int { return s.scanned }
 
 // Windows returns the square windows (in frame pixels, possibly reaching
 // past the frame's edges) that one full search of a frame of this size runs.
+// With EdgePad the search runs on the padded frame, so pass its size.
 func (s *Search) Windows(size image.Point) []image.Rectangle {
 	if s.plan.size != size {
 		s.plan = plan{size: size, windows: planWindows(size, s.opts)}

@@ -51,8 +51,7 @@ type assembler struct {
 	headKey int
 	headAt  time.Time
 
-	stats      Stats
-	maxTrackID uint64
+	stats Stats
 }
 
 func (a *assembler) run(ctx context.Context, frames <-chan frameItem, results <-chan result) error {
@@ -174,9 +173,6 @@ func (a *assembler) applyDecided() {
 			}
 			a.tracker.Update(it.t, dets)
 			a.stats.Detections += len(dets)
-			for _, tr := range a.tracker.Tracks() {
-				a.maxTrackID = max(a.maxTrackID, tr.ID)
-			}
 		}
 		a.applied = it.idx
 	}

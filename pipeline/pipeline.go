@@ -76,7 +76,7 @@ type Stats struct {
 	Frames      int
 	Keyframes   int
 	Detections  int // face detections summed over keyframes
-	Tracks      int // distinct face tracks (faces seen)
+	Tracks      int // distinct confirmed face tracks (faces seen)
 	Whole       int // frames redacted whole (fail-closed)
 	DetectFails int // keyframes whose detection failed or was late
 	Elapsed     time.Duration
@@ -192,7 +192,7 @@ func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
 		<-results
 	}
 	a.stats.Elapsed = time.Since(start)
-	a.stats.Tracks = int(a.maxTrackID)
+	a.stats.Tracks = a.tracker.Faces()
 	if err == nil && rerr != nil && !errors.Is(rerr, io.EOF) {
 		err = rerr
 	}

@@ -36,7 +36,7 @@ type Options struct {
 	// ConfirmScore and ConfirmObs decide when a track is covered at all. A
 	// track is confirmed once one of its detections scored at least
 	// ConfirmScore, or once it has ConfirmObs detections (0: never by
-	// count). Unconfirmed tracks are followed but not covered; once
+	// count; at most 64, the history a track keeps). Unconfirmed tracks are followed but not covered; once
 	// confirmed, a track covers its whole history, so the look-ahead still
 	// hides the frames before confirmation. ConfirmScore 0 confirms every
 	// track at once.
@@ -106,22 +106,25 @@ const maxObs = 64
 type Track struct {
 	ID        uint64
 	obs       []obs // oldest first; never empty
-	count     int   // detections ever matched, not capped like obs
 	confirmed bool
 }
 
 // Confirmed reports whether the track is covered (see Options.ConfirmScore).
 func (tr *Track) Confirmed() bool { return tr.confirmed }
 
-func (tr *Track) observe(o Options, at time.Duration, d Detection) {
+// observe appends a detection and reports whether it confirmed the track.
+// Once confirmed a track stays so, so counting the capped history is enough
+// for any ConfirmObs up to maxObs.
+func (tr *Track) observe(o Options, at time.Duration, d Detection) (confirmed bool) {
 	tr.obs = append(tr.obs, obs{at, BoxOf(d.Box)})
 	if len(tr.obs) > maxObs {
 		tr.obs = append(tr.obs[:0], tr.obs[len(tr.obs)-maxObs:]...)
 	}
-	tr.count++
-	if d.Score >= o.ConfirmScore || o.ConfirmObs > 0 && tr.count >= o.ConfirmObs {
+	if !tr.confirmed && (d.Score >= o.ConfirmScore || o.ConfirmObs > 0 && len(tr.obs) >= o.ConfirmObs) {
 		tr.confirmed = true
+		return true
 	}
+	return false
 }
 
 // LastSeen is the stream time of the track's latest detection.
@@ -163,7 +166,12 @@ type Tracker struct {
 	lastKey  time.Duration
 	prevKey  time.Duration
 	keyCount int
+	faces    int // tracks ever confirmed
 }
+
+// Faces is how many tracks have been confirmed (covered) so far: the faces
+// seen, as positions over time.
+func (t *Tracker) Faces() int { return t.faces }
 
 // New returns an empty tracker.
 func New(o Options) *Tracker { return &Tracker{opts: o} }
@@ -217,13 +225,17 @@ func (t *Tracker) Update(at time.Duration, dets []Detection) {
 			continue
 		}
 		usedT[p.ti], usedD[p.di] = true, true
-		t.tracks[p.ti].observe(t.opts, at, dets[p.di])
+		if t.tracks[p.ti].observe(t.opts, at, dets[p.di]) {
+			t.faces++
+		}
 	}
 	for di, d := range dets {
 		if !usedD[di] {
 			t.nextID++
 			tr := &Track{ID: t.nextID}
-			tr.observe(t.opts, at, d)
+			if tr.observe(t.opts, at, d) {
+				t.faces++
+			}
 			t.tracks = append(t.tracks, tr)
 		}
 	}

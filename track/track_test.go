@@ -137,6 +137,9 @@ func TestConfirmation(t *testing.T) {
 	if covered(0, weak) {
 		t.Error("weak detection covered on its first keyframe")
 	}
+	if n := tr.Faces(); n != 1 {
+		t.Errorf("Faces() = %d after the first keyframe, want 1 (the strong one)", n)
+	}
 	tr.Update(100*ms, step)
 	if covered(100*ms, weak) {
 		t.Error("weak detection covered on its second keyframe (ConfirmObs 3)")
@@ -147,6 +150,9 @@ func TestConfirmation(t *testing.T) {
 			t.Errorf("confirmed weak track not covered at %v", at)
 		}
 	}
+	if n := tr.Faces(); n != 2 {
+		t.Errorf("Faces() = %d after confirmation, want 2", n)
+	}
 
 	never := New(Options{Hold: time.Second, MatchIoU: 0.2, ConfirmScore: 0.5})
 	for i := range 5 {
@@ -154,5 +160,8 @@ func TestConfirmation(t *testing.T) {
 	}
 	if n := len(never.Cover(400 * ms)); n != 0 {
 		t.Errorf("ConfirmObs 0: %d weak-only boxes covered, want 0", n)
+	}
+	if n := never.Faces(); n != 0 {
+		t.Errorf("ConfirmObs 0: Faces() = %d, want 0", n)
 	}
 }

@@ -19,12 +19,16 @@ import (
 // key is VEIL_ plus the key upper-cased with dots as underscores
 // (VEIL_DETECT_SCORE_THRESHOLD).
 type Config struct {
-	Log    Log    `mapstructure:"log"`
-	Models Models `mapstructure:"models"`
-	Detect Detect `mapstructure:"detect"`
-	Track  Track  `mapstructure:"track"`
-	Redact Redact `mapstructure:"redact"`
-	Output Output `mapstructure:"output"`
+	Log      Log      `mapstructure:"log"`
+	Models   Models   `mapstructure:"models"`
+	Detect   Detect   `mapstructure:"detect"`
+	Track    Track    `mapstructure:"track"`
+	Redact   Redact   `mapstructure:"redact"`
+	Output   Output   `mapstructure:"output"`
+	Site     Site     `mapstructure:"site"`
+	Footfall Footfall `mapstructure:"footfall"`
+	MQTT     MQTT     `mapstructure:"mqtt"`
+	Outbox   Outbox   `mapstructure:"outbox"`
 }
 
 // Log configures logging.
@@ -81,6 +85,37 @@ type Output struct {
 	Codec string `mapstructure:"codec"` // auto | mjpg | mp4v | xvid
 }
 
+// Site names this box in everything it reports.
+type Site struct {
+	Store  string `mapstructure:"store"`  // the shop, [A-Za-z0-9._-], 1..64 characters
+	Device string `mapstructure:"device"` // this box, unique across all stores, [A-Za-z0-9._-], 1..64 characters
+}
+
+// Footfall configures people counting.
+type Footfall struct {
+	Window    time.Duration `mapstructure:"window"`     // count windows aligned to the clock, 1s..24h
+	Band      float64       `mapstructure:"band"`       // half-width of the no-man's-land around a line, fraction of a person's height, 0.01..0.5
+	MinHeight float64       `mapstructure:"min_height"` // smallest person counted, fraction of the frame height, 0.01..0.5
+}
+
+// MQTT configures the egress of footfall reports to head office.
+type MQTT struct {
+	Broker      string `mapstructure:"broker"`       // tcp://host:1883, ssl://host:8883 (or mqtt://, mqtts://); empty: no egress
+	ClientID    string `mapstructure:"client_id"`    // fixed client id; empty: veil-<site.device>
+	Username    string `mapstructure:"username"`     // optional
+	Password    string `mapstructure:"password"`     // optional; prefer VEIL_MQTT_PASSWORD
+	CAFile      string `mapstructure:"ca_file"`      // PEM CA bundle for ssl:// brokers; empty: system roots
+	CertFile    string `mapstructure:"cert_file"`    // PEM client certificate (with key_file)
+	KeyFile     string `mapstructure:"key_file"`     // PEM client key (with cert_file)
+	TopicPrefix string `mapstructure:"topic_prefix"` // topics are <prefix>/<store>/<device>/footfall|status
+}
+
+// Outbox configures the on-disk queue of closed count windows.
+type Outbox struct {
+	Dir        string `mapstructure:"dir"`         // directory owned by veil; windows wait here until head office acknowledges them
+	MaxEntries int    `mapstructure:"max_entries"` // bound; beyond it the oldest windows are merged, never dropped, 10..1000000
+}
+
 // Default is the configuration used for every key that no file, environment
 // variable or flag sets. It passes Validate. Load never modifies it.
 var Default = Config{
@@ -96,9 +131,13 @@ var Default = Config{
 		Threads:        2,
 		EdgePad:        0.05,
 	},
-	Track:  Track{Hold: time.Second, TentativeHold: 300 * time.Millisecond, Growth: 0.1, MatchIoU: 0.2, ConfirmScore: 0.4, ConfirmObs: 3, Lookahead: 12},
-	Redact: RedactFrom(blur.DefaultOptions),
-	Output: Output{Codec: "auto"},
+	Track:    Track{Hold: time.Second, TentativeHold: 300 * time.Millisecond, Growth: 0.1, MatchIoU: 0.2, ConfirmScore: 0.4, ConfirmObs: 3, Lookahead: 12},
+	Redact:   RedactFrom(blur.DefaultOptions),
+	Output:   Output{Codec: "auto"},
+	Site:     Site{Store: "store", Device: "box"},
+	Footfall: Footfall{Window: 15 * time.Minute, Band: 0.1, MinHeight: 0.06},
+	MQTT:     MQTT{TopicPrefix: "veil/v1"},
+	Outbox:   Outbox{Dir: "var/outbox", MaxEntries: 10000},
 }
 
 // RedactFrom returns the config form of blur options: the inverse of

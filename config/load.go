@@ -223,6 +223,8 @@ func readFile(data []byte) (values map[string]any, errs []error, err error) {
 	for _, name := range names {
 		val := fv.Get(name)
 		switch k, known := keyByName[name]; {
+		case name == "cameras" || strings.HasPrefix(name, "cameras."):
+			// A list read by LoadCameras.
 		case known && val == nil:
 			msg := "has no value; write one or delete the line; allowed " + Allowed(name)
 			if name == "redact.fill_color" {

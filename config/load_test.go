@@ -88,7 +88,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 // badFiles maps each testdata/config/NAME.bad.yaml to substrings its error
 // must contain: the key and what is allowed.
 var badFiles = map[string][]string{
-	"unknown-key":       {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output"},
+	"unknown-key":       {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output, site, footfall, mqtt, outbox"},
 	"typo-key":          {`unknown key "detect.scor_threshold"`, `did you mean "detect.score_threshold"?`},
 	"wrong-section":     {`unknown key "track.every"`, `did you mean "detect.every"?`},
 	"bad-detector":      {`detect.detector: "yolo" is not supported; allowed blazeface, haar`},
@@ -117,6 +117,10 @@ var badFiles = map[string][]string{
 	"nan":               {"track.growth: NaN is not a finite number; allowed 0..10"},
 	"short-lookahead":   {"track.lookahead: 4 frames cannot cover a face confirmed on its keyframe 3", "allowed 8..250"},
 	"two-documents":     {"line 4: a second YAML document starts here; veil reads one document per file"},
+	"bad-broker":        {`mqtt.broker: "http://hq:80" is not a broker URL; allowed empty (no egress) or a URL tcp://, ssl://, mqtt://, mqtts://host:port`},
+	"bad-store":         {`site.store: "shop 42/#" is not a name; allowed 1..64 of A-Z a-z 0-9 . _ -`},
+	"cert-without-key":  {"mqtt.key_file: mqtt.cert_file and mqtt.key_file go together; allowed both set or both empty"},
+	"short-window":      {"footfall.window: 500ms is out of range; allowed 1s..24h"},
 }
 
 func TestBadFiles(t *testing.T) {
@@ -320,6 +324,21 @@ var envValues = map[string]struct {
 	"redact.mosaic_blocks":   {"3", 3},
 	"redact.fill_color":      {"#000000", "#000000"},
 	"output.codec":           {"mjpg", "mjpg"},
+	"site.store":             {"shop-042", "shop-042"},
+	"site.device":            {"cam_box.1", "cam_box.1"},
+	"footfall.window":        {"1m", time.Minute},
+	"footfall.band":          {"0.2", 0.2},
+	"footfall.min_height":    {"0.1", 0.1},
+	"mqtt.broker":            {"ssl://hq.example:8883", "ssl://hq.example:8883"},
+	"mqtt.client_id":         {"veil-42", "veil-42"},
+	"mqtt.username":          {"shop42", "shop42"},
+	"mqtt.password":          {"s3cret word", "s3cret word"},
+	"mqtt.ca_file":           {"/etc/veil/ca.pem", "/etc/veil/ca.pem"},
+	"mqtt.cert_file":         {"/etc/veil/box.pem", "/etc/veil/box.pem"},
+	"mqtt.key_file":          {"/etc/veil/box.key", "/etc/veil/box.key"},
+	"mqtt.topic_prefix":      {"acme/veil/v1", "acme/veil/v1"},
+	"outbox.dir":             {"/var/lib/veil/outbox", "/var/lib/veil/outbox"},
+	"outbox.max_entries":     {"500", 500},
 }
 
 // TestEnvEveryKey sets each key through its environment variable alone, with

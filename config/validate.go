@@ -43,6 +43,9 @@ type limit struct {
 	lo, hi float64  // numbers; durations in nanoseconds
 	dur    bool     // lo, hi are durations
 	blur   bool     // checked by blur.Options.Validate, not here
+	text   bool     // strings: anything, empty included
+	name   bool     // strings: [A-Za-z0-9._-], 1..64 characters
+	url    []string // strings: empty, or a URL with one of these schemes
 }
 
 func oneOf(v ...string) limit      { return limit{enum: v} }
@@ -57,7 +60,7 @@ func fmtNumber(v float64, dur bool) string {
 	if dur {
 		return fmtDuration(time.Duration(v))
 	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 // fmtDuration writes whole seconds and milliseconds the way people write them
@@ -66,6 +69,8 @@ func fmtDuration(d time.Duration) string {
 	switch {
 	case d == 0:
 		return "0"
+	case d%time.Hour == 0 && d >= 2*time.Hour:
+		return fmt.Sprintf("%dh", d/time.Hour)
 	case d%time.Second == 0:
 		return fmt.Sprintf("%ds", d/time.Second)
 	case d%time.Millisecond == 0:
@@ -82,6 +87,14 @@ func (l limit) allowed() string {
 		return "a directory path"
 	case l.colour:
 		return "#RRGGBB"
+	case l.name && l.text:
+		return "1..128 of A-Z a-z 0-9 . _ - / (no leading or trailing /)"
+	case l.text:
+		return "any text"
+	case l.name:
+		return "1..64 of A-Z a-z 0-9 . _ -"
+	case l.url != nil:
+		return "empty (no egress) or a URL " + strings.Join(l.url, "://, ") + "://host:port"
 	}
 	return l.fmtBound(l.lo) + ".." + l.fmtBound(l.hi)
 }
@@ -115,6 +128,21 @@ var limits = map[string]limit{
 	"redact.mosaic_blocks":   byBlur(between(2, 6)),
 	"redact.fill_color":      {colour: true},
 	"output.codec":           oneOf("auto", "mjpg", "mp4v", "xvid"),
+	"site.store":             {name: true},
+	"site.device":            {name: true},
+	"footfall.window":        durBetween(time.Second, 24*time.Hour),
+	"footfall.band":          between(0.01, 0.5),
+	"footfall.min_height":    between(0.01, 0.5),
+	"mqtt.broker":            {url: []string{"tcp", "ssl", "mqtt", "mqtts"}},
+	"mqtt.client_id":         {text: true},
+	"mqtt.username":          {text: true},
+	"mqtt.password":          {text: true},
+	"mqtt.ca_file":           {text: true},
+	"mqtt.cert_file":         {text: true},
+	"mqtt.key_file":          {text: true},
+	"mqtt.topic_prefix":      {name: true, text: true},
+	"outbox.dir":             {dir: true},
+	"outbox.max_entries":     between(10, 1000000),
 }
 
 // check returns what is wrong with v, or "".
@@ -127,6 +155,12 @@ func (l limit) check(v reflect.Value) string {
 			return fmt.Sprintf("%q is not supported; allowed %s", s, l.allowed())
 		case l.dir && s == "":
 			return fmt.Sprintf(`"" is empty; allowed %s`, l.allowed())
+		case l.name && !l.text && !validName(s):
+			return fmt.Sprintf("%q is not a name; allowed %s", s, l.allowed())
+		case l.name && l.text && !validTopic(s):
+			return fmt.Sprintf("%q is not a topic prefix; allowed %s", s, l.allowed())
+		case l.url != nil && s != "" && !validURL(s, l.url):
+			return fmt.Sprintf("%q is not a broker URL; allowed %s", s, l.allowed())
 		case l.colour:
 			if _, ok := parseColour(s); !ok {
 				hint := ""
@@ -294,5 +328,51 @@ func (c Config) crossErrors() []*FieldError {
 				t.Lookahead, t.ConfirmObs, t.ConfirmObs, d.Every, need)})
 		}
 	}
+	if m := c.MQTT; m.Broker != "" && (m.CertFile == "") != (m.KeyFile == "") {
+		errs = append(errs, &FieldError{Key: "mqtt.key_file", Msg: "mqtt.cert_file and mqtt.key_file go together; allowed both set or both empty"})
+	}
 	return errs
+}
+
+// validName reports whether s is a store or device name: it goes into MQTT
+// topics, so no wildcards, separators or spaces.
+func validName(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(isAlnum(c) || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validTopic(s string) bool {
+	if len(s) < 1 || len(s) > 128 || s[0] == '/' || s[len(s)-1] == '/' || strings.Contains(s, "//") {
+		return false
+	}
+	for _, part := range strings.Split(s, "/") {
+		if !validName(part) {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+func validURL(s string, schemes []string) bool {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || !slices.Contains(schemes, scheme) {
+		return false
+	}
+	host, port, ok := strings.Cut(rest, ":")
+	if !ok || host == "" || strings.ContainsAny(host, "/ ") {
+		return false
+	}
+	n, err := strconv.Atoi(strings.TrimSuffix(port, "/"))
+	return err == nil && n > 0 && n < 65536
 }

@@ -46,6 +46,7 @@ and flags, in rising order of precedence. See docs/veil.example.yaml.`,
 		newModelsCmd(),
 		newConfigCmd(),
 		newBenchCmd(),
+		newCountCmd(),
 	)
 	return root
 }

@@ -1,0 +1,122 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Camera is one camera `veil run` redacts and counts. Cameras are a list in
+// the config file's `cameras:` section; unlike the other keys they cannot be
+// set from the environment or flags.
+type Camera struct {
+	// Name identifies the camera in logs, metrics and reports:
+	// 1..64 of A-Z a-z 0-9 . _ -
+	Name string `yaml:"name"`
+	// Source is a video file, an rtsp:// URL or a V4L2 device (/dev/videoN).
+	Source string `yaml:"source"`
+	// Loop restarts a video file at its end (demos).
+	Loop bool `yaml:"loop"`
+	// Lines are the directed counting lines of this camera.
+	Lines []CountLine `yaml:"lines"`
+}
+
+// CountLine is a directed counting line A→B in frame pixels: "in" is a
+// crossing from its left (as seen on screen) to its right.
+type CountLine struct {
+	Name string `yaml:"name"`
+	Line [4]int `yaml:"line"` // x1, y1, x2, y2
+}
+
+// LoadCameras reads the `cameras:` list of a config file ([] when the file
+// has none) and checks every entry, naming the entry and field at fault.
+func LoadCameras(path string) ([]Camera, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	cams, errs := parseCameras(data)
+	if len(errs) > 0 {
+		out := make([]error, len(errs))
+		for i, e := range errs {
+			out[i] = fmt.Errorf("config %s: %w", path, e)
+		}
+		return nil, errors.Join(out...)
+	}
+	return cams, nil
+}
+
+func parseCameras(data []byte) ([]Camera, []error) {
+	var doc struct {
+		Cameras yaml.Node `yaml:"cameras"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, []error{fmt.Errorf("not valid YAML: %w", err)}
+	}
+	if doc.Cameras.Kind == 0 {
+		return nil, nil
+	}
+	if doc.Cameras.Kind != yaml.SequenceNode {
+		return nil, []error{&FieldError{Key: "cameras", Msg: "is not a list; allowed a list of cameras (name, source, loop, lines)"}}
+	}
+	var errs []error
+	cams := make([]Camera, 0, len(doc.Cameras.Content))
+	names := map[string]bool{}
+	for i, n := range doc.Cameras.Content {
+		key := fmt.Sprintf("cameras[%d]", i)
+		var c Camera
+		var buf bytes.Buffer
+		enc := yaml.NewEncoder(&buf)
+		if err := enc.Encode(n); err != nil {
+			errs = append(errs, &FieldError{Key: key, Msg: err.Error()})
+			continue
+		}
+		dec := yaml.NewDecoder(&buf)
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil {
+			msg := strings.TrimPrefix(err.Error(), "yaml: ")
+			errs = append(errs, &FieldError{Key: key, Msg: msg + "; allowed fields name, source, loop, lines (each lines entry: name, line: [x1, y1, x2, y2])"})
+			continue
+		}
+		errs = append(errs, c.check(key, names)...)
+		cams = append(cams, c)
+	}
+	return cams, errs
+}
+
+func (c Camera) check(key string, names map[string]bool) []error {
+	var errs []error
+	switch {
+	case !validName(c.Name):
+		errs = append(errs, &FieldError{Key: key + ".name", Msg: fmt.Sprintf("%q is not a name; allowed 1..64 of A-Z a-z 0-9 . _ -", c.Name)})
+	case names[c.Name]:
+		errs = append(errs, &FieldError{Key: key + ".name", Msg: fmt.Sprintf("%q is used by an earlier camera; allowed a name unique among cameras", c.Name)})
+	}
+	names[c.Name] = true
+	if c.Source == "" {
+		errs = append(errs, &FieldError{Key: key + ".source", Msg: `"" is empty; allowed a video file, rtsp://... URL or /dev/videoN`})
+	}
+	lnames := map[string]bool{}
+	for j, l := range c.Lines {
+		lk := fmt.Sprintf("%s.lines[%d]", key, j)
+		switch {
+		case !validName(l.Name):
+			errs = append(errs, &FieldError{Key: lk + ".name", Msg: fmt.Sprintf("%q is not a name; allowed 1..64 of A-Z a-z 0-9 . _ -", l.Name)})
+		case lnames[l.Name]:
+			errs = append(errs, &FieldError{Key: lk + ".name", Msg: fmt.Sprintf("%q is used by an earlier line of this camera; allowed a unique name", l.Name)})
+		}
+		lnames[l.Name] = true
+		x1, y1, x2, y2 := l.Line[0], l.Line[1], l.Line[2], l.Line[3]
+		switch {
+		case x1 < 0 || y1 < 0 || x2 < 0 || y2 < 0:
+			errs = append(errs, &FieldError{Key: lk + ".line", Msg: fmt.Sprintf("%v has a negative coordinate; allowed [x1, y1, x2, y2] in frame pixels, >= 0", l.Line)})
+		case x1 == x2 && y1 == y2:
+			errs = append(errs, &FieldError{Key: lk + ".line", Msg: fmt.Sprintf("%v has both ends at one point; allowed two distinct points [x1, y1, x2, y2]", l.Line)})
+		}
+	}
+	return errs
+}

@@ -1,0 +1,88 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoadCameras(t *testing.T) {
+	good := `
+detect:
+  every: 4
+cameras:
+  - name: door
+    source: /usr/share/doc/opencv-doc/examples/data/vtest.avi
+    loop: true
+    lines:
+      - {name: entrance, line: [350, 150, 350, 450]}
+      - {name: aisle, line: [520, 260, 768, 260]}
+  - name: till
+    source: rtsp://10.0.0.5/stream1
+`
+	dir := t.TempDir()
+	path := filepath.Join(dir, "veil.yaml")
+	if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cams, err := LoadCameras(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cams) != 2 || cams[0].Name != "door" || !cams[0].Loop || len(cams[0].Lines) != 2 ||
+		cams[0].Lines[1].Line != [4]int{520, 260, 768, 260} || cams[1].Source != "rtsp://10.0.0.5/stream1" {
+		t.Fatalf("cameras = %+v", cams)
+	}
+	// The same file passes Load: the cameras list is not an unknown key.
+	if _, err := Load(path, nil, nil); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+}
+
+func TestLoadCamerasErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"not a list", "cameras: door\n", []string{"cameras: is not a list"}},
+		{"unknown field", "cameras:\n  - {name: a, source: x.avi, sauce: y}\n", []string{"cameras[0]:", "field sauce not found", "allowed fields name, source, loop, lines"}},
+		{"bad name", "cameras:\n  - {name: 'front door', source: x.avi}\n", []string{`cameras[0].name: "front door" is not a name`}},
+		{"duplicate name", "cameras:\n  - {name: a, source: x.avi}\n  - {name: a, source: y.avi}\n", []string{`cameras[1].name: "a" is used by an earlier camera`}},
+		{"no source", "cameras:\n  - {name: a}\n", []string{`cameras[0].source: "" is empty`}},
+		{"short line", "cameras:\n  - {name: a, source: x.avi, lines: [{name: l, line: [1, 2, 3]}]}\n", []string{"cameras[0]:"}},
+		{"point line", "cameras:\n  - {name: a, source: x.avi, lines: [{name: l, line: [5, 5, 5, 5]}]}\n", []string{"cameras[0].lines[0].line: [5 5 5 5] has both ends at one point"}},
+		{"negative", "cameras:\n  - {name: a, source: x.avi, lines: [{name: l, line: [-5, 5, 5, 9]}]}\n", []string{"cameras[0].lines[0].line: [-5 5 5 9] has a negative coordinate"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errs := parseCameras([]byte(tc.yaml))
+			if len(errs) == 0 {
+				t.Fatal("accepted")
+			}
+			msg := errs[0].Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func FuzzParseCameras(f *testing.F) {
+	f.Add([]byte("cameras:\n  - {name: a, source: x.avi, lines: [{name: l, line: [1, 2, 3, 4]}]}\n"))
+	f.Add([]byte("cameras: 5\n"))
+	f.Add([]byte("cameras:\n  - name: [1]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cams, errs := parseCameras(data)
+		if len(errs) == 0 {
+			names := map[string]bool{}
+			for i, c := range cams {
+				if es := c.check("x", names); len(es) != 0 {
+					t.Fatalf("camera %d accepted but fails its own check: %v", i, es)
+				}
+			}
+		}
+	})
+}

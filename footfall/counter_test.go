@@ -1,0 +1,96 @@
+package footfall_test
+
+import (
+	"image"
+	"testing"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/veil-edge/veil/footfall"
+	"github.com/veil-edge/veil/internal/synth"
+	"github.com/veil-edge/veil/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestCounterScenes runs the real motion detector, tracker and line logic on
+// rendered scenes whose crossings are known.
+func TestCounterScenes(t *testing.T) {
+	size := image.Pt(640, 360)
+	const fps = 15.0
+	// Vertical line pointing down the screen: its left (as seen on screen)
+	// is x > 320, so walking leftwards across it is "in".
+	line := footfall.Line{Name: "door", A: image.Pt(320, 60), B: image.Pt(320, 340)}
+	tests := []struct {
+		name    string
+		frames  int
+		walkers []synth.Walker
+		in, out int
+	}{
+		{"one person walking left is in", 90, []synth.Walker{{From: image.Pt(560, 250), To: image.Pt(80, 250), Start: 10, End: 80, Height: 100}}, 1, 0},
+		{"one person walking right is out", 90, []synth.Walker{{From: image.Pt(80, 200), To: image.Pt(560, 200), Start: 10, End: 80, Height: 90}}, 0, 1},
+		{"there and back again", 140, []synth.Walker{
+			{From: image.Pt(520, 250), To: image.Pt(180, 250), Start: 10, End: 60, Height: 100},
+			{From: image.Pt(180, 250), To: image.Pt(520, 250), Start: 61, End: 120, Height: 100},
+		}, 1, 1},
+		{"loitering on the line counts nothing", 170, []synth.Walker{
+			{From: image.Pt(520, 250), To: image.Pt(324, 250), Start: 10, End: 50, Height: 100},
+			{From: image.Pt(324, 250), To: image.Pt(324, 250), Start: 51, End: 120, Height: 100, Sway: 6},
+			{From: image.Pt(324, 250), To: image.Pt(540, 250), Start: 121, End: 160, Height: 100},
+		}, 0, 0},
+		{"walking past the end of the line counts nothing", 90, []synth.Walker{{From: image.Pt(560, 355), To: image.Pt(80, 355), Start: 10, End: 80, Height: 80}}, 0, 0},
+		{"two people side by side count twice", 90, []synth.Walker{
+			{From: image.Pt(560, 250), To: image.Pt(80, 250), Start: 10, End: 80, Height: 100},
+			{From: image.Pt(610, 250), To: image.Pt(130, 250), Start: 10, End: 80, Height: 100},
+		}, 2, 0},
+		{"two people passing each other", 100, []synth.Walker{
+			{From: image.Pt(560, 160), To: image.Pt(80, 160), Start: 10, End: 80, Height: 80},
+			{From: image.Pt(80, 320), To: image.Pt(560, 320), Start: 15, End: 85, Height: 110},
+		}, 1, 1},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			det, err := footfall.NewMotion(footfall.DefaultMotionOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := footfall.NewCounter(det, []footfall.Line{line}, footfall.DefaultTrackOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			scene := synth.NewWalkers(size, tc.walkers, uint64(i+1))
+			defer scene.Close()
+			frame := gocv.NewMat()
+			defer frame.Close()
+			for f := 0; f < tc.frames; f++ {
+				scene.Render(f, &frame)
+				if _, err := c.Frame(frame, time.Duration(float64(f)/fps*float64(time.Second))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := c.Totals()[0]
+			if got.In != tc.in || got.Out != tc.out {
+				t.Errorf("in/out = %d/%d, want %d/%d", got.In, got.Out, tc.in, tc.out)
+			}
+		})
+	}
+}
+
+func TestCounterRejectsLineOutsideFrame(t *testing.T) {
+	det, err := footfall.NewMotion(footfall.DefaultMotionOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := footfall.NewCounter(det, []footfall.Line{{Name: "far", A: image.Pt(0, 0), B: image.Pt(900, 10)}}, footfall.DefaultTrackOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame := gocv.NewMatWithSize(360, 640, gocv.MatTypeCV8UC3)
+	defer frame.Close()
+	if _, err := c.Frame(frame, 0); err == nil {
+		t.Fatal("a line reaching outside the frame was accepted")
+	}
+}

@@ -1,0 +1,52 @@
+package footfall
+
+import (
+	"testing"
+	"time"
+)
+
+func TestWindowsAlignAndClose(t *testing.T) {
+	base := time.Date(2026, 11, 23, 10, 7, 30, 0, time.UTC)
+	w, err := NewWindows(15*time.Minute, 2, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Add(0, In, base.Add(time.Minute))                   // 10:08:30 -> [10:00, 10:15)
+	w.Add(1, Out, base.Add(7*time.Minute+30*time.Second)) // 10:15:00 exactly -> [10:15, 10:30)
+	w.Add(0, In, base.Add(40*time.Minute))                // 10:47:30 -> [10:45, 11:00)
+	if got := w.Close(base.Add(7 * time.Minute)); len(got) != 0 {
+		t.Fatalf("closed %d windows before 10:15", len(got))
+	}
+	got := w.Close(time.Date(2026, 11, 23, 11, 0, 0, 0, time.UTC))
+	if len(got) != 8 { // four windows (10:00..11:00) × two lines, empty ones included
+		t.Fatalf("closed %d windows, want 8: %+v", len(got), got)
+	}
+	at := func(h, m int) time.Time { return time.Date(2026, 11, 23, h, m, 0, 0, time.UTC) }
+	want := []Window{
+		{0, at(10, 0), at(10, 15), Tally{1, 0}}, {1, at(10, 0), at(10, 15), Tally{}},
+		{0, at(10, 15), at(10, 30), Tally{}}, {1, at(10, 15), at(10, 30), Tally{0, 1}},
+		{0, at(10, 30), at(10, 45), Tally{}}, {1, at(10, 30), at(10, 45), Tally{}},
+		{0, at(10, 45), at(11, 0), Tally{1, 0}}, {1, at(10, 45), at(11, 0), Tally{}},
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("window %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	// A crossing stamped before the oldest open window (clock stepped back)
+	// is kept in the oldest open window.
+	w.Add(1, In, at(10, 50))
+	got = w.Flush(at(11, 1))
+	if len(got) != 2 || got[1].In != 1 || !got[1].Start.Equal(at(11, 0)) {
+		t.Fatalf("flush = %+v, want the 11:00 window with the late crossing", got)
+	}
+}
+
+func TestWindowsRejectBadSize(t *testing.T) {
+	if _, err := NewWindows(time.Millisecond, 1, time.Now()); err == nil {
+		t.Fatal("1ms window accepted")
+	}
+	if _, err := NewWindows(time.Minute, 0, time.Now()); err == nil {
+		t.Fatal("no lines accepted")
+	}
+}

@@ -29,6 +29,12 @@ type Config struct {
 	Footfall Footfall `mapstructure:"footfall"`
 	MQTT     MQTT     `mapstructure:"mqtt"`
 	Outbox   Outbox   `mapstructure:"outbox"`
+	HTTP     HTTP     `mapstructure:"http"`
+}
+
+// HTTP configures veil run's web server (health and metrics).
+type HTTP struct {
+	Listen string `mapstructure:"listen"` // host:port; empty: no web server
 }
 
 // Log configures logging.
@@ -138,6 +144,7 @@ var Default = Config{
 	Footfall: Footfall{Window: 15 * time.Minute, Band: 0.1, MinHeight: 0.06},
 	MQTT:     MQTT{TopicPrefix: "veil/v1"},
 	Outbox:   Outbox{Dir: "var/outbox", MaxEntries: 10000},
+	HTTP:     HTTP{Listen: "127.0.0.1:8080"},
 }
 
 // RedactFrom returns the config form of blur options: the inverse of

@@ -88,7 +88,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 // badFiles maps each testdata/config/NAME.bad.yaml to substrings its error
 // must contain: the key and what is allowed.
 var badFiles = map[string][]string{
-	"unknown-key":       {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output, site, footfall, mqtt, outbox"},
+	"unknown-key":       {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output, site, footfall, mqtt, outbox, http"},
 	"typo-key":          {`unknown key "detect.scor_threshold"`, `did you mean "detect.score_threshold"?`},
 	"wrong-section":     {`unknown key "track.every"`, `did you mean "detect.every"?`},
 	"bad-detector":      {`detect.detector: "yolo" is not supported; allowed blazeface, haar`},
@@ -339,6 +339,7 @@ var envValues = map[string]struct {
 	"mqtt.topic_prefix":      {"acme/veil/v1", "acme/veil/v1"},
 	"outbox.dir":             {"/var/lib/veil/outbox", "/var/lib/veil/outbox"},
 	"outbox.max_entries":     {"500", 500},
+	"http.listen":            {":9090", ":9090"},
 }
 
 // TestEnvEveryKey sets each key through its environment variable alone, with

@@ -46,6 +46,7 @@ type limit struct {
 	text   bool     // strings: anything, empty included
 	name   bool     // strings: [A-Za-z0-9._-], 1..64 characters
 	url    []string // strings: empty, or a URL with one of these schemes
+	addr   bool     // strings: empty or host:port
 }
 
 func oneOf(v ...string) limit      { return limit{enum: v} }
@@ -91,6 +92,8 @@ func (l limit) allowed() string {
 		return "1..128 of A-Z a-z 0-9 . _ - / (no leading or trailing /)"
 	case l.text:
 		return "any text"
+	case l.addr:
+		return "empty (off) or host:port, e.g. 127.0.0.1:8080 or :8080"
 	case l.name:
 		return "1..64 of A-Z a-z 0-9 . _ -"
 	case l.url != nil:
@@ -143,6 +146,7 @@ var limits = map[string]limit{
 	"mqtt.topic_prefix":      {name: true, text: true},
 	"outbox.dir":             {dir: true},
 	"outbox.max_entries":     between(10, 1000000),
+	"http.listen":            {addr: true},
 }
 
 // check returns what is wrong with v, or "".
@@ -159,6 +163,8 @@ func (l limit) check(v reflect.Value) string {
 			return fmt.Sprintf("%q is not a name; allowed %s", s, l.allowed())
 		case l.name && l.text && !validTopic(s):
 			return fmt.Sprintf("%q is not a topic prefix; allowed %s", s, l.allowed())
+		case l.addr && s != "" && !validAddr(s):
+			return fmt.Sprintf("%q is not host:port; allowed %s", s, l.allowed())
 		case l.url != nil && s != "" && !validURL(s, l.url):
 			return fmt.Sprintf("%q is not a broker URL; allowed %s", s, l.allowed())
 		case l.colour:
@@ -375,4 +381,13 @@ func validURL(s string, schemes []string) bool {
 	}
 	n, err := strconv.Atoi(strings.TrimSuffix(port, "/"))
 	return err == nil && n > 0 && n < 65536
+}
+
+func validAddr(s string) bool {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 || strings.ContainsAny(s, " /") {
+		return false
+	}
+	n, err := strconv.Atoi(s[i+1:])
+	return err == nil && n >= 0 && n < 65536
 }

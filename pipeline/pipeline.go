@@ -41,6 +41,15 @@ type Sink interface {
 	Write(f *blur.Redacted) error
 }
 
+// Analyzer reads raw frames for statistics that contain no pixels (the
+// footfall counter). Analyze is called once per frame, in order, from the
+// reading goroutine; it must not retain frame, write it anywhere or derive
+// images from it, and should be fast (it delays reading). Its error is logged
+// and does not stop redaction.
+type Analyzer interface {
+	Analyze(frame gocv.Mat, at time.Duration) error
+}
+
 // NewDetector makes one Detector for one worker goroutine.
 type NewDetector func() (detect.Detector, error)
 
@@ -102,6 +111,8 @@ type Pipeline struct {
 	Observer func(FrameRecord)
 	// Progress, if set, is called after each frame with the count written.
 	Progress func(done int)
+	// Analyzer, if set, sees every raw frame as it is read (counting).
+	Analyzer Analyzer
 }
 
 // ErrNoFrames is returned when a source ends before its first frame.
@@ -168,7 +179,7 @@ func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
 
 	frames := make(chan frameItem, o.Every+o.Workers+2)
 	readErr := make(chan error, 1)
-	go p.read(ctx, fps, o, frames, readErr)
+	go p.read(ctx, fps, o, frames, readErr, log)
 
 	if o.Lookahead < 0 {
 		o.Lookahead = 0
@@ -204,8 +215,9 @@ func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
 
 // read decodes frames and marks keyframes. It closes frames when done
 // and reports why it stopped on readErr (io.EOF at a clean end).
-func (p *Pipeline) read(ctx context.Context, fps float64, o Options, frames chan<- frameItem, readErr chan<- error) {
+func (p *Pipeline) read(ctx context.Context, fps float64, o Options, frames chan<- frameItem, readErr chan<- error, log *slog.Logger) {
 	defer close(frames)
+	var lastAnalyzeErr time.Time
 	for i := 0; ; i++ {
 		m := gocv.NewMat()
 		if err := p.Source.Read(&m); err != nil {
@@ -219,6 +231,12 @@ func (p *Pipeline) read(ctx context.Context, fps float64, o Options, frames chan
 			return
 		}
 		it := frameItem{idx: i, t: time.Duration(float64(i) / fps * float64(time.Second)), mat: m, key: i%o.Every == 0}
+		if p.Analyzer != nil {
+			if err := p.Analyzer.Analyze(m, it.t); err != nil && time.Since(lastAnalyzeErr) > 10*time.Second {
+				lastAnalyzeErr = time.Now()
+				log.Warn("frame analysis failed; redaction goes on", "frame", i, "err", err)
+			}
+		}
 		select {
 		case frames <- it:
 		case <-ctx.Done():

@@ -204,3 +204,54 @@ func TestRealDetectorRedactsFaceKeepsOrder(t *testing.T) {
 		})
 	}
 }
+
+// stampAnalyzer records the stamp of every raw frame it is shown.
+type stampAnalyzer struct {
+	stamps []uint8
+	fail   bool
+}
+
+func (a *stampAnalyzer) Analyze(frame gocv.Mat, _ time.Duration) error {
+	a.stamps = append(a.stamps, frame.GetUCharAt(0, 0))
+	if a.fail {
+		return errors.New("counter broke")
+	}
+	return nil
+}
+
+// TestAnalyzerSeesEveryRawFrameInOrder checks the analyzer hook: every raw
+// frame once, in order, and an analyzer error does not stop redaction or let
+// a frame through unredacted.
+func TestAnalyzerSeesEveryRawFrameInOrder(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fail=%v", fail), func(t *testing.T) {
+			src := newImageSource(t, testenv.Astronaut, 20)
+			an := &stampAnalyzer{fail: fail}
+			red, err := blur.NewRedactor(blur.DefaultOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer red.Close()
+			sink := &recordSink{ref: gocv.NewMat()}
+			defer sink.ref.Close()
+			p := &pipeline.Pipeline{Source: src, Redactor: red, Sink: sink, Options: pipeline.DefaultOptions, Analyzer: an}
+			st, err := p.Run(context.Background())
+			src.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(an.stamps) != 20 {
+				t.Fatalf("analyzer saw %d frames, want 20", len(an.stamps))
+			}
+			for i, s := range an.stamps {
+				if int(s) != i {
+					t.Fatalf("analyzer frame %d has stamp %d: out of order or not raw", i, s)
+				}
+			}
+			// No detector: every frame is still redacted whole.
+			if st.Frames != 20 || st.Whole != 20 {
+				t.Fatalf("frames %d, whole %d; want 20 and 20", st.Frames, st.Whole)
+			}
+		})
+	}
+}

@@ -23,7 +23,7 @@ func walkersVideo(t *testing.T) string {
 	path := filepath.Join(t.TempDir(), "walkers.avi")
 	ws := []synth.Walker{
 		{From: image.Pt(600, 250), To: image.Pt(60, 250), Start: 5, End: 45, Height: 100},
-		{From: image.Pt(600, 170), To: image.Pt(60, 170), Start: 20, End: 55, Height: 80},
+		{From: image.Pt(600, 170), To: image.Pt(60, 170), Start: 12, End: 47, Height: 80},
 		{From: image.Pt(40, 300), To: image.Pt(600, 300), Start: 62, End: 110, Height: 110},
 		{From: image.Pt(600, 356), To: image.Pt(60, 356), Start: 10, End: 60, Height: 70},
 	}

@@ -47,6 +47,8 @@ and flags, in rising order of precedence. See docs/veil.example.yaml.`,
 		newConfigCmd(),
 		newBenchCmd(),
 		newCountCmd(),
+		newRunCmd(),
+		newDemoCmd(),
 	)
 	return root
 }

@@ -1,0 +1,215 @@
+package egress
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// ErrInvalid is wrapped by every error that rejects a report, a counting
+// window or an option value as malformed.
+var ErrInvalid = errors.New("invalid")
+
+// maxReportSize bounds the input ParseReport looks at. The largest valid
+// report (four 64-character names, two timestamps with nanoseconds and four
+// 20-digit numbers) is well under 1 KiB.
+const maxReportSize = 4096
+
+// maxNameLen is the longest camera, line, store or device name.
+const maxNameLen = 64
+
+// Counts is one closed counting window, as the counter produces it.
+type Counts struct {
+	Camera, Line string    // names, [A-Za-z0-9._-], 1..64 characters
+	Start, End   time.Time // the window [Start, End); End after Start
+	In, Out      int       // people who crossed the line each way, ≥ 0
+}
+
+// Report is the wire message: exactly these fields and nothing else. It is
+// the only payload the Publisher sends besides its fixed status strings.
+//
+// (Device, Boot, Seq) identifies a report forever: Boot is the outbox's boot
+// counter, persisted and incremented on every OpenOutbox, and Seq counts from
+// 1 within a boot. Head office de-duplicates on it, because delivery is at
+// least once.
+type Report struct {
+	Device string    `json:"device"` // the box that counted
+	Store  string    `json:"store"`  // the shop it is in
+	Camera string    `json:"camera"` // the camera …
+	Line   string    `json:"line"`   // … and its counting line
+	Start  time.Time `json:"start"`  // UTC, RFC 3339
+	End    time.Time `json:"end"`    // UTC, RFC 3339, after Start
+	In     int       `json:"in"`     // ≥ 0
+	Out    int       `json:"out"`    // ≥ 0
+	Boot   uint64    `json:"boot"`   // ≥ 1
+	Seq    uint64    `json:"seq"`    // ≥ 1
+}
+
+// reportFields are the wire field names in wire order.
+var reportFields = [...]string{"device", "store", "camera", "line", "start", "end", "in", "out", "boot", "seq"}
+
+// Validate reports the first thing wrong with r, naming the field. Names
+// must be 1..64 of A-Z a-z 0-9 . _ - (store and device are also MQTT topic
+// levels), both times set and End after Start, the counts non-negative, and
+// Boot and Seq at least 1.
+func (r Report) Validate() error {
+	for _, f := range [...]struct{ name, v string }{
+		{"device", r.Device}, {"store", r.Store}, {"camera", r.Camera}, {"line", r.Line},
+	} {
+		if err := checkName(f.v); err != nil {
+			return fmt.Errorf("report %s: %w", f.name, err)
+		}
+	}
+	if err := checkTime(r.Start); err != nil {
+		return fmt.Errorf("report start: %w", err)
+	}
+	if err := checkTime(r.End); err != nil {
+		return fmt.Errorf("report end: %w", err)
+	}
+	if !r.End.After(r.Start) {
+		return fmt.Errorf("report end: %s is not after start %s: %w",
+			r.End.UTC().Format(time.RFC3339Nano), r.Start.UTC().Format(time.RFC3339Nano), ErrInvalid)
+	}
+	if r.In < 0 {
+		return fmt.Errorf("report in: %d is negative: %w", r.In, ErrInvalid)
+	}
+	if r.Out < 0 {
+		return fmt.Errorf("report out: %d is negative: %w", r.Out, ErrInvalid)
+	}
+	if r.Boot < 1 {
+		return fmt.Errorf("report boot: 0; allowed 1 and up: %w", ErrInvalid)
+	}
+	if r.Seq < 1 {
+		return fmt.Errorf("report seq: 0; allowed 1 and up: %w", ErrInvalid)
+	}
+	return nil
+}
+
+// Marshal validates r and returns its wire form: one JSON object with the
+// fields in declaration order, times in UTC as RFC 3339 (with as many
+// fractional digits as they need), no insignificant white space.
+func (r Report) Marshal() ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	r.Start, r.End = r.Start.UTC(), r.End.UTC()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encoding report: %w", err)
+	}
+	return b, nil
+}
+
+// ParseReport decodes one wire report strictly: the input must be a single
+// JSON object holding every field of Report exactly once under its exact
+// (case-sensitive) name and nothing else, no null, nothing after the object
+// but white space, and the result must pass Validate. Times must be UTC and
+// come back in time.UTC.
+func ParseReport(b []byte) (Report, error) {
+	var r Report
+	if len(b) > maxReportSize {
+		return r, fmt.Errorf("report: %d bytes, more than %d: %w", len(b), maxReportSize, ErrInvalid)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil {
+		return r, fmt.Errorf("report: %v: %w", err, ErrInvalid)
+	} else if tok != json.Delim('{') {
+		return r, fmt.Errorf("report: not a JSON object: %w", ErrInvalid)
+	}
+	var seen [len(reportFields)]bool
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return r, fmt.Errorf("report: %v: %w", err, ErrInvalid)
+		}
+		key, _ := tok.(string) // inside an object, Token returns keys as strings
+		i := fieldIndex(key)
+		if i < 0 {
+			return r, fmt.Errorf("report: unknown field %q: %w", key, ErrInvalid)
+		}
+		if seen[i] {
+			return r, fmt.Errorf("report: field %q given twice: %w", key, ErrInvalid)
+		}
+		seen[i] = true
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return r, fmt.Errorf("report %s: %v: %w", key, err, ErrInvalid)
+		}
+		if bytes.Equal(raw, []byte("null")) {
+			return r, fmt.Errorf("report %s: null: %w", key, ErrInvalid)
+		}
+		if err := json.Unmarshal(raw, r.field(i)); err != nil {
+			return r, fmt.Errorf("report %s: %v: %w", key, err, ErrInvalid)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return r, fmt.Errorf("report: %v: %w", err, ErrInvalid)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return r, fmt.Errorf("report: data after the object: %w", ErrInvalid)
+	}
+	for i, ok := range seen {
+		if !ok {
+			return r, fmt.Errorf("report: missing field %q: %w", reportFields[i], ErrInvalid)
+		}
+	}
+	for _, t := range [...]struct {
+		name string
+		t    *time.Time
+	}{{"start", &r.Start}, {"end", &r.End}} {
+		if _, off := t.t.Zone(); off != 0 {
+			return r, fmt.Errorf("report %s: %s is not UTC: %w", t.name, t.t.Format(time.RFC3339Nano), ErrInvalid)
+		}
+		*t.t = t.t.UTC()
+	}
+	if err := r.Validate(); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+func fieldIndex(key string) int {
+	for i, f := range reportFields {
+		if f == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// field returns a pointer to r's field number i in reportFields order.
+func (r *Report) field(i int) any {
+	return [...]any{&r.Device, &r.Store, &r.Camera, &r.Line, &r.Start, &r.End, &r.In, &r.Out, &r.Boot, &r.Seq}[i]
+}
+
+// checkName accepts 1..64 of A-Z a-z 0-9 . _ -, the rule config uses for
+// site.store and site.device.
+func checkName(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty; allowed 1..%d of A-Z a-z 0-9 . _ -: %w", maxNameLen, ErrInvalid)
+	}
+	if len(s) > maxNameLen {
+		return fmt.Errorf("%d characters; allowed 1..%d of A-Z a-z 0-9 . _ -: %w", len(s), maxNameLen, ErrInvalid)
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%q has %q; allowed 1..%d of A-Z a-z 0-9 . _ -: %w", s, c, maxNameLen, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// checkTime accepts times from 1970 to 9999, which RFC 3339 and
+// time.Time's JSON encoding can both represent.
+func checkTime(t time.Time) error {
+	if t.IsZero() {
+		return fmt.Errorf("not set: %w", ErrInvalid)
+	}
+	if y := t.UTC().Year(); y < 1970 || y > 9999 {
+		return fmt.Errorf("year %d; allowed 1970..9999: %w", y, ErrInvalid)
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/spf13/cobra"
+
+	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/internal/run"
+)
+
+func newRunCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "run -c veil.yaml",
+		Short: "Run every configured camera: redact, count footfall, send counts to head office",
+		Long: `Run every configured camera until SIGTERM or Ctrl-C.
+
+Each camera in the config file's cameras: list gets its own pipeline: faces
+redacted (failing closed), people counted across the camera's lines. A
+camera whose source fails is reopened with capped back-off and reported
+unhealthy; the others keep running.
+
+Count windows (footfall.window, aligned to the clock) are written to the
+outbox (outbox.dir, fsynced) when they end and sent to head office's MQTT
+broker (mqtt.broker) as the only data that leaves the box; a window leaves the
+outbox only once the broker has acknowledged it. On shutdown the open window
+is written as a partial one.
+
+http.listen serves /healthz: JSON health of every camera, the outbox and the
+MQTT link (200 when all is well, 503 otherwise).`,
+		Example: `  veil run -c /etc/veil/veil.yaml
+  VEIL_MQTT_PASSWORD=... veil run -c veil.yaml --log-level debug`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadConfig(cmd, nil)
+			if err != nil {
+				return err
+			}
+			path, _ := cmd.Flags().GetString("config")
+			if path == "" {
+				return errors.New("veil run needs a config file with a cameras: list: veil run -c veil.yaml (see docs/veil.example.yaml)")
+			}
+			cams, err := config.LoadCameras(path)
+			if err != nil {
+				return err
+			}
+			svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: log})
+			if err != nil {
+				return err
+			}
+			return serveAndRun(cmd.Context(), svc, cfg.HTTP.Listen, func(addr string) {
+				fmt.Fprintf(cmd.OutOrStdout(), "health: http://%s/healthz\n", addr)
+			})
+		},
+	}
+}
+
+// serveAndRun runs svc and, when listen is set, its health endpoint.
+func serveAndRun(ctx context.Context, svc *run.Service, listen string, announce func(addr string)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	served := make(chan error, 1)
+	if listen != "" {
+		l, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("http.listen %s: %w", listen, err)
+		}
+		announce(l.Addr().String())
+		go func() { served <- svc.Serve(ctx, l) }()
+	} else {
+		served <- nil
+	}
+	err := svc.Run(ctx)
+	cancel()
+	if serr := <-served; err == nil {
+		err = serr
+	}
+	return err
+}

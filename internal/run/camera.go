@@ -1,0 +1,244 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/veil-edge/veil/blur"
+	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/egress"
+	"github.com/veil-edge/veil/footfall"
+	"github.com/veil-edge/veil/internal/app"
+	"github.com/veil-edge/veil/media"
+	"github.com/veil-edge/veil/pipeline"
+)
+
+// camera is one configured camera: its supervisor state, its count windows
+// and its health.
+type camera struct {
+	cfg   config.Camera
+	full  config.Config
+	lines []footfall.Line
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	wins     *footfall.Windows // nil without lines
+	unsent   []footfall.Window // closed windows the outbox refused (disk full): retried
+	healthy  bool
+	lastErr  string
+	restarts int
+	frames   int64 // redacted frames out
+	whole    int64 // frames redacted whole (fail-closed)
+	fps      float64
+	lastOut  time.Time
+	totals   []footfall.Tally
+}
+
+func newCamera(c config.Camera, full config.Config, log *slog.Logger) (*camera, error) {
+	cam := &camera{cfg: c, full: full, lines: app.CameraLines(c), log: log}
+	if len(cam.lines) > 0 {
+		w, err := footfall.NewWindows(full.Footfall.Window, len(cam.lines), time.Now())
+		if err != nil {
+			return nil, fmt.Errorf("camera %s: %w", c.Name, err)
+		}
+		cam.wins = w
+		cam.totals = make([]footfall.Tally, len(cam.lines))
+	}
+	return cam, nil
+}
+
+// supervise runs the camera's pipeline, reopening the source with capped
+// exponential back-off whenever it fails, until ctx is cancelled.
+func (c *camera) supervise(ctx context.Context, s *Service) {
+	backoff := s.o.MinBackoff
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := c.runOnce(ctx, s)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			// Only a file without loop ends cleanly; a camera stream that
+			// ends is an error and is retried.
+			c.mu.Lock()
+			c.healthy, c.lastErr = false, "source ended (a file without loop: true)"
+			c.mu.Unlock()
+			c.log.Info("camera source ended; not restarting it")
+			return
+		}
+		if time.Since(start) > 2*s.o.MaxBackoff {
+			backoff = s.o.MinBackoff // it ran well for a while: start over
+		}
+		c.mu.Lock()
+		c.healthy, c.lastErr = false, err.Error()
+		c.restarts++
+		c.mu.Unlock()
+		c.log.Error("camera failed; retrying", "err", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, s.o.MaxBackoff)
+	}
+}
+
+// runOnce opens the source and runs one pipeline until the source fails or
+// ctx ends.
+func (c *camera) runOnce(ctx context.Context, s *Service) error {
+	src, err := media.OpenLive(ctx, c.cfg.Source, c.cfg.Loop)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	info := src.Info()
+	var an pipeline.Analyzer
+	if len(c.lines) > 0 {
+		for _, l := range c.lines {
+			if err := l.Valid(info.Size); err != nil {
+				return fmt.Errorf("counting line: %w", err)
+			}
+		}
+		counter, err := app.Counter(c.full.Footfall, c.lines)
+		if err != nil {
+			return err
+		}
+		defer counter.Close()
+		an = &countAnalyzer{cam: c, counter: counter}
+	}
+	ropts, err := c.full.Redact.BlurOptions()
+	if err != nil {
+		return err
+	}
+	red, err := blur.NewRedactor(ropts)
+	if err != nil {
+		return err
+	}
+	defer red.Close()
+	c.log.Info("camera started", "source", c.cfg.Source, "size", fmt.Sprintf("%dx%d", info.Size.X, info.Size.Y), "fps", info.FPS)
+	p := &pipeline.Pipeline{
+		Source: src, Detector: s.newDet, Redactor: red, Sink: &statsSink{cam: c}, Log: c.log,
+		Options: app.PipelineOptions(c.full), Analyzer: an,
+	}
+	_, err = p.Run(ctx)
+	return err
+}
+
+// countAnalyzer feeds raw frames to the people counter and the crossings,
+// stamped with the wall clock, into the camera's windows.
+type countAnalyzer struct {
+	cam     *camera
+	counter *footfall.Counter
+}
+
+func (a *countAnalyzer) Analyze(frame gocv.Mat, at time.Duration) error {
+	cr, err := a.counter.Frame(frame, at)
+	if len(cr) == 0 {
+		return err
+	}
+	now := time.Now()
+	a.cam.mu.Lock()
+	for _, x := range cr {
+		a.cam.wins.Add(x.Line, x.Dir, now)
+		if x.Dir == footfall.In {
+			a.cam.totals[x.Line].In++
+		} else {
+			a.cam.totals[x.Line].Out++
+		}
+	}
+	a.cam.mu.Unlock()
+	for _, x := range cr {
+		a.cam.log.Debug("crossing", "line", a.cam.lines[x.Line].Name, "dir", x.Dir)
+	}
+	return err
+}
+
+// statsSink is where redacted frames go until a viewer wants them: it
+// measures the camera's output rate and fail-closed frames.
+type statsSink struct{ cam *camera }
+
+func (k *statsSink) Write(f *blur.Redacted) error {
+	c := k.cam
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.healthy, c.lastErr = true, ""
+	c.frames++
+	if f.Whole() {
+		c.whole++
+	}
+	if !c.lastOut.IsZero() {
+		if dt := now.Sub(c.lastOut).Seconds(); dt > 0 {
+			c.fps = 0.9*c.fps + 0.1/dt
+		}
+	}
+	c.lastOut = now
+	return nil
+}
+
+// closeWindows closes count windows on the wall clock and writes them to the
+// outbox, retrying those the outbox refused.
+func (c *camera) closeWindows(ctx context.Context, box *egress.Outbox) {
+	if c.wins == nil {
+		return
+	}
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			c.mu.Lock()
+			c.unsent = append(c.unsent, c.wins.Close(now)...)
+			c.mu.Unlock()
+			c.store(box)
+		}
+	}
+}
+
+// flush closes the open window as a partial one ending at now.
+func (c *camera) flush(now time.Time, box *egress.Outbox) {
+	if c.wins == nil {
+		return
+	}
+	c.mu.Lock()
+	ws := c.wins.Flush(now)
+	for i := range ws {
+		if ws[i].End.After(now) {
+			ws[i].End = now
+		}
+	}
+	c.unsent = append(c.unsent, ws...)
+	c.mu.Unlock()
+	c.store(box)
+	if n := len(c.unsent); n > 0 {
+		c.log.Error("count windows could not be written to the outbox and are lost", "windows", n)
+	}
+}
+
+func (c *camera) store(box *egress.Outbox) {
+	c.mu.Lock()
+	pending := c.unsent
+	c.unsent = nil
+	c.mu.Unlock()
+	for i, w := range pending {
+		if !w.End.After(w.Start) {
+			continue
+		}
+		r, err := box.Add(egress.Counts{Camera: c.cfg.Name, Line: c.lines[w.Line].Name, Start: w.Start, End: w.End, In: w.In, Out: w.Out})
+		if err != nil {
+			c.log.Error("outbox refused a count window; will retry", "err", err)
+			c.mu.Lock()
+			c.unsent = append(pending[i:], c.unsent...)
+			c.mu.Unlock()
+			return
+		}
+		c.log.Info("count window closed", "line", r.Line, "start", r.Start.Format(time.RFC3339), "end", r.End.Format(time.RFC3339), "in", r.In, "out", r.Out, "seq", r.Seq)
+	}
+}

@@ -1,0 +1,84 @@
+package run
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/veil-edge/veil/egress"
+)
+
+// Health is what /healthz reports.
+type Health struct {
+	Status  string         `json:"status"` // ok | degraded
+	Uptime  string         `json:"uptime"`
+	Boot    uint64         `json:"boot"`
+	Cameras []CameraHealth `json:"cameras"`
+	Outbox  struct {
+		Pending int `json:"pending"`
+	} `json:"outbox"`
+	MQTT *egress.Status `json:"mqtt,omitempty"`
+}
+
+// CameraHealth is one camera's state.
+type CameraHealth struct {
+	Name      string  `json:"name"`
+	Healthy   bool    `json:"healthy"`
+	FPS       float64 `json:"fps"`
+	Frames    int64   `json:"frames"`
+	Whole     int64   `json:"frames_redacted_whole"`
+	Restarts  int     `json:"restarts"`
+	LastError string  `json:"last_error,omitempty"`
+	Lines     []Line  `json:"lines,omitempty"`
+}
+
+// Line is a counting line's totals since start.
+type Line struct {
+	Name string `json:"name"`
+	In   int    `json:"in"`
+	Out  int    `json:"out"`
+}
+
+// Health reports every camera, the outbox and the MQTT link.
+func (s *Service) Health() Health {
+	h := Health{Status: "ok", Uptime: time.Since(s.started).Round(time.Second).String(), Boot: s.box.Boot()}
+	for _, c := range s.cams {
+		c.mu.Lock()
+		ch := CameraHealth{Name: c.cfg.Name, Healthy: c.healthy, FPS: c.fps, Frames: c.frames, Whole: c.whole, Restarts: c.restarts, LastError: c.lastErr}
+		if time.Since(c.lastOut) > 5*time.Second {
+			ch.Healthy, ch.FPS = false, 0
+		}
+		for i, l := range c.lines {
+			ch.Lines = append(ch.Lines, Line{Name: l.Name, In: c.totals[i].In, Out: c.totals[i].Out})
+		}
+		c.mu.Unlock()
+		if !ch.Healthy {
+			h.Status = "degraded"
+		}
+		h.Cameras = append(h.Cameras, ch)
+	}
+	h.Outbox.Pending = s.box.Len()
+	if s.pub != nil {
+		st := s.pub.Status()
+		h.MQTT = &st
+		if !st.Connected {
+			h.Status = "degraded"
+		}
+	}
+	return h
+}
+
+// Handler serves /healthz: 200 when every camera delivers frames and the
+// MQTT link is up, 503 otherwise, with the details as JSON either way.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		h := s.Health()
+		w.Header().Set("Content-Type", "application/json")
+		if h.Status != "ok" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(h)
+	})
+	return mux
+}

@@ -1,0 +1,158 @@
+// Package run is `veil run`: one supervised pipeline per configured camera
+// (redaction and footfall counting), the outbox of closed count windows, the
+// MQTT publisher that sends them to head office, and the health endpoint.
+//
+// A camera that fails (stream drops, device unplugged, garbage data) is
+// reopened with capped exponential back-off and reported unhealthy; the
+// other cameras are not touched. Count windows close on the wall clock and
+// go into the outbox (fsynced) before they count as closed.
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/egress"
+	"github.com/veil-edge/veil/internal/app"
+	"github.com/veil-edge/veil/pipeline"
+)
+
+// Options configures a Service.
+type Options struct {
+	Config  config.Config
+	Cameras []config.Camera
+	Log     *slog.Logger
+	// Backoff bounds the wait before a failed camera is reopened.
+	MinBackoff, MaxBackoff time.Duration
+	// MQTTRetry overrides the publisher's retry interval (tests); 0 keeps the default.
+	MQTTRetry time.Duration
+}
+
+// Service runs every camera of a box.
+type Service struct {
+	o       Options
+	log     *slog.Logger
+	box     *egress.Outbox
+	pub     *egress.Publisher
+	cams    []*camera
+	newDet  pipeline.NewDetector
+	started time.Time
+}
+
+// New checks the cameras, opens the outbox and prepares the publisher.
+// Nothing runs until Run.
+func New(o Options) (*Service, error) {
+	if len(o.Cameras) == 0 {
+		return nil, errors.New("no cameras configured: add a cameras: list to the config file (see docs/veil.example.yaml)")
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	cfg := o.Config
+	box, err := egress.OpenOutbox(cfg.Outbox.Dir, egress.OutboxOptions{
+		Device: cfg.Site.Device, Store: cfg.Site.Store, MaxEntries: cfg.Outbox.MaxEntries, Log: o.Log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox %s: %w", cfg.Outbox.Dir, err)
+	}
+	s := &Service{o: o, log: o.Log, box: box}
+	if m := cfg.MQTT; m.Broker != "" {
+		s.pub, err = egress.NewPublisher(egress.MQTTOptions{
+			Broker: m.Broker, ClientID: m.ClientID, Username: m.Username, Password: m.Password,
+			CAFile: m.CAFile, CertFile: m.CertFile, KeyFile: m.KeyFile, TopicPrefix: m.TopicPrefix,
+			RetryInterval: o.MQTTRetry,
+		}, box, o.Log)
+		if err != nil {
+			box.Close()
+			return nil, fmt.Errorf("mqtt: %w", err)
+		}
+	} else {
+		o.Log.Warn("mqtt.broker is empty: count windows wait in the outbox until a broker is configured", "outbox", cfg.Outbox.Dir)
+	}
+	s.newDet, err = app.DetectorFactory(cfg.Detect, cfg.Models.Dir, o.Log)
+	if err != nil {
+		o.Log.Error("no face detector: every frame will be redacted whole", "err", err)
+		s.newDet = nil
+	}
+	for _, c := range o.Cameras {
+		cam, err := newCamera(c, cfg, o.Log.With("camera", c.Name))
+		if err != nil {
+			box.Close()
+			return nil, err
+		}
+		s.cams = append(s.cams, cam)
+	}
+	return s, nil
+}
+
+// Run runs every camera, the window closer and the publisher until ctx is
+// cancelled, then flushes open count windows into the outbox and returns.
+func (s *Service) Run(ctx context.Context) error {
+	s.started = time.Now()
+	defer s.box.Close()
+	var wg sync.WaitGroup
+	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
+	pubDone := make(chan error, 1)
+	if s.pub != nil {
+		go func() { pubDone <- s.pub.Run(pubCtx) }()
+	} else {
+		pubDone <- nil
+	}
+	for _, c := range s.cams {
+		wg.Add(2)
+		go func() { defer wg.Done(); c.supervise(ctx, s) }()
+		go func() { defer wg.Done(); c.closeWindows(ctx, s.box) }()
+	}
+	s.log.Info("veil running", "cameras", len(s.cams), "store", s.o.Config.Site.Store, "device", s.o.Config.Site.Device, "boot", s.box.Boot())
+	<-ctx.Done()
+	wg.Wait()
+	// Open windows go to the outbox as partial windows ending now; a later
+	// boot's report for the same window holds other crossings, so head
+	// office adds them up.
+	now := time.Now()
+	for _, c := range s.cams {
+		c.flush(now, s.box)
+	}
+	// Give the publisher a moment to send what was just flushed.
+	if s.pub != nil {
+		deadline := time.Now().Add(2 * time.Second)
+		for s.box.Len() > 0 && s.pub.Status().Connected && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	stopPub()
+	err := <-pubDone
+	s.log.Info("veil stopped", "pending_windows", s.box.Len())
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// Serve serves /healthz on l until ctx is cancelled.
+func (s *Service) Serve(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -15,11 +15,13 @@ type Window struct {
 // Windows sums crossings into windows of a fixed size aligned to the clock:
 // every window starts at a multiple of Size since the zero time, so 15-minute
 // windows start at :00, :15, :30 and :45 past the hour (UTC). The first
-// window may cover less than Size if counting started inside it.
+// window starts when counting started (to the second), not at its aligned
+// start, so no report claims time nobody counted.
 type Windows struct {
 	size  time.Duration
 	lines int
-	start time.Time             // start of the oldest window not yet closed
+	start time.Time             // aligned start of the oldest window not yet closed
+	from  time.Time             // when counting started
 	open  map[time.Time][]Tally // window start -> one tally per line
 }
 
@@ -31,7 +33,7 @@ func NewWindows(size time.Duration, lines int, now time.Time) (*Windows, error) 
 	if lines < 1 {
 		return nil, fmt.Errorf("footfall: no lines to count")
 	}
-	return &Windows{size: size, lines: lines, start: now.Truncate(size), open: map[time.Time][]Tally{}}, nil
+	return &Windows{size: size, lines: lines, start: now.Truncate(size), from: now.Truncate(time.Second), open: map[time.Time][]Tally{}}, nil
 }
 
 // Size is the window length.
@@ -82,8 +84,12 @@ func (w *Windows) take(end time.Time) []Window {
 	t := w.open[w.start]
 	delete(w.open, w.start)
 	out := make([]Window, w.lines)
+	start := w.start
+	if w.from.After(start) {
+		start = w.from
+	}
 	for i := range out {
-		out[i] = Window{Line: i, Start: w.start, End: end}
+		out[i] = Window{Line: i, Start: start, End: end}
 		if t != nil {
 			out[i].Tally = t[i]
 		}

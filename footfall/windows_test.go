@@ -23,7 +23,7 @@ func TestWindowsAlignAndClose(t *testing.T) {
 	}
 	at := func(h, m int) time.Time { return time.Date(2026, 11, 23, h, m, 0, 0, time.UTC) }
 	want := []Window{
-		{0, at(10, 0), at(10, 15), Tally{1, 0}}, {1, at(10, 0), at(10, 15), Tally{}},
+		{0, base, at(10, 15), Tally{1, 0}}, {1, base, at(10, 15), Tally{}}, // counting started at 10:07:30
 		{0, at(10, 15), at(10, 30), Tally{}}, {1, at(10, 15), at(10, 30), Tally{0, 1}},
 		{0, at(10, 30), at(10, 45), Tally{}}, {1, at(10, 30), at(10, 45), Tally{}},
 		{0, at(10, 45), at(11, 0), Tally{1, 0}}, {1, at(10, 45), at(11, 0), Tally{}},

@@ -209,9 +209,10 @@ func (c *camera) flush(now time.Time, box *egress.Outbox) {
 	}
 	c.mu.Lock()
 	ws := c.wins.Flush(now)
+	end := now.Truncate(time.Millisecond)
 	for i := range ws {
-		if ws[i].End.After(now) {
-			ws[i].End = now
+		if ws[i].End.After(end) {
+			ws[i].End = end
 		}
 	}
 	c.unsent = append(c.unsent, ws...)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/veil-edge/veil/internal/cvthreads"
 
+	"github.com/veil-edge/veil/blur"
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/detect"
 	"github.com/veil-edge/veil/models"
@@ -107,4 +108,14 @@ func PipelineOptions(c config.Config) pipeline.Options {
 			ConfirmScore: c.Track.ConfirmScore, ConfirmObs: c.Track.ConfirmObs,
 		},
 	}
+}
+
+// Redactor builds the redactor the config asks for; the strength floor is
+// enforced by blur.Options.Validate.
+func Redactor(c config.Redact) (*blur.Redactor, error) {
+	o, err := c.BlurOptions()
+	if err != nil {
+		return nil, err
+	}
+	return blur.NewRedactor(o)
 }

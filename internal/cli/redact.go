@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/veil-edge/veil/blur"
 	"github.com/veil-edge/veil/internal/app"
 	"github.com/veil-edge/veil/media"
 	"github.com/veil-edge/veil/pipeline"
@@ -77,11 +76,7 @@ func runRedact(cmd *cobra.Command, _ []string) error {
 		}
 	}
 
-	ropts, err := cfg.Redact.BlurOptions()
-	if err != nil {
-		return err
-	}
-	red, err := blur.NewRedactor(ropts)
+	red, err := app.Redactor(cfg.Redact)
 	if err != nil {
 		return err
 	}

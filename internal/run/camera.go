@@ -111,11 +111,7 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 		defer counter.Close()
 		an = &countAnalyzer{cam: c, counter: counter}
 	}
-	ropts, err := c.full.Redact.BlurOptions()
-	if err != nil {
-		return err
-	}
-	red, err := blur.NewRedactor(ropts)
+	red, err := app.Redactor(c.full.Redact)
 	if err != nil {
 		return err
 	}

@@ -30,10 +30,11 @@ type truth struct {
 	} `json:"lines"`
 }
 
-// maxCountError bounds |counted - true| / true per line and direction. The
-// target is 0.03; the bound sits just above what the counter measures today
-// (docs/RESULTS.md) so that any regression fails.
-const maxCountError = 0.35
+// maxMiscount bounds |counted - hand count| per line and direction, in
+// crossings. Today the counter is exact on L1 (28 crossings) and L2 "in",
+// and one over on L2 "out" (a man standing on the line); any regression
+// fails. The product target is ±3 % (docs/RESULTS.md).
+const maxMiscount = 1
 
 // TestVTestAccuracy counts people crossing the hand-counted lines of
 // vtest.avi with the default settings and compares per line and direction.
@@ -81,7 +82,7 @@ func TestVTestAccuracy(t *testing.T) {
 		}
 	}
 	totals := c.Totals()
-	worst := 0.0
+	worst, worstN := 0.0, 0
 	for i, l := range tr.Lines {
 		for _, d := range []struct {
 			dir       string
@@ -89,6 +90,7 @@ func TestVTestAccuracy(t *testing.T) {
 		}{{"in", l.In, totals[i].In}, {"out", l.Out, totals[i].Out}} {
 			e := relErr(d.got, d.want)
 			worst = math.Max(worst, e)
+			worstN = max(worstN, int(math.Abs(float64(d.got-d.want))))
 			t.Logf("%s %-3s: counted %2d, hand count %2d, error %5.1f %%", l.Name, d.dir, d.got, d.want, 100*e)
 		}
 		var seen []string
@@ -102,8 +104,8 @@ func TestVTestAccuracy(t *testing.T) {
 	if worst > 0.03 {
 		t.Logf("target not met: worst error %.1f %% > 3 %%", 100*worst)
 	}
-	if worst > maxCountError {
-		t.Errorf("worst error %.1f %% exceeds the regression bound %.0f %%", 100*worst, 100*maxCountError)
+	if worstN > maxMiscount {
+		t.Errorf("a line and direction is off by %d crossings; the regression bound is %d", worstN, maxMiscount)
 	}
 }
 

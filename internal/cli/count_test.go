@@ -16,8 +16,9 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // walkersVideo renders a scene with known crossings of a vertical line at
 // x=320 (from (320,40) down to (320,340)): two people walk leftwards across
-// it ("in"), one rightwards ("out") in the second 4-second window, and one
-// walks past the end of the line (not counted).
+// it ("in"), one rightwards ("out") in the third 4-second window, and one
+// walks past the end of the line (not counted). Sizes follow a camera's
+// perspective: people lower in the picture are taller.
 func walkersVideo(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "walkers.avi")
@@ -25,7 +26,7 @@ func walkersVideo(t *testing.T) string {
 		{From: image.Pt(600, 250), To: image.Pt(60, 250), Start: 5, End: 45, Height: 100},
 		{From: image.Pt(600, 170), To: image.Pt(60, 170), Start: 12, End: 47, Height: 80},
 		{From: image.Pt(40, 300), To: image.Pt(600, 300), Start: 62, End: 110, Height: 110},
-		{From: image.Pt(600, 356), To: image.Pt(60, 356), Start: 10, End: 60, Height: 70},
+		{From: image.Pt(600, 356), To: image.Pt(60, 356), Start: 10, End: 60, Height: 120},
 	}
 	if err := synth.WriteWalkersAVI(path, image.Pt(640, 360), 10, 120, ws, 3); err != nil {
 		t.Fatal(err)

@@ -16,12 +16,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/veil-edge/veil/internal/mqtttest"
 )
 
 // TestPublisherOptions lists option mistakes NewPublisher rejects; TLS
 // errors name the file.
 func TestPublisherOptions(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := mqtttest.NewPKI(t)
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.pem")
 	garbage := filepath.Join(dir, "garbage.pem")
@@ -45,15 +47,15 @@ func TestPublisherOptions(t *testing.T) {
 		{"wildcard prefix", MQTTOptions{Broker: "tcp://hq:1883", TopicPrefix: "veil/#"}, []string{`mqtt topic prefix "veil/#"`}},
 		{"empty level prefix", MQTTOptions{Broker: "tcp://hq:1883", TopicPrefix: "veil//v1"}, []string{"mqtt topic prefix", "empty"}},
 		{"negative retry", MQTTOptions{Broker: "tcp://hq:1883", RetryInterval: -time.Second}, []string{"mqtt retry interval: -1s is negative"}},
-		{"CA on plain broker", MQTTOptions{Broker: "tcp://hq:1883", CAFile: pki.caFile}, []string{"is not TLS", "ssl://"}},
+		{"CA on plain broker", MQTTOptions{Broker: "tcp://hq:1883", CAFile: pki.CAFile}, []string{"is not TLS", "ssl://"}},
 		{"CA file missing", MQTTOptions{Broker: tlsURL, CAFile: missing}, []string{"mqtt CA file", missing, "no such file"}},
 		{"CA file not PEM", MQTTOptions{Broker: tlsURL, CAFile: garbage}, []string{"mqtt CA file " + garbage, "no PEM certificate"}},
-		{"cert without key", MQTTOptions{Broker: tlsURL, CertFile: pki.clientCert}, []string{pki.clientCert, "without a key file"}},
-		{"key without cert", MQTTOptions{Broker: tlsURL, KeyFile: pki.clientKey}, []string{pki.clientKey, "without a certificate file"}},
-		{"cert file missing", MQTTOptions{Broker: tlsURL, CertFile: missing, KeyFile: pki.clientKey}, []string{"mqtt client certificate file", missing}},
-		{"key file missing", MQTTOptions{Broker: tlsURL, CertFile: pki.clientCert, KeyFile: missing}, []string{"mqtt client key file", missing}},
-		{"cert not PEM", MQTTOptions{Broker: tlsURL, CertFile: garbage, KeyFile: pki.clientKey}, []string{garbage, pki.clientKey}},
-		{"key does not match", MQTTOptions{Broker: tlsURL, CertFile: pki.clientCert, KeyFile: pki.otherKey}, []string{pki.clientCert, pki.otherKey, "does not match"}},
+		{"cert without key", MQTTOptions{Broker: tlsURL, CertFile: pki.ClientCert}, []string{pki.ClientCert, "without a key file"}},
+		{"key without cert", MQTTOptions{Broker: tlsURL, KeyFile: pki.ClientKey}, []string{pki.ClientKey, "without a certificate file"}},
+		{"cert file missing", MQTTOptions{Broker: tlsURL, CertFile: missing, KeyFile: pki.ClientKey}, []string{"mqtt client certificate file", missing}},
+		{"key file missing", MQTTOptions{Broker: tlsURL, CertFile: pki.ClientCert, KeyFile: missing}, []string{"mqtt client key file", missing}},
+		{"cert not PEM", MQTTOptions{Broker: tlsURL, CertFile: garbage, KeyFile: pki.ClientKey}, []string{garbage, pki.ClientKey}},
+		{"key does not match", MQTTOptions{Broker: tlsURL, CertFile: pki.ClientCert, KeyFile: pki.OtherKey}, []string{pki.ClientCert, pki.OtherKey, "does not match"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewPublisher(tc.o, box, nil)
@@ -69,7 +71,7 @@ func TestPublisherOptions(t *testing.T) {
 	}
 
 	t.Run("defaults", func(t *testing.T) {
-		p, err := NewPublisher(MQTTOptions{Broker: "mqtts://hq.example:8883", CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey}, box, nil)
+		p, err := NewPublisher(MQTTOptions{Broker: "mqtts://hq.example:8883", CAFile: pki.CAFile, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}, box, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,28 +91,28 @@ func TestPublisherOptions(t *testing.T) {
 func TestPublishDelivers(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		o    brokerOptions
+		o    mqtttest.Options
 	}{
-		{"plain", brokerOptions{}},
-		{"password", brokerOptions{password: true}},
-		{"tls", brokerOptions{tls: true}},
-		{"mutual tls", brokerOptions{tls: true, requireCert: true}},
+		{"plain", mqtttest.Options{}},
+		{"password", mqtttest.Options{Password: true}},
+		{"tls", mqtttest.Options{TLS: true}},
+		{"mutual tls", mqtttest.Options{TLS: true, RequireCert: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			br := startBroker(t, tc.o)
-			rec := record(t, br)
+			br := mqtttest.Start(t, tc.o)
+			rec := mqtttest.Record(t, br)
 			box := openBox(t, t.TempDir(), 0)
 			var added []Report
 			for i := range 5 { // waiting before the publisher starts
 				added = append(added, mustAdd(t, box, window("cam-1", "door", i, i, 1)))
 			}
 			log, _ := testLog(t)
-			p, stop := runPublisher(t, br.publisherOptions(), box, log)
+			p, stop := runPublisher(t, publisherOptions(br), box, log)
 			footfall, status := p.Topics()
 			for i := 5; i < 20; i++ {
 				added = append(added, mustAdd(t, box, window("cam-2", "gate", i, 2*i, i%4)))
 			}
-			got := rec.waitReports(footfall, status, idents(added), 10*time.Second)
+			got := waitReports(t, rec, footfall, status, idents(added), 10*time.Second)
 			byID := map[ident]Report{}
 			for _, r := range got {
 				byID[identOf(r)] = r
@@ -126,17 +128,17 @@ func TestPublishDelivers(t *testing.T) {
 				t.Errorf("Status() = %+v, want connected, nothing pending, a last publish", st)
 			}
 			stop()
-			retainedStatus(t, br, status, StatusOffline)
+			br.WaitRetained(status, StatusOffline)
 			var statuses []string
-			for _, m := range rec.messages() {
-				if m.topic == status {
-					statuses = append(statuses, m.payload)
+			for _, m := range rec.Messages() {
+				if m.Topic == status {
+					statuses = append(statuses, m.Payload)
 				}
 			}
 			if len(statuses) < 2 || statuses[0] != StatusOnline || statuses[len(statuses)-1] != StatusOffline {
 				t.Errorf("status messages %v, want online first and offline last", statuses)
 			}
-			rec.reports(footfall, status) // every message on every topic is allowed
+			reports(t, rec, footfall, status) // every message on every topic is allowed
 		})
 	}
 }
@@ -145,19 +147,19 @@ func TestPublishDelivers(t *testing.T) {
 // windows, which are added while it is down, and starts again; every
 // window arrives and seq has no gaps.
 func TestPublishBrokerOutage(t *testing.T) {
-	br := startBroker(t, brokerOptions{})
-	rec := record(t, br)
+	br := mqtttest.Start(t, mqtttest.Options{})
+	rec := mqtttest.Record(t, br)
 	box := openBox(t, t.TempDir(), 0)
 	log, _ := testLog(t)
-	p, stop := runPublisher(t, br.publisherOptions(), box, log)
+	p, stop := runPublisher(t, publisherOptions(br), box, log)
 	footfall, status := p.Topics()
 	var added []Report
 	for i := range 3 {
 		added = append(added, mustAdd(t, box, window("cam", "door", i, 1, 2)))
 	}
-	rec.waitReports(footfall, status, idents(added), 10*time.Second)
+	waitReports(t, rec, footfall, status, idents(added), 10*time.Second)
 
-	br.stop()
+	br.Stop()
 	waitFor(t, 5*time.Second, "the publisher to notice the outage", func() bool { return !p.Status().Connected })
 	for i := 3; i < 8; i++ {
 		added = append(added, mustAdd(t, box, window("cam", "door", i, i, 0)))
@@ -167,8 +169,8 @@ func TestPublishBrokerOutage(t *testing.T) {
 		t.Errorf("during the outage Status() = %+v, want 5 pending, disconnected, an error", st)
 	}
 
-	br.start()
-	got := rec.waitReports(footfall, status, idents(added), 15*time.Second)
+	br.Start()
+	got := waitReports(t, rec, footfall, status, idents(added), 15*time.Second)
 	seqs := map[uint64]bool{}
 	for _, r := range got {
 		seqs[r.Seq] = true
@@ -210,8 +212,8 @@ func TestPublishShutdownBrokerDown(t *testing.T) {
 // with garbage, one emptied; they are quarantined with a warning naming
 // each, and the rest are delivered.
 func TestPublishCorrupt(t *testing.T) {
-	br := startBroker(t, brokerOptions{})
-	rec := record(t, br)
+	br := mqtttest.Start(t, mqtttest.Options{})
+	rec := mqtttest.Record(t, br)
 	dir := t.TempDir()
 	box := openBox(t, dir, 0)
 	var added []Report
@@ -249,9 +251,9 @@ func TestPublishCorrupt(t *testing.T) {
 			t.Errorf("no warning names %s:\n%s", name, buf.String())
 		}
 	}
-	p, stop := runPublisher(t, br.publisherOptions(), box, log)
+	p, stop := runPublisher(t, publisherOptions(br), box, log)
 	footfall, status := p.Topics()
-	got := rec.waitReports(footfall, status, idents(good), 10*time.Second)
+	got := waitReports(t, rec, footfall, status, idents(good), 10*time.Second)
 	waitFor(t, 5*time.Second, "the outbox to empty", func() bool { return box.Len() == 0 })
 	stop()
 	for _, r := range got {
@@ -265,8 +267,8 @@ func TestPublishCorrupt(t *testing.T) {
 // that windows are merged, then delivers it: the in and out totals head
 // office receives equal those added, per line.
 func TestPublishMerged(t *testing.T) {
-	br := startBroker(t, brokerOptions{})
-	rec := record(t, br)
+	br := mqtttest.Start(t, mqtttest.Options{})
+	rec := mqtttest.Record(t, br)
 	box := openBox(t, t.TempDir(), 4)
 	var added []Counts
 	for i := range 60 {
@@ -278,9 +280,9 @@ func TestPublishMerged(t *testing.T) {
 	}
 	stored := pending(t, box)
 	log, _ := testLog(t)
-	p, stop := runPublisher(t, br.publisherOptions(), box, log)
+	p, stop := runPublisher(t, publisherOptions(br), box, log)
 	footfall, status := p.Topics()
-	got := rec.waitReports(footfall, status, idents(stored), 10*time.Second)
+	got := waitReports(t, rec, footfall, status, idents(stored), 10*time.Second)
 	waitFor(t, 5*time.Second, "the outbox to empty", func() bool { return box.Len() == 0 })
 	stop()
 	unique := map[ident]Report{}
@@ -443,8 +445,8 @@ func (c *child) wait(t *testing.T, timeout time.Duration) []ident {
 // boot) replays the rest. Every (boot, seq) the child was ever given by Add
 // arrives; duplicates are allowed, gaps are not.
 func TestPublishCrash(t *testing.T) {
-	br := startBroker(t, brokerOptions{})
-	rec := record(t, br)
+	br := mqtttest.Start(t, mqtttest.Options{})
+	rec := mqtttest.Record(t, br)
 	dir := t.TempDir()
 	footfall := DefaultTopicPrefix + "/shop-1/crash-box/footfall"
 	status := DefaultTopicPrefix + "/shop-1/crash-box/status"
@@ -452,7 +454,7 @@ func TestPublishCrash(t *testing.T) {
 	// The first run queues 300 windows, starts publishing and goes on
 	// adding; it is killed as soon as the first report arrives, so that
 	// there is a backlog on disk and reports in flight.
-	first := startChild(t, dir, br.url(), 5000, 300, false)
+	first := startChild(t, dir, br.URL(), 5000, 300, false)
 	var ids []ident
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		select {
@@ -464,11 +466,11 @@ func TestPublishCrash(t *testing.T) {
 			continue
 		default:
 		}
-		if len(ids) >= 300 && len(rec.reports(footfall, status)) > 0 {
+		if len(ids) >= 300 && len(reports(t, rec, footfall, status)) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 20 s the child has added %d windows and %d reports arrived", len(ids), len(rec.reports(footfall, status)))
+			t.Fatalf("after 20 s the child has added %d windows and %d reports arrived", len(ids), len(reports(t, rec, footfall, status)))
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
@@ -478,13 +480,13 @@ func TestPublishCrash(t *testing.T) {
 	ids = append(ids, first.wait(t, 5*time.Second)...)
 	time.Sleep(100 * time.Millisecond) // reports still on their way to the recorder
 	delivered := map[ident]bool{}
-	for _, r := range rec.reports(footfall, status) {
+	for _, r := range reports(t, rec, footfall, status) {
 		delivered[identOf(r)] = true
 	}
 	t.Logf("first run: %d windows added, %d delivered before SIGKILL", len(ids), len(delivered))
-	retainedStatus(t, br, status, StatusOffline) // the last will
+	br.WaitRetained(status, StatusOffline) // the last will
 
-	second := startChild(t, dir, br.url(), 10, 0, true)
+	second := startChild(t, dir, br.URL(), 10, 0, true)
 	more := second.wait(t, 30*time.Second)
 	if !second.done {
 		t.Fatalf("second run did not finish cleanly:\n%s", second.stderr.String())
@@ -493,7 +495,7 @@ func TestPublishCrash(t *testing.T) {
 		t.Fatalf("second run added %v, want 10 windows of boot %d from seq 1", more, ids[0].boot+1)
 	}
 	ids = append(ids, more...)
-	got := rec.waitReports(footfall, status, ids, 10*time.Second)
+	got := waitReports(t, rec, footfall, status, ids, 10*time.Second)
 	seen := map[ident]int{}
 	for _, r := range got {
 		seen[identOf(r)]++
@@ -507,7 +509,7 @@ func TestPublishCrash(t *testing.T) {
 		}
 	}
 	t.Logf("%d windows, %d reports received (%d duplicates)", len(ids), len(got), len(got)-len(seen))
-	retainedStatus(t, br, status, StatusOffline) // a clean stop this time
+	br.WaitRetained(status, StatusOffline) // a clean stop this time
 	box := openBox(t, dir, 0)
 	if box.Len() != 0 {
 		t.Errorf("%d reports left in the outbox", box.Len())

@@ -27,7 +27,7 @@ type camera struct {
 	log   *slog.Logger
 
 	mu       sync.Mutex
-	wins     *footfall.Windows // nil without lines
+	wins     *footfall.Windows // open count windows; nil while the camera is not counting
 	unsent   []footfall.Window // closed windows the outbox refused (disk full): retried
 	healthy  bool
 	lastErr  string
@@ -42,14 +42,43 @@ type camera struct {
 func newCamera(c config.Camera, full config.Config, log *slog.Logger) (*camera, error) {
 	cam := &camera{cfg: c, full: full, lines: app.CameraLines(c), log: log}
 	if len(cam.lines) > 0 {
-		w, err := footfall.NewWindows(full.Footfall.Window, len(cam.lines), time.Now())
-		if err != nil {
+		if _, err := footfall.NewWindows(full.Footfall.Window, len(cam.lines), time.Now()); err != nil {
 			return nil, fmt.Errorf("camera %s: %w", c.Name, err)
 		}
-		cam.wins = w
 		cam.totals = make([]footfall.Tally, len(cam.lines))
 	}
 	return cam, nil
+}
+
+// startCounting opens count windows from now: the camera delivers frames.
+func (c *camera) startCounting(now time.Time) {
+	if len(c.lines) == 0 {
+		return
+	}
+	w, _ := footfall.NewWindows(c.full.Footfall.Window, len(c.lines), now) // checked by newCamera
+	c.mu.Lock()
+	c.wins = w
+	c.mu.Unlock()
+}
+
+// stopCounting closes the open window as a partial one ending at now and
+// counts nothing until startCounting: while a camera is down no window is
+// reported, so head office cannot mistake "not counting" for "nobody came".
+func (c *camera) stopCounting(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.wins == nil {
+		return
+	}
+	ws := c.wins.Flush(now)
+	end := now.Truncate(time.Millisecond)
+	for i := range ws {
+		if ws[i].End.After(end) {
+			ws[i].End = end
+		}
+	}
+	c.unsent = append(c.unsent, ws...)
+	c.wins = nil
 }
 
 // supervise runs the camera's pipeline, reopening the source with capped
@@ -116,6 +145,8 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 		return err
 	}
 	defer red.Close()
+	c.startCounting(time.Now())
+	defer func() { c.stopCounting(time.Now()) }()
 	c.log.Info("camera started", "source", c.cfg.Source, "size", fmt.Sprintf("%dx%d", info.Size.X, info.Size.Y), "fps", info.FPS)
 	p := &pipeline.Pipeline{
 		Source: src, Detector: s.newDet, Redactor: red, Sink: &statsSink{cam: c}, Log: c.log,
@@ -140,7 +171,9 @@ func (a *countAnalyzer) Analyze(frame gocv.Mat, at time.Duration) error {
 	now := time.Now()
 	a.cam.mu.Lock()
 	for _, x := range cr {
-		a.cam.wins.Add(x.Line, x.Dir, now)
+		if a.cam.wins != nil {
+			a.cam.wins.Add(x.Line, x.Dir, now)
+		}
 		if x.Dir == footfall.In {
 			a.cam.totals[x.Line].In++
 		} else {
@@ -180,7 +213,7 @@ func (k *statsSink) Write(f *blur.Redacted) error {
 // closeWindows closes count windows on the wall clock and writes them to the
 // outbox, retrying those the outbox refused.
 func (c *camera) closeWindows(ctx context.Context, box *egress.Outbox) {
-	if c.wins == nil {
+	if len(c.lines) == 0 {
 		return
 	}
 	t := time.NewTicker(250 * time.Millisecond)
@@ -191,28 +224,22 @@ func (c *camera) closeWindows(ctx context.Context, box *egress.Outbox) {
 			return
 		case now := <-t.C:
 			c.mu.Lock()
-			c.unsent = append(c.unsent, c.wins.Close(now)...)
+			if c.wins != nil {
+				c.unsent = append(c.unsent, c.wins.Close(now)...)
+			}
 			c.mu.Unlock()
 			c.store(box)
 		}
 	}
 }
 
-// flush closes the open window as a partial one ending at now.
+// flush writes what is left at shutdown: the open window as a partial one
+// ending at now, and windows the outbox refused before.
 func (c *camera) flush(now time.Time, box *egress.Outbox) {
-	if c.wins == nil {
+	if len(c.lines) == 0 {
 		return
 	}
-	c.mu.Lock()
-	ws := c.wins.Flush(now)
-	end := now.Truncate(time.Millisecond)
-	for i := range ws {
-		if ws[i].End.After(end) {
-			ws[i].End = end
-		}
-	}
-	c.unsent = append(c.unsent, ws...)
-	c.mu.Unlock()
+	c.stopCounting(now)
 	c.store(box)
 	if n := len(c.unsent); n > 0 {
 		c.log.Error("count windows could not be written to the outbox and are lost", "windows", n)

@@ -133,3 +133,44 @@ func TestNoCameras(t *testing.T) {
 		t.Fatal("no cameras accepted")
 	}
 }
+
+// TestDownCameraReportsNoWindows: a camera with counting lines whose source
+// never opens reports no count windows at all (an empty window would read as
+// "nobody came"), while a working one reports its windows.
+func TestDownCameraReportsNoWindows(t *testing.T) {
+	cfg := testConfig(t)
+	cams := []config.Camera{
+		{Name: "door", Source: scene(t), Loop: true, Lines: []config.CountLine{{Name: "entrance", Line: [4]int{320, 40, 320, 340}}}},
+		{Name: "unplugged", Source: filepath.Join(t.TempDir(), "gone.avi"), Lines: []config.CountLine{{Name: "till", Line: [4]int{10, 10, 100, 10}}}},
+	}
+	svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: slog.New(slog.DiscardHandler), MinBackoff: 100 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	defer cancel()
+	if err := svc.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	box, err := egress.OpenOutbox(cfg.Outbox.Dir, egress.OutboxOptions{Store: "s1", Device: "d1", Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	reports, err := box.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	door := 0
+	for _, r := range reports {
+		if r.Camera == "unplugged" {
+			t.Errorf("a camera that never delivered a frame reported a window: %+v", r)
+		}
+		if r.Camera == "door" {
+			door++
+		}
+	}
+	if door < 3 {
+		t.Errorf("working camera reported %d windows in 3.5 s of 1 s windows, want >= 3", door)
+	}
+}

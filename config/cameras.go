@@ -21,9 +21,16 @@ type Camera struct {
 	Source string `yaml:"source"`
 	// Loop restarts a video file at its end (demos).
 	Loop bool `yaml:"loop"`
+	// View is how the camera looks at people: "angled" (the default; a
+	// person stands at the bottom-centre of their figure) or "overhead"
+	// (looking straight down; a person is where their blob's centre is).
+	View string `yaml:"view"`
 	// Lines are the directed counting lines of this camera.
 	Lines []CountLine `yaml:"lines"`
 }
+
+// Overhead reports whether the camera looks straight down.
+func (c Camera) Overhead() bool { return c.View == "overhead" }
 
 // CountLine is a directed counting line A→B in frame pixels: "in" is a
 // crossing from its left (as seen on screen) to its right.
@@ -61,7 +68,7 @@ func parseCameras(data []byte) ([]Camera, []error) {
 		return nil, nil
 	}
 	if doc.Cameras.Kind != yaml.SequenceNode {
-		return nil, []error{&FieldError{Key: "cameras", Msg: "is not a list; allowed a list of cameras (name, source, loop, lines)"}}
+		return nil, []error{&FieldError{Key: "cameras", Msg: "is not a list; allowed a list of cameras (name, source, loop, view, lines)"}}
 	}
 	var errs []error
 	cams := make([]Camera, 0, len(doc.Cameras.Content))
@@ -79,7 +86,7 @@ func parseCameras(data []byte) ([]Camera, []error) {
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil {
 			msg := strings.TrimPrefix(err.Error(), "yaml: ")
-			errs = append(errs, &FieldError{Key: key, Msg: msg + "; allowed fields name, source, loop, lines (each lines entry: name, line: [x1, y1, x2, y2])"})
+			errs = append(errs, &FieldError{Key: key, Msg: msg + "; allowed fields name, source, loop, view, lines (each lines entry: name, line: [x1, y1, x2, y2])"})
 			continue
 		}
 		errs = append(errs, c.check(key, names)...)
@@ -97,6 +104,9 @@ func (c Camera) check(key string, names map[string]bool) []error {
 		errs = append(errs, &FieldError{Key: key + ".name", Msg: fmt.Sprintf("%q is used by an earlier camera; allowed a name unique among cameras", c.Name)})
 	}
 	names[c.Name] = true
+	if c.View != "" && c.View != "angled" && c.View != "overhead" {
+		errs = append(errs, &FieldError{Key: key + ".view", Msg: fmt.Sprintf("%q is not supported; allowed angled, overhead", c.View)})
+	}
 	if c.Source == "" {
 		errs = append(errs, &FieldError{Key: key + ".source", Msg: `"" is empty; allowed a video file, rtsp://... URL or /dev/videoN`})
 	}

@@ -20,6 +20,7 @@ cameras:
       - {name: aisle, line: [520, 260, 768, 260]}
   - name: till
     source: rtsp://10.0.0.5/stream1
+    view: overhead
 `
 	dir := t.TempDir()
 	path := filepath.Join(dir, "veil.yaml")
@@ -31,7 +32,7 @@ cameras:
 		t.Fatal(err)
 	}
 	if len(cams) != 2 || cams[0].Name != "door" || !cams[0].Loop || len(cams[0].Lines) != 2 ||
-		cams[0].Lines[1].Line != [4]int{520, 260, 768, 260} || cams[1].Source != "rtsp://10.0.0.5/stream1" {
+		cams[0].Lines[1].Line != [4]int{520, 260, 768, 260} || cams[1].Source != "rtsp://10.0.0.5/stream1" || !cams[1].Overhead() || cams[0].Overhead() {
 		t.Fatalf("cameras = %+v", cams)
 	}
 	// The same file passes Load: the cameras list is not an unknown key.
@@ -46,9 +47,10 @@ func TestLoadCamerasErrors(t *testing.T) {
 		want       []string
 	}{
 		{"not a list", "cameras: door\n", []string{"cameras: is not a list"}},
-		{"unknown field", "cameras:\n  - {name: a, source: x.avi, sauce: y}\n", []string{"cameras[0]:", "field sauce not found", "allowed fields name, source, loop, lines"}},
+		{"unknown field", "cameras:\n  - {name: a, source: x.avi, sauce: y}\n", []string{"cameras[0]:", "field sauce not found", "allowed fields name, source, loop, view, lines"}},
 		{"bad name", "cameras:\n  - {name: 'front door', source: x.avi}\n", []string{`cameras[0].name: "front door" is not a name`}},
 		{"duplicate name", "cameras:\n  - {name: a, source: x.avi}\n  - {name: a, source: y.avi}\n", []string{`cameras[1].name: "a" is used by an earlier camera`}},
+		{"bad view", "cameras:\n  - {name: a, source: x.avi, view: fisheye}\n", []string{`cameras[0].view: "fisheye" is not supported; allowed angled, overhead`}},
 		{"no source", "cameras:\n  - {name: a}\n", []string{`cameras[0].source: "" is empty`}},
 		{"short line", "cameras:\n  - {name: a, source: x.avi, lines: [{name: l, line: [1, 2, 3]}]}\n", []string{"cameras[0]:"}},
 		{"point line", "cameras:\n  - {name: a, source: x.avi, lines: [{name: l, line: [5, 5, 5, 5]}]}\n", []string{"cameras[0].lines[0].line: [5 5 5 5] has both ends at one point"}},

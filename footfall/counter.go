@@ -36,7 +36,7 @@ func NewCounter(det PersonDetector, lines []Line, o TrackOptions) (*Counter, err
 	if len(lines) == 0 {
 		return nil, fmt.Errorf("footfall: no counting lines")
 	}
-	c := &Counter{det: det, lines: lines, tr: tracker{o: o}, persp: newPerspective(personAspect), totals: make([]Tally, len(lines))}
+	c := &Counter{det: det, lines: lines, tr: tracker{o: o}, persp: newPerspective(personAspect, o.Overhead), totals: make([]Tally, len(lines))}
 	for _, l := range lines {
 		if err := l.Valid(image.Point{}); err != nil {
 			return nil, err

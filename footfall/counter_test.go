@@ -78,6 +78,61 @@ func TestCounterScenes(t *testing.T) {
 	}
 }
 
+// TestCounterOverhead counts people seen from straight above, where a
+// person's place is the centre of their blob.
+func TestCounterOverhead(t *testing.T) {
+	size := image.Pt(640, 360)
+	const fps = 15.0
+	line := footfall.Line{Name: "door", A: image.Pt(0, 180), B: image.Pt(640, 180)} // left is above: walking down is "in"
+	tests := []struct {
+		name    string
+		walkers []synth.Walker
+		in, out int
+	}{
+		// The scene is empty for the first 40 frames, as a camera that has
+		// run for a while before anyone comes: the background model starts
+		// out learning fast and would absorb a slow figure at once.
+		{"one person walking down is in", []synth.Walker{{From: image.Pt(300, 40), To: image.Pt(300, 330), Start: 45, End: 100, Height: 60, TopDown: true}}, 1, 0},
+		{"two side by side walking up are two out", []synth.Walker{
+			{From: image.Pt(280, 330), To: image.Pt(280, 40), Start: 45, End: 100, Height: 60, TopDown: true},
+			{From: image.Pt(346, 330), To: image.Pt(346, 40), Start: 45, End: 100, Height: 60, TopDown: true},
+		}, 0, 2},
+		{"standing under the camera on the line counts nothing", []synth.Walker{
+			{From: image.Pt(300, 40), To: image.Pt(300, 178), Start: 45, End: 70, Height: 60, TopDown: true},
+			{From: image.Pt(300, 178), To: image.Pt(300, 178), Start: 71, End: 100, Height: 60, TopDown: true, Sway: 4},
+			{From: image.Pt(300, 178), To: image.Pt(300, 40), Start: 101, End: 125, Height: 60, TopDown: true},
+		}, 0, 0},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			det, err := footfall.NewMotion(footfall.DefaultMotionOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := footfall.DefaultTrackOptions
+			o.Overhead = true
+			c, err := footfall.NewCounter(det, []footfall.Line{line}, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			scene := synth.NewWalkers(size, tc.walkers, uint64(i+11))
+			defer scene.Close()
+			frame := gocv.NewMat()
+			defer frame.Close()
+			for f := 0; f < 135; f++ {
+				scene.Render(f, &frame)
+				if _, err := c.Frame(frame, time.Duration(float64(f)/fps*float64(time.Second))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := c.Totals()[0]; got.In != tc.in || got.Out != tc.out {
+				t.Errorf("in/out = %d/%d, want %d/%d", got.In, got.Out, tc.in, tc.out)
+			}
+		})
+	}
+}
+
 func TestCounterRejectsLineOutsideFrame(t *testing.T) {
 	det, err := footfall.NewMotion(footfall.DefaultMotionOptions)
 	if err != nil {

@@ -13,9 +13,10 @@ import (
 // looking at a floor sees people smaller the further away they stand, so
 // the expected height depends on where the feet are.
 type perspective struct {
-	bins   []heightBin
-	rows   float64 // frame height
-	aspect float64
+	bins     []heightBin
+	rows     float64 // frame height
+	aspect   float64
+	overhead bool // camera looking down: place is the blob centre, people are not stacked front to back
 }
 
 type heightBin struct {
@@ -34,8 +35,21 @@ const (
 	splitRatio = 1.3
 )
 
-func newPerspective(aspect float64) *perspective {
-	return &perspective{bins: make([]heightBin, perspectiveBins), aspect: aspect}
+func newPerspective(aspect float64, overhead bool) *perspective {
+	if overhead {
+		aspect = 1 // from above, a person's shoulders are about as wide as long
+	}
+	return &perspective{bins: make([]heightBin, perspectiveBins), aspect: aspect, overhead: overhead}
+}
+
+// placeY is the image row a box is filed under: its feet, or its centre
+// seen from above.
+func (p *perspective) placeY(b image.Rectangle) float64 {
+	if p.overhead {
+		return float64(b.Min.Y+b.Max.Y) / 2
+	}
+	_, fy := foot(b)
+	return fy
 }
 
 func (p *perspective) bin(y float64) int {
@@ -47,8 +61,7 @@ func (p *perspective) bin(y float64) int {
 
 // learn records a confirmed person's box.
 func (p *perspective) learn(b image.Rectangle) {
-	_, fy := foot(b)
-	hb := &p.bins[p.bin(fy)]
+	hb := &p.bins[p.bin(p.placeY(b))]
 	h := float64(b.Dy())
 	if hb.n >= binReady && (h < 0.6*hb.h || h > 1.5*hb.h) {
 		return // a fragment or a merge: not a clean sample
@@ -95,8 +108,7 @@ func (p *perspective) people(blobs []image.Rectangle, rows int) []image.Rectangl
 	p.rows = float64(rows)
 	var out []image.Rectangle
 	for _, b := range blobs {
-		_, fy := foot(b)
-		want, ok := p.expect(fy)
+		want, ok := p.expect(p.placeY(b))
 		if !ok {
 			out = append(out, splitWide(b, p.aspect*float64(b.Dy()))...)
 			continue
@@ -105,6 +117,11 @@ func (p *perspective) people(blobs []image.Rectangle, rows int) []image.Rectangl
 		switch {
 		case h < 0.5*want:
 			continue // a fragment: part of a person, counted by its whole
+		case h > splitRatio*want && p.overhead:
+			// People one after another in the picture, seen from above.
+			for _, r := range splitTall(b, want) {
+				out = append(out, splitWide(r, p.aspect*want)...)
+			}
 		case h > splitRatio*want:
 			// One person behind another: the front one stands at the
 			// blob's bottom; the one behind has its feet higher up.
@@ -115,6 +132,17 @@ func (p *perspective) people(blobs []image.Rectangle, rows int) []image.Rectangl
 		default:
 			out = append(out, splitWide(b, p.aspect*math.Max(h, want))...)
 		}
+	}
+	return out
+}
+
+// splitTall splits a blob much longer than one person (want pixels) into
+// people one above another of equal length.
+func splitTall(b image.Rectangle, want float64) []image.Rectangle {
+	n := max(2, int(math.Round(float64(b.Dy())/want)))
+	out := make([]image.Rectangle, n)
+	for i := range out {
+		out[i] = image.Rect(b.Min.X, b.Min.Y+i*b.Dy()/n, b.Max.X, b.Min.Y+(i+1)*b.Dy()/n)
 	}
 	return out
 }

@@ -20,6 +20,11 @@ type TrackOptions struct {
 	// Band is the half-width of the band around a line, as a fraction of the
 	// person's height, inside which a foot point is on neither side.
 	Band float64
+	// Overhead is for a camera looking straight down: no feet are visible,
+	// so a person's place is the centre of their blob, and a person is
+	// about as wide as long. Otherwise (an angled camera) a person's place
+	// is their foot point, the bottom-centre of their blob.
+	Overhead bool
 }
 
 // DefaultTrackOptions suit people walking at shop-camera frame rates.
@@ -63,7 +68,7 @@ func (t *tracker) update(at time.Duration, boxes []image.Rectangle, lines []geom
 		dt := (at - p.last).Seconds()
 		px, py := p.x+p.vx*dt, p.y+p.vy*dt
 		for j, b := range boxes {
-			fx, fy := foot(b)
+			fx, fy := t.place(b)
 			h := math.Max(p.h, float64(b.Dy()))
 			d := math.Hypot(fx-px, fy-py) / h
 			if d <= t.o.Gate {
@@ -86,7 +91,7 @@ func (t *tracker) update(at time.Duration, boxes []image.Rectangle, lines []geom
 		if usedB[j] {
 			continue
 		}
-		fx, fy := foot(b)
+		fx, fy := t.place(b)
 		p := &person{id: t.nextID, x: fx, y: fy, h: float64(b.Dy()), box: b, last: at, hits: 1, lines: make([]crossing, len(lines))}
 		t.nextID++
 		for k, g := range lines {
@@ -106,7 +111,7 @@ func (t *tracker) update(at time.Duration, boxes []image.Rectangle, lines []geom
 }
 
 func (t *tracker) observe(p *person, at time.Duration, b image.Rectangle, lines []geom) []event {
-	fx, fy := foot(b)
+	fx, fy := t.place(b)
 	if dt := (at - p.last).Seconds(); dt > 0 {
 		const a = 0.5 // velocity smoothing
 		p.vx = a*(fx-p.x)/dt + (1-a)*p.vx
@@ -128,6 +133,15 @@ func (t *tracker) observe(p *person, at time.Duration, b image.Rectangle, lines 
 	out := p.held
 	p.held = nil
 	return out
+}
+
+// place is where a person stands: the foot point for an angled camera, the
+// blob's centre for an overhead one.
+func (t *tracker) place(b image.Rectangle) (float64, float64) {
+	if t.o.Overhead {
+		return float64(b.Min.X+b.Max.X) / 2, float64(b.Min.Y+b.Max.Y) / 2
+	}
+	return foot(b)
 }
 
 // foot is the bottom-centre of a person's box.

@@ -8,8 +8,9 @@ import (
 	"github.com/veil-edge/veil/footfall"
 )
 
-// Counter builds a people counter for lines from the footfall config.
-func Counter(c config.Footfall, lines []footfall.Line) (*footfall.Counter, error) {
+// Counter builds a people counter for lines from the footfall config, for a
+// camera looking straight down (overhead) or at an angle.
+func Counter(c config.Footfall, lines []footfall.Line, overhead bool) (*footfall.Counter, error) {
 	mo := footfall.DefaultMotionOptions
 	mo.MinHeight = c.MinHeight
 	det, err := footfall.NewMotion(mo)
@@ -18,6 +19,7 @@ func Counter(c config.Footfall, lines []footfall.Line) (*footfall.Counter, error
 	}
 	to := footfall.DefaultTrackOptions
 	to.Band = c.Band
+	to.Overhead = overhead
 	cnt, err := footfall.NewCounter(det, lines, to)
 	if err != nil {
 		det.Close()

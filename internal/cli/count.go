@@ -43,6 +43,7 @@ lines in the order given. The same counter runs in veil run.`,
 	f.StringArray("line", nil, "counting line x1,y1,x2,y2 in frame pixels (repeat for more lines; at least one)")
 	f.Duration("window", 0, "count window length in video time, e.g. 1m (overrides footfall.window)")
 	f.Bool("json", false, "print one JSON object on stdout instead of text")
+	f.String("view", "angled", "how the camera looks at people: angled (a person stands at the bottom of their figure) or overhead (straight down: a person is the centre of their blob)")
 	_ = cmd.MarkFlagRequired("input")
 	_ = cmd.MarkFlagRequired("line")
 	return cmd
@@ -75,6 +76,10 @@ func runCount(cmd *cobra.Command, _ []string) error {
 	in, _ := cmd.Flags().GetString("input")
 	specs, _ := cmd.Flags().GetStringArray("line")
 	asJSON, _ := cmd.Flags().GetBool("json")
+	view, _ := cmd.Flags().GetString("view")
+	if view != "angled" && view != "overhead" {
+		return fmt.Errorf("--view %q is not supported; allowed angled, overhead", view)
+	}
 	var lines []footfall.Line
 	for i, s := range specs {
 		l, err := app.ParseLine(fmt.Sprintf("line%d", i+1), s)
@@ -94,7 +99,7 @@ func runCount(cmd *cobra.Command, _ []string) error {
 			return fmt.Errorf("--line: %w", err)
 		}
 	}
-	counter, err := app.Counter(cfg.Footfall, lines)
+	counter, err := app.Counter(cfg.Footfall, lines, view == "overhead")
 	if err != nil {
 		return err
 	}

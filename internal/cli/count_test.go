@@ -73,6 +73,7 @@ func TestCountErrors(t *testing.T) {
 		{"point line", []string{"count", "--input", in, "--line", "5,5,5,5"}, "A and B are the same point"},
 		{"outside frame", []string{"count", "--input", in, "--line", "0,0,900,10"}, "reaches outside the 640x360 frame"},
 		{"missing input", []string{"count", "--input", "/nonexistent.avi", "--line", "1,2,3,4"}, "/nonexistent.avi"},
+		{"bad view", []string{"count", "--input", in, "--line", "1,2,3,4", "--view", "fisheye"}, `--view "fisheye" is not supported; allowed angled, overhead`},
 		{"bad window", []string{"count", "--input", in, "--line", "1,2,3,4", "--window", "10ms"}, "footfall.window: 10ms is out of range; allowed 1s..24h (set by --window)"},
 	}
 	for _, tc := range tests {

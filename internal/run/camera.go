@@ -133,7 +133,7 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 				return fmt.Errorf("counting line: %w", err)
 			}
 		}
-		counter, err := app.Counter(c.full.Footfall, c.lines)
+		counter, err := app.Counter(c.full.Footfall, c.lines, c.cfg.Overhead())
 		if err != nil {
 			return err
 		}

@@ -21,6 +21,9 @@ type Walker struct {
 	// Sway, if set, moves the foot point sideways by up to this many pixels
 	// (a person shifting their weight while standing).
 	Sway float64
+	// TopDown draws the person as seen by an overhead camera: shoulders and
+	// head around the point (then the centre, not the feet), Height across.
+	TopDown bool
 }
 
 // Foot is the walker's foot point at frame i.
@@ -80,6 +83,24 @@ func (s *Walkers) Render(i int, dst *gocv.Mat) {
 			continue
 		}
 		h := float64(w.Height)
+		if w.TopDown {
+			shade := uint8(30 + 40*(k%3))
+			gocv.Ellipse(dst, image.Pt(int(x), int(y)), image.Pt(int(0.5*h), int(0.45*h)), 0, 0, 360, color.RGBA{shade, shade + 10, shade + 40, 0}, -1)
+			// Clothes have texture: spots across the shoulders, so the
+			// inside of a moving figure changes too, as with real people.
+			step := max(3, int(0.12*h))
+			for dy := -int(0.4 * h); dy <= int(0.4*h); dy += step {
+				for dx := -int(0.45 * h); dx <= int(0.45*h); dx += step {
+					if fx, fy := float64(dx)/(0.5*h), float64(dy)/(0.45*h); fx*fx+fy*fy > 0.8 {
+						continue
+					}
+					c := uint8(110 + 60*((dx/step+dy/step)&1))
+					gocv.Circle(dst, image.Pt(int(x)+dx, int(y)+dy), max(1, step/3), color.RGBA{c, c, c, 0}, -1)
+				}
+			}
+			gocv.Circle(dst, image.Pt(int(x), int(y)), int(0.2*h), color.RGBA{40, 60, 90, 0}, -1)
+			continue
+		}
 		bw := 0.4 * h
 		body := image.Rect(int(x-bw/2), int(y-0.82*h), int(x+bw/2), int(y))
 		shade := uint8(30 + 40*(k%3))

@@ -99,9 +99,10 @@ type Site struct {
 
 // Footfall configures people counting.
 type Footfall struct {
-	Window    time.Duration `mapstructure:"window"`     // count windows aligned to the clock, 1s..24h
-	Band      float64       `mapstructure:"band"`       // half-width of the no-man's-land around a line, fraction of a person's height, 0.01..0.5
-	MinHeight float64       `mapstructure:"min_height"` // smallest person counted, fraction of the frame height, 0.01..0.5
+	Window     time.Duration `mapstructure:"window"`      // count windows aligned to the clock, 1s..24h
+	Band       float64       `mapstructure:"band"`        // half-width of the no-man's-land around a line, fraction of a person's height, 0.01..0.5
+	MinHeight  float64       `mapstructure:"min_height"`  // smallest person counted, fraction of the frame height, 0.01..0.5
+	JournalDir string        `mapstructure:"journal_dir"` // crossings not yet in the outbox, fsynced, so a crash loses none
 }
 
 // MQTT configures the egress of footfall reports to head office.
@@ -141,7 +142,7 @@ var Default = Config{
 	Redact:   RedactFrom(blur.DefaultOptions),
 	Output:   Output{Codec: "auto"},
 	Site:     Site{Store: "store", Device: "box"},
-	Footfall: Footfall{Window: 15 * time.Minute, Band: 0.1, MinHeight: 0.06},
+	Footfall: Footfall{Window: 15 * time.Minute, Band: 0.1, MinHeight: 0.06, JournalDir: "var/open-windows"},
 	MQTT:     MQTT{TopicPrefix: "veil/v1"},
 	Outbox:   Outbox{Dir: "var/outbox", MaxEntries: 10000},
 	HTTP:     HTTP{Listen: "127.0.0.1:8080"},

@@ -329,6 +329,7 @@ var envValues = map[string]struct {
 	"footfall.window":        {"1m", time.Minute},
 	"footfall.band":          {"0.2", 0.2},
 	"footfall.min_height":    {"0.1", 0.1},
+	"footfall.journal_dir":   {"/var/lib/veil/open", "/var/lib/veil/open"},
 	"mqtt.broker":            {"ssl://hq.example:8883", "ssl://hq.example:8883"},
 	"mqtt.client_id":         {"veil-42", "veil-42"},
 	"mqtt.username":          {"shop42", "shop42"},

@@ -136,6 +136,7 @@ var limits = map[string]limit{
 	"footfall.window":        durBetween(time.Second, 24*time.Hour),
 	"footfall.band":          between(0.01, 0.5),
 	"footfall.min_height":    between(0.01, 0.5),
+	"footfall.journal_dir":   {dir: true},
 	"mqtt.broker":            {url: []string{"tcp", "ssl", "mqtt", "mqtts"}},
 	"mqtt.client_id":         {text: true},
 	"mqtt.username":          {text: true},

@@ -2,6 +2,7 @@ package footfall
 
 import (
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -66,6 +67,33 @@ func (w *Windows) Close(now time.Time) []Window {
 	var out []Window
 	for end := w.start.Add(w.size); !end.After(now); end = w.start.Add(w.size) {
 		out = append(out, w.take(end)...)
+	}
+	return out
+}
+
+// Snapshot returns the crossings counted so far in windows not yet closed,
+// one Window per line with crossings, each ending at now or at its own end,
+// without closing anything: what a crash would lose.
+func (w *Windows) Snapshot(now time.Time) []Window {
+	var starts []time.Time
+	for s := range w.open {
+		starts = append(starts, s)
+	}
+	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
+	var out []Window
+	for _, s := range starts {
+		start, end := s, s.Add(w.size)
+		if w.from.After(start) {
+			start = w.from
+		}
+		if now.Before(end) {
+			end = now
+		}
+		for i, t := range w.open[s] {
+			if t != (Tally{}) {
+				out = append(out, Window{Line: i, Start: start, End: end, Tally: t})
+			}
+		}
 	}
 	return out
 }

@@ -50,3 +50,31 @@ func TestWindowsRejectBadSize(t *testing.T) {
 		t.Fatal("no lines accepted")
 	}
 }
+
+func TestWindowsSnapshot(t *testing.T) {
+	at := func(m, sec int) time.Time { return time.Date(2026, 11, 23, 10, m, sec, 0, time.UTC) }
+	w, err := NewWindows(time.Minute, 2, at(0, 30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Snapshot(at(0, 40)); len(got) != 0 {
+		t.Fatalf("snapshot with no crossings = %+v", got)
+	}
+	w.Add(1, In, at(0, 45))
+	w.Add(1, Out, at(0, 50))
+	w.Add(0, In, at(1, 5)) // the next window, before Close ran
+	got := w.Snapshot(at(1, 10))
+	want := []Window{{1, at(0, 30), at(1, 0), Tally{1, 1}}, {0, at(1, 0), at(1, 10), Tally{1, 0}}}
+	if len(got) != len(want) {
+		t.Fatalf("snapshot = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("snapshot[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	// A snapshot closes nothing.
+	if closed := w.Close(at(1, 0)); len(closed) != 2 || closed[1].In != 1 || closed[1].Out != 1 {
+		t.Errorf("close after snapshot = %+v", closed)
+	}
+}

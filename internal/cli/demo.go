@@ -59,6 +59,9 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 	if cfg.Outbox.Dir == config.Default.Outbox.Dir {
 		cfg.Outbox.Dir = filepath.Join(dir, "outbox")
 	}
+	if cfg.Footfall.JournalDir == config.Default.Footfall.JournalDir {
+		cfg.Footfall.JournalDir = filepath.Join(dir, "open-windows")
+	}
 	if err := os.MkdirAll(cfg.Outbox.Dir, 0o755); err != nil {
 		return fmt.Errorf("demo state %s: %w", dir, err)
 	}

@@ -139,6 +139,7 @@ site:
   device: %s
 footfall:
   window: "2s"
+  journal_dir: %q
 mqtt:
   broker: "tcp://%s:%d"
 outbox:
@@ -150,7 +151,7 @@ cameras:
     source: %q
     loop: true
     lines:
-%s`, testenv.ModelsDir(), proofStore, proofDevice, n.hqAddr, brokerPort,
+%s`, testenv.ModelsDir(), proofStore, proofDevice, filepath.Join(dir, "open-windows"), n.hqAddr, brokerPort,
 		filepath.Join(dir, "outbox"), proofCamera, testenv.VTest, lines.String())
 	path := filepath.Join(dir, "veil.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {

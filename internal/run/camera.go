@@ -37,10 +37,11 @@ type camera struct {
 	fps      float64
 	lastOut  time.Time
 	totals   []footfall.Tally
+	jr       journal
 }
 
 func newCamera(c config.Camera, full config.Config, log *slog.Logger) (*camera, error) {
-	cam := &camera{cfg: c, full: full, lines: app.CameraLines(c), log: log}
+	cam := &camera{cfg: c, full: full, lines: app.CameraLines(c), log: log, jr: journal{dir: full.Footfall.JournalDir}}
 	if len(cam.lines) > 0 {
 		if _, err := footfall.NewWindows(full.Footfall.Window, len(cam.lines), time.Now()); err != nil {
 			return nil, fmt.Errorf("camera %s: %w", c.Name, err)
@@ -181,8 +182,9 @@ func (a *countAnalyzer) Analyze(frame gocv.Mat, at time.Duration) error {
 		}
 	}
 	a.cam.mu.Unlock()
-	for _, x := range cr {
-		a.cam.log.Debug("crossing", "line", a.cam.lines[x.Line].Name, "dir", x.Dir)
+	a.cam.saveJournal(now)
+	for _, x := range cr { // logged once journaled: a crash from here on loses none of them
+		a.cam.log.Debug("crossing", "line", a.cam.lines[x.Line].Name, "dir", x.Dir.String())
 	}
 	return err
 }
@@ -246,11 +248,38 @@ func (c *camera) flush(now time.Time, box *egress.Outbox) {
 	}
 }
 
+// saveJournal writes the crossings not yet in the outbox to the journal.
+func (c *camera) saveJournal(now time.Time) {
+	c.mu.Lock()
+	var ws []journalWindow
+	add := func(w footfall.Window) {
+		if w.Tally != (footfall.Tally{}) {
+			ws = append(ws, journalWindow{Line: c.lines[w.Line].Name, Start: w.Start, End: w.End, In: w.In, Out: w.Out})
+		}
+	}
+	for _, w := range c.unsent {
+		add(w)
+	}
+	if c.wins != nil {
+		for _, w := range c.wins.Snapshot(now) {
+			add(w)
+		}
+	}
+	c.mu.Unlock()
+	if err := c.jr.save(c.cfg.Name, ws); err != nil {
+		c.log.Error("cannot write the crossings journal; a crash now would lose this window's counts", "err", err)
+	}
+}
+
 func (c *camera) store(box *egress.Outbox) {
 	c.mu.Lock()
 	pending := c.unsent
 	c.unsent = nil
 	c.mu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	defer c.saveJournal(time.Now())
 	for i, w := range pending {
 		if !w.End.After(w.Start) {
 			continue

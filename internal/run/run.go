@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -87,11 +88,21 @@ func New(o Options) (*Service, error) {
 		o.Log.Error("no face detector: every frame will be redacted whole", "err", err)
 		s.newDet = nil
 	}
+	if err := os.MkdirAll(cfg.Footfall.JournalDir, 0o700); err != nil {
+		box.Close()
+		return nil, fmt.Errorf("footfall.journal_dir %s: %w", cfg.Footfall.JournalDir, err)
+	}
 	for _, c := range o.Cameras {
 		cam, err := newCamera(c, cfg, o.Log.With("camera", c.Name))
 		if err != nil {
 			box.Close()
 			return nil, err
+		}
+		// Crossings a crashed run counted but had not yet queued.
+		if n, err := cam.jr.recover(c.Name, box); err != nil {
+			o.Log.Error("crossings journal", "camera", c.Name, "err", err)
+		} else if n > 0 {
+			o.Log.Warn("recovered crossings of windows open when veil last stopped without closing them", "camera", c.Name, "crossings", n)
 		}
 		s.cams = append(s.cams, cam)
 	}

@@ -37,6 +37,7 @@ func testConfig(t *testing.T) config.Config {
 	cfg := config.Default
 	cfg.Models.Dir = testenv.ModelsDir()
 	cfg.Outbox.Dir = filepath.Join(t.TempDir(), "outbox")
+	cfg.Footfall.JournalDir = filepath.Join(t.TempDir(), "open-windows")
 	cfg.Footfall.Window = time.Second
 	cfg.Site = config.Site{Store: "s1", Device: "d1"}
 	cfg.Detect.Threads = 1

@@ -1,14 +1,15 @@
 package egress
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
+	"sync"
+
 	"github.com/veil-edge/veil/internal/mqtttest"
+	"github.com/veil-edge/veil/internal/testenv"
 )
 
 // Helpers shared by the tests: egress's side of the real mosquitto broker
@@ -144,29 +145,12 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // testLog returns a logger whose output the test prints if it fails, and
 // the buffer it writes to. Unlike t.Log, it may be written after the test
 // ends (paho calls handlers from its own goroutines).
-func testLog(t *testing.T) (*slog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func testLog(t *testing.T) (*slog.Logger, *testenv.Buffer) {
+	buf := &testenv.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("log:\n%s", buf.String())
 		}
 	})
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

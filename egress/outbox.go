@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/veil-edge/veil/internal/durable"
 )
 
 // DefaultMaxEntries is the outbox bound when OutboxOptions.MaxEntries is 0:
@@ -240,7 +242,7 @@ func (b *Outbox) recover() error {
 	if boot == 0 {
 		return fmt.Errorf("boot counter %s: overflow: %w", b.path(bootFile), ErrInvalid)
 	}
-	if err := writeFileSync(b.dir, bootFile, []byte(strconv.FormatUint(boot, 10)+"\n")); err != nil {
+	if err := durable.WriteFile(b.dir, bootFile, tmpPrefix, []byte(strconv.FormatUint(boot, 10)+"\n")); err != nil {
 		return fmt.Errorf("writing boot counter: %w", err)
 	}
 	b.boot = boot
@@ -305,10 +307,10 @@ func (b *Outbox) quarantine(name string, why error) error {
 	if err := os.Rename(b.path(name), dst); err != nil {
 		return fmt.Errorf("quarantining outbox entry: %w", err)
 	}
-	if err := syncDir(qdir); err != nil {
+	if err := durable.SyncDir(qdir); err != nil {
 		return err
 	}
-	if err := syncDir(b.dir); err != nil {
+	if err := durable.SyncDir(b.dir); err != nil {
 		return err
 	}
 	b.log.Warn("egress: outbox entry cannot be sent; moved to quarantine",
@@ -369,7 +371,7 @@ func (b *Outbox) Add(c Counts) (Report, error) {
 			b.dir, len(b.entries), b.o.MaxEntries, ErrFull)
 	}
 	name := entryName(identOf(r))
-	if err := writeFileSync(b.dir, name, data); err != nil {
+	if err := durable.WriteFile(b.dir, name, tmpPrefix, data); err != nil {
 		// The seq is reused by the next Add; make sure no file of this
 		// attempt survives to be mistaken for it.
 		_ = os.Remove(b.path(name))
@@ -428,7 +430,7 @@ func (b *Outbox) merge(ia, ib int) error {
 		return fmt.Errorf("merging %s and %s: %w", identOf(older), identOf(newer), err)
 	}
 	intent := intentName(identOf(newer))
-	if err := writeFileSync(b.dir, intent, data); err != nil {
+	if err := durable.WriteFile(b.dir, intent, tmpPrefix, data); err != nil {
 		_ = os.Remove(b.path(intent))
 		return fmt.Errorf("merging %s and %s: %w", identOf(older), identOf(newer), err)
 	}
@@ -497,7 +499,7 @@ func (b *Outbox) fold(i int, r Report) (Report, error) {
 	if err != nil {
 		return Report{}, fmt.Errorf("merging into %s: %w", identOf(m), err)
 	}
-	if err := writeFileSync(b.dir, entryName(identOf(m)), data); err != nil {
+	if err := durable.WriteFile(b.dir, entryName(identOf(m)), tmpPrefix, data); err != nil {
 		return Report{}, fmt.Errorf("merging into %s: %w", identOf(m), err)
 	}
 	b.entries[i] = m
@@ -530,13 +532,13 @@ func (b *Outbox) finishMerge(name string, newer ident) error {
 	if err := os.Remove(b.path(entryName(newer))); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("finishing merge: %w", err)
 	}
-	if err := syncDir(b.dir); err != nil {
+	if err := durable.SyncDir(b.dir); err != nil {
 		return fmt.Errorf("finishing merge: %w", err)
 	}
 	if err := os.Rename(b.path(name), b.path(entryName(identOf(m)))); err != nil {
 		return fmt.Errorf("finishing merge: %w", err)
 	}
-	if err := syncDir(b.dir); err != nil {
+	if err := durable.SyncDir(b.dir); err != nil {
 		return fmt.Errorf("finishing merge: %w", err)
 	}
 	return nil
@@ -676,7 +678,7 @@ func readBoot(path string) (uint64, error) {
 }
 
 func (b *Outbox) writeSent(id ident) error {
-	if err := writeFileSync(b.dir, sentFile, fmt.Appendf(nil, "%d %d\n", id.boot, id.seq)); err != nil {
+	if err := durable.WriteFile(b.dir, sentFile, tmpPrefix, fmt.Appendf(nil, "%d %d\n", id.boot, id.seq)); err != nil {
 		return fmt.Errorf("recording hand-out: %w", err)
 	}
 	return nil
@@ -699,45 +701,4 @@ func truncate(b []byte, n int) string {
 		return string(b[:n]) + "…"
 	}
 	return string(b)
-}
-
-// writeFileSync atomically replaces dir/name with data: it writes a
-// temporary file in dir, syncs it, renames it into place and syncs dir.
-func writeFileSync(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes the directory's entries (creations, renames) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/veil-edge/veil/internal/mqtttest"
+	"github.com/veil-edge/veil/internal/testenv"
 )
 
 // TestPublisherOptions lists option mistakes NewPublisher rejects; TLS
@@ -372,7 +373,7 @@ type child struct {
 	cmd    *exec.Cmd
 	lines  chan ident // one per "added" line, closed at EOF
 	done   bool       // printed "done"
-	stderr *syncBuffer
+	stderr *testenv.Buffer
 }
 
 func startChild(t *testing.T, dir, broker string, n, queue int, drain bool) *child {
@@ -386,7 +387,7 @@ func startChild(t *testing.T, dir, broker string, n, queue int, drain bool) *chi
 	if drain {
 		cmd.Env = append(cmd.Env, childDrainEnv+"=1")
 	}
-	c := &child{cmd: cmd, lines: make(chan ident, n), stderr: &syncBuffer{}}
+	c := &child{cmd: cmd, lines: make(chan ident, n), stderr: &testenv.Buffer{}}
 	cmd.Stderr = c.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,10 +1,8 @@
 package egressproof
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -44,7 +42,7 @@ var proofLines = []string{"crossing", "road"}
 // kernel-written header fields (TCP options, IP ids, timing).
 func TestEgressProof(t *testing.T) {
 	tl := needTools(t)
-	veil := buildVeil(t, tl)
+	veil := testenv.BuildVeil(t)
 	n := newTestnet(t, tl)
 	startBroker(t, tl, n, brokerPort)
 	capt := startCapture(t, tl, n)
@@ -98,24 +96,6 @@ func TestEgressProof(t *testing.T) {
 	if t.Failed() {
 		t.Logf("veil's output:\n%s", v.out)
 	}
-}
-
-// buildVeil builds cmd/veil into a temporary directory.
-func buildVeil(t *testing.T, tl tools) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "veil")
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, tl.goCmd, "build", "-o", bin, "./cmd/veil")
-	cmd.Dir = testenv.Root()
-	cmd.Env = os.Environ()
-	if os.Getenv("GOFLAGS") == "" {
-		cmd.Env = append(cmd.Env, "GOFLAGS=-mod=mod")
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/veil: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // writeConfig writes veil's configuration for the proof: one looping

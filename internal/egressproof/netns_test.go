@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +21,7 @@ import (
 
 // tools are the system programs the proof runs.
 type tools struct {
-	ip, tcpdump, mosquitto, sysctl, goCmd string
+	ip, tcpdump, mosquitto, sysctl string
 }
 
 // needTools returns the programs the proof needs, or skips (fails under
@@ -49,7 +48,6 @@ func needTools(t *testing.T) tools {
 		tcpdump:   find("tcpdump", "/usr/bin/tcpdump", "/usr/sbin/tcpdump"),
 		mosquitto: find("mosquitto", "/usr/sbin/mosquitto"),
 		sysctl:    find("sysctl", "/usr/sbin/sysctl", "/sbin/sysctl"),
-		goCmd:     find("go"),
 	}
 	testenv.Need(t, testenv.VTest)
 	return tl
@@ -130,37 +128,19 @@ func newTestnet(t *testing.T, tl tools) *testnet {
 	return n
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a process the test started; t.Cleanup kills it if it is still
 // running and waits for it.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer // stdout and stderr
+	out  *testenv.Buffer // stdout and stderr
 	done chan struct{}
 	err  error // from Wait, once done is closed
 }
 
 func startProc(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: exec.Command(args[0], args[1:]...), out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: exec.Command(args[0], args[1:]...), out: &testenv.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.Env = env
 	if err := p.cmd.Start(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/veil-edge/veil/egress"
+	"github.com/veil-edge/veil/internal/durable"
 )
 
 // journal keeps, per camera, the crossings counted but not yet in the
@@ -52,41 +53,13 @@ func (j journal) save(camera string, ws []journalWindow) error {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		return syncDir(j.dir)
+		return durable.SyncDir(j.dir)
 	}
 	b, err := json.Marshal(journalFile{Camera: camera, Updated: time.Now().UTC(), Windows: ws})
 	if err != nil {
 		return err
 	}
-	tmp := p + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return err
-	}
-	return syncDir(j.dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.WriteFile(j.dir, camera+".json", ".tmp-", b)
 }
 
 // recover moves what a crashed run left in camera's journal into the

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,7 +46,7 @@ const (
 //     topic is a status string or a valid report of this box.
 func TestKill9(t *testing.T) {
 	start := time.Now()
-	bin := buildVeil(t)
+	bin := testenv.BuildVeil(t)
 	t.Logf("built veil in %s", time.Since(start).Round(time.Millisecond))
 
 	br := mqtttest.Start(t, mqtttest.Options{})
@@ -265,26 +264,6 @@ func countBoot(ids map[ident]bool, boot uint64) int {
 	return n
 }
 
-// buildVeil builds cmd/veil into a temporary directory.
-func buildVeil(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		testenv.Missing(t, "the go command is not on PATH: "+err.Error())
-	}
-	bin := filepath.Join(t.TempDir(), "veil")
-	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/veil")
-	cmd.Dir = testenv.Root()
-	cmd.Env = os.Environ()
-	if os.Getenv("GOFLAGS") == "" {
-		cmd.Env = append(cmd.Env, "GOFLAGS=-mod=mod")
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/veil: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // walkersScene writes an 8-second looping scene in which three people cross
 // the vertical line x=320: two "in" (leftwards) about 1.8 s and 3 s into
 // the loop, one "out" (rightwards) about 6.3 s in. They never overlap.
@@ -331,9 +310,9 @@ func writeKillConfig(t *testing.T, dir, broker, outbox, video string) string {
 type veilProc struct {
 	cmd     *exec.Cmd
 	started time.Time
-	stderr  *lockedBuffer // JSON log lines
-	exited  chan struct{} // closed when cmd has exited
-	err     error         // from Wait, once exited is closed
+	stderr  *testenv.Buffer // JSON log lines
+	exited  chan struct{}   // closed when cmd has exited
+	err     error           // from Wait, once exited is closed
 }
 
 // startVeil starts `veil run -c cfg` with no VEIL_* variables from the
@@ -346,7 +325,7 @@ func startVeil(t *testing.T, bin, cfg string) *veilProc {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	v := &veilProc{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	v := &veilProc{cmd: cmd, stderr: &testenv.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout = v.stderr
 	cmd.Stderr = v.stderr
 	if err := cmd.Start(); err != nil {
@@ -505,22 +484,4 @@ func waitOutbox(t *testing.T, dir string, timeout time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

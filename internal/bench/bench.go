@@ -18,6 +18,7 @@ import (
 
 	"github.com/veil-edge/veil/blur"
 	"github.com/veil-edge/veil/detect"
+	"github.com/veil-edge/veil/footfall"
 	"github.com/veil-edge/veil/media"
 	"github.com/veil-edge/veil/pipeline"
 )
@@ -230,7 +231,30 @@ func measure(ctx context.Context, o Options, clip string, size image.Point) ([]R
 	}
 	out = append(out, result(size, "redact", len(frames), redactTime, ""))
 
-	// 4. Encode (MPEG-4 part 2, as veil redact writes .mp4).
+	// 4. Footfall counting (motion blobs, tracking, one line across the
+	// middle), which veil run does on every frame beside redaction.
+	step("count")
+	det, err := footfall.NewMotion(footfall.DefaultMotionOptions)
+	if err != nil {
+		return nil, err
+	}
+	mid := footfall.Line{Name: "mid", A: image.Pt(size.X/2, 0), B: image.Pt(size.X/2, size.Y)}
+	counter, err := footfall.NewCounter(det, []footfall.Line{mid}, footfall.DefaultTrackOptions)
+	if err != nil {
+		det.Close()
+		return nil, err
+	}
+	t0 = time.Now()
+	for i, f := range frames {
+		if _, err := counter.Frame(f, time.Duration(i)*40*time.Millisecond); err != nil {
+			counter.Close()
+			return nil, err
+		}
+	}
+	out = append(out, result(size, "count (footfall)", len(frames), time.Since(t0), ""))
+	counter.Close()
+
+	// 5. Encode (MPEG-4 part 2, as veil redact writes .mp4).
 	step("encode")
 	encPath := filepath.Join(o.TempDir, "bench-encode.mp4")
 	w, err := gocv.VideoWriterFile(encPath, "mp4v", 25, size.X, size.Y, true)
@@ -245,7 +269,7 @@ func measure(ctx context.Context, o Options, clip string, size image.Point) ([]R
 	out = append(out, result(size, "encode mp4v", len(frames), time.Since(t0), ""))
 	os.Remove(encPath)
 
-	// 5. The whole redaction: decode, detect on keyframes, track, redact.
+	// 6. The whole redaction: decode, detect on keyframes, track, redact.
 	for _, withEncode := range []bool{false, true} {
 		name := "whole pipeline (no encode)"
 		if withEncode {

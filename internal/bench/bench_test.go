@@ -68,7 +68,7 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("stage %q measured nothing: %+v", r.Stage, r)
 		}
 	}
-	for _, s := range []string{"decode", "detect (full search)", "redact", "encode mp4v", "whole pipeline (no encode)", "whole pipeline + encode"} {
+	for _, s := range []string{"decode", "detect (full search)", "redact", "count (footfall)", "encode mp4v", "whole pipeline (no encode)", "whole pipeline + encode"} {
 		if !stages[s] {
 			t.Errorf("stage %q missing from report", s)
 		}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -48,7 +49,8 @@ func newConfigCheckCmd() *cobra.Command {
 then VEIL_* environment variables and --log-level on top.
 
 On success prints "FILE: ok" and a one-line summary of the effective
-configuration. Otherwise prints every problem, each naming the key, the bad
+configuration and each camera of the cameras: list. Otherwise prints
+every problem, each naming the key, the bad
 value and what is allowed, and exits non-zero:
 
   config veil.yaml: unknown key "detect.scor_threshold"; did you mean "detect.score_threshold"?
@@ -58,12 +60,20 @@ value and what is allowed, and exits non-zero:
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadForConfigCmd(cmd, args[0])
-			if err != nil {
+			cams, cerr := config.LoadCameras(args[0])
+			if err := errors.Join(err, cerr); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "%s: ok\n", args[0])
 			fmt.Fprintln(out, cfg.Summary())
+			for _, c := range cams {
+				view := c.View
+				if view == "" {
+					view = "angled"
+				}
+				fmt.Fprintf(out, "camera %s: %s (%s view), %d counting line(s)\n", c.Name, c.Source, view, len(c.Lines))
+			}
 			return nil
 		},
 	}

@@ -35,17 +35,14 @@ MQTT link (200 when all is well, 503 otherwise).`,
   VEIL_MQTT_PASSWORD=... veil run -c veil.yaml --log-level debug`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, log, err := loadConfig(cmd, nil)
-			if err != nil {
-				return err
-			}
 			path, _ := cmd.Flags().GetString("config")
 			if path == "" {
 				return errors.New("veil run needs a config file with a cameras: list: veil run -c veil.yaml (see docs/veil.example.yaml)")
 			}
-			cams, err := config.LoadCameras(path)
-			if err != nil {
-				return err
+			cfg, log, err := loadConfig(cmd, nil)
+			cams, cerr := config.LoadCameras(path)
+			if err := errors.Join(err, cerr); err != nil {
+				return err // every problem of the file at once
 			}
 			svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: log})
 			if err != nil {

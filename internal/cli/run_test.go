@@ -1,0 +1,38 @@
+package cli_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestRunAndCheckReportEveryProblem: veil run and veil config check report
+// the scalar keys' problems and the cameras list's problems together, each
+// naming its key and what is allowed.
+func TestRunAndCheckReportEveryProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "veil.yaml")
+	bad := "mqtt:\n  broker: \"http://hq:80\"\ncameras:\n  - {name: door, source: x.avi, view: fisheye, lines: [{name: a, line: [1, 1, 1, 1]}]}\n"
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`mqtt.broker: "http://hq:80" is not a broker URL; allowed`,
+		`cameras[0].view: "fisheye" is not supported; allowed angled, overhead`,
+		`cameras[0].lines[0].line: [1 1 1 1] has both ends at one point`,
+	}
+	for _, args := range [][]string{{"config", "check", path}, {"run", "-c", path}} {
+		_, err := veil(t, args...)
+		if err == nil {
+			t.Fatalf("veil %v accepted a bad file", args)
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("veil %v: error %q lacks %q", args, err, w)
+			}
+		}
+	}
+	if _, err := veil(t, "run"); err == nil || !strings.Contains(err.Error(), "needs a config file with a cameras: list") {
+		t.Errorf("veil run without -c: %v", err)
+	}
+}

@@ -64,8 +64,8 @@ func (c *Counter) Frame(frame gocv.Mat, at time.Duration) ([]Crossing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("footfall: detect people: %w", err)
 	}
-	people := c.persp.people(boxes, frame.Rows())
-	evs := c.tr.update(at, people, c.geoms)
+	people, guessed := c.persp.people(boxes, frame.Rows())
+	evs := c.tr.update(at, people, guessed, c.geoms)
 	for _, p := range c.tr.people {
 		if p.hits >= c.tr.o.MinHits && p.last == at {
 			c.persp.learn(p.box)

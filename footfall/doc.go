@@ -8,7 +8,10 @@
 // person stands), and every Line counts a track once each time its foot
 // point passes from clearly one side of the line to clearly the other, within
 // the line's extent. The band around the line (hysteresis) keeps jitter and
-// loitering on the line from counting twice.
+// loitering on the line from counting twice. A new side takes two clear
+// observations in a row; when two people merge into one blob, the feet of
+// the one behind are estimated, and estimates alone move nobody across a
+// line unless there are five in a row.
 //
 // Direction: a Line runs from A to B in image pixels (y grows downward).
 // "In" is a crossing from the left side of A→B, as seen on screen, to the

@@ -36,7 +36,7 @@ func TestCrossingStep(t *testing.T) {
 			var c crossing
 			in, out := 0, 0
 			for _, p := range tc.path {
-				if d, ok := c.step(tc.g, 8, p.x, p.y); ok {
+				if d, ok := c.step(tc.g, 8, p.x, p.y, false); ok {
 					if d == In {
 						in++
 					} else {
@@ -66,5 +66,48 @@ func TestLineValid(t *testing.T) {
 		if err := tc.l.Valid(size); (err == nil) != tc.ok {
 			t.Errorf("%s: Valid = %v, want ok=%v", tc.l.Name, err, tc.ok)
 		}
+	}
+}
+
+// TestCrossingEstimatedFootPoints: estimated foot points (a person hidden
+// behind another) cannot move a person across a line on their own unless
+// there are guessedSide of them in a row.
+func TestCrossingEstimatedFootPoints(t *testing.T) {
+	horiz := newGeom(Line{A: image.Pt(0, 100), B: image.Pt(100, 100)}) // walking down is "in"
+	type pt struct {
+		y     float64
+		guess bool
+	}
+	m := func(y float64) pt { return pt{y, false} }
+	e := func(y float64) pt { return pt{y, true} }
+	tests := []struct {
+		name    string
+		path    []pt
+		in, out int
+	}{
+		{"measured crossing", []pt{m(80), m(82), m(120), m(121)}, 1, 0},
+		{"a short merge puts nobody below", []pt{m(98), m(99), e(120), e(121), e(122), m(80), m(78)}, 0, 0},
+		{"a short merge does not move a person across", []pt{m(80), m(81), e(120), e(121), e(122), m(80)}, 0, 0},
+		{"hidden while crossing, seen after", []pt{m(80), m(81), e(110), e(115), m(120), m(121)}, 1, 0},
+		{"hidden on both sides long enough", []pt{e(80), e(81), e(82), e(83), e(84), e(120), e(121), e(122), e(123), e(124)}, 1, 0},
+		{"hidden on the near side too briefly", []pt{e(80), e(81), e(82), m(120), m(121)}, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var c crossing
+			in, out := 0, 0
+			for _, p := range tc.path {
+				if d, ok := c.step(horiz, 8, 50, p.y, p.guess); ok {
+					if d == In {
+						in++
+					} else {
+						out++
+					}
+				}
+			}
+			if in != tc.in || out != tc.out {
+				t.Errorf("in/out = %d/%d, want %d/%d", in, out, tc.in, tc.out)
+			}
+		})
 	}
 }

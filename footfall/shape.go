@@ -104,13 +104,13 @@ func (p *perspective) expect(y float64) (float64, bool) {
 }
 
 // people turns blobs into person boxes.
-func (p *perspective) people(blobs []image.Rectangle, rows int) []image.Rectangle {
+func (p *perspective) people(blobs []image.Rectangle, rows int) (out []image.Rectangle, guessed []bool) {
 	p.rows = float64(rows)
-	var out []image.Rectangle
 	for _, b := range blobs {
 		want, ok := p.expect(p.placeY(b))
 		if !ok {
 			out = append(out, splitWide(b, p.aspect*float64(b.Dy()))...)
+			guessed = append(guessed, make([]bool, len(out)-len(guessed))...)
 			continue
 		}
 		h := float64(b.Dy())
@@ -122,18 +122,24 @@ func (p *perspective) people(blobs []image.Rectangle, rows int) []image.Rectangl
 			for _, r := range splitTall(b, want) {
 				out = append(out, splitWide(r, p.aspect*want)...)
 			}
+			guessed = append(guessed, make([]bool, len(out)-len(guessed))...)
 		case h > splitRatio*want:
 			// One person behind another: the front one stands at the
 			// blob's bottom; the one behind has its feet higher up.
 			front := image.Rect(b.Min.X, b.Max.Y-int(want), b.Max.X, b.Max.Y)
 			back := image.Rect(b.Min.X, b.Min.Y, b.Max.X, b.Max.Y-int(0.4*want))
 			out = append(out, splitWide(front, p.aspect*want)...)
-			out = append(out, splitWide(back, p.aspect*float64(back.Dy()))...)
+			guessed = append(guessed, make([]bool, len(out)-len(guessed))...)
+			for _, r := range splitWide(back, p.aspect*float64(back.Dy())) {
+				out = append(out, r)
+				guessed = append(guessed, true) // its feet are hidden: estimated
+			}
 		default:
 			out = append(out, splitWide(b, p.aspect*math.Max(h, want))...)
+			guessed = append(guessed, make([]bool, len(out)-len(guessed))...)
 		}
 	}
-	return out
+	return out, guessed
 }
 
 // splitTall splits a blob much longer than one person (want pixels) into

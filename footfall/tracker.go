@@ -58,7 +58,7 @@ type tracker struct {
 
 // update matches boxes seen at time at to tracks and returns the line
 // crossings that now count.
-func (t *tracker) update(at time.Duration, boxes []image.Rectangle, lines []geom) []event {
+func (t *tracker) update(at time.Duration, boxes []image.Rectangle, guessed []bool, lines []geom) []event {
 	type pair struct {
 		p, b int
 		d    float64
@@ -85,7 +85,7 @@ func (t *tracker) update(at time.Duration, boxes []image.Rectangle, lines []geom
 			continue
 		}
 		usedP[pr.p], usedB[pr.b] = true, true
-		out = append(out, t.observe(t.people[pr.p], at, boxes[pr.b], lines)...)
+		out = append(out, t.observe(t.people[pr.p], at, boxes[pr.b], guessed[pr.b], lines)...)
 	}
 	for j, b := range boxes {
 		if usedB[j] {
@@ -95,7 +95,7 @@ func (t *tracker) update(at time.Duration, boxes []image.Rectangle, lines []geom
 		p := &person{id: t.nextID, x: fx, y: fy, h: float64(b.Dy()), box: b, last: at, hits: 1, lines: make([]crossing, len(lines))}
 		t.nextID++
 		for k, g := range lines {
-			p.lines[k].step(g, t.o.Band*p.h, fx, fy)
+			p.lines[k].step(g, t.o.Band*p.h, fx, fy, guessed[j])
 		}
 		t.people = append(t.people, p)
 	}
@@ -110,7 +110,7 @@ func (t *tracker) update(at time.Duration, boxes []image.Rectangle, lines []geom
 	return out
 }
 
-func (t *tracker) observe(p *person, at time.Duration, b image.Rectangle, lines []geom) []event {
+func (t *tracker) observe(p *person, at time.Duration, b image.Rectangle, guessed bool, lines []geom) []event {
 	fx, fy := t.place(b)
 	if dt := (at - p.last).Seconds(); dt > 0 {
 		const a = 0.5 // velocity smoothing
@@ -120,7 +120,7 @@ func (t *tracker) observe(p *person, at time.Duration, b image.Rectangle, lines 
 	p.x, p.y, p.h, p.last, p.box = fx, fy, 0.7*p.h+0.3*float64(b.Dy()), at, b
 	p.hits++
 	for k, g := range lines {
-		if dir, ok := p.lines[k].step(g, t.o.Band*p.h, fx, fy); ok {
+		if dir, ok := p.lines[k].step(g, t.o.Band*p.h, fx, fy, guessed); ok {
 			p.held = append(p.held, event{line: k, dir: dir, at: at})
 		}
 	}

@@ -34,7 +34,9 @@ type Config struct {
 
 // HTTP configures veil run's web server (health and metrics).
 type HTTP struct {
-	Listen string `mapstructure:"listen"` // host:port; empty: no web server
+	Listen       string `mapstructure:"listen"`        // host:port; empty: no web server
+	User         string `mapstructure:"user"`          // the operator's login name
+	PasswordHash string `mapstructure:"password_hash"` // bcrypt hash of the operator's password (veil passwd); empty: no login possible, live view off
 }
 
 // Log configures logging.
@@ -145,7 +147,7 @@ var Default = Config{
 	Footfall: Footfall{Window: 15 * time.Minute, Band: 0.1, MinHeight: 0.06, JournalDir: "var/open-windows"},
 	MQTT:     MQTT{TopicPrefix: "veil/v1"},
 	Outbox:   Outbox{Dir: "var/outbox", MaxEntries: 10000},
-	HTTP:     HTTP{Listen: "127.0.0.1:8080"},
+	HTTP:     HTTP{Listen: "127.0.0.1:8080", User: "operator"},
 }
 
 // RedactFrom returns the config form of blur options: the inverse of

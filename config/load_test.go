@@ -121,6 +121,7 @@ var badFiles = map[string][]string{
 	"bad-store":         {`site.store: "shop 42/#" is not a name; allowed 1..64 of A-Z a-z 0-9 . _ -`},
 	"cert-without-key":  {"mqtt.key_file: mqtt.cert_file and mqtt.key_file go together; allowed both set or both empty"},
 	"short-window":      {"footfall.window: 500ms is out of range; allowed 1s..24h"},
+	"plain-password":    {"http.password_hash: is not a bcrypt hash (a password must never be written here); allowed empty (no login) or a bcrypt hash from veil passwd"},
 }
 
 func TestBadFiles(t *testing.T) {
@@ -341,6 +342,8 @@ var envValues = map[string]struct {
 	"outbox.dir":             {"/var/lib/veil/outbox", "/var/lib/veil/outbox"},
 	"outbox.max_entries":     {"500", 500},
 	"http.listen":            {":9090", ":9090"},
+	"http.user":              {"manager", "manager"},
+	"http.password_hash":     {"$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy", "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"},
 }
 
 // TestEnvEveryKey sets each key through its environment variable alone, with
@@ -609,5 +612,14 @@ func TestValidateEveryKeyHasLimit(t *testing.T) {
 	}
 	if len(limits) != len(keys) {
 		t.Errorf("%d limits for %d keys", len(limits), len(keys))
+	}
+}
+
+// TestPasswordNeverEchoed: a password written where its hash belongs is
+// refused without repeating it in the error (errors end up in logs).
+func TestPasswordNeverEchoed(t *testing.T) {
+	_, err := Load("../testdata/config/plain-password.bad.yaml", nil, nil)
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("err = %v; want a refusal that does not repeat the password", err)
 	}
 }

@@ -47,6 +47,7 @@ type limit struct {
 	name   bool     // strings: [A-Za-z0-9._-], 1..64 characters
 	url    []string // strings: empty, or a URL with one of these schemes
 	addr   bool     // strings: empty or host:port
+	bcrypt bool     // strings: empty or a bcrypt hash
 }
 
 func oneOf(v ...string) limit      { return limit{enum: v} }
@@ -94,6 +95,8 @@ func (l limit) allowed() string {
 		return "any text"
 	case l.addr:
 		return "empty (off) or host:port, e.g. 127.0.0.1:8080 or :8080"
+	case l.bcrypt:
+		return "empty (no login) or a bcrypt hash from veil passwd ($2a$/$2b$/$2y$...)"
 	case l.name:
 		return "1..64 of A-Z a-z 0-9 . _ -"
 	case l.url != nil:
@@ -148,6 +151,8 @@ var limits = map[string]limit{
 	"outbox.dir":             {dir: true},
 	"outbox.max_entries":     between(10, 1000000),
 	"http.listen":            {addr: true},
+	"http.user":              {name: true},
+	"http.password_hash":     {bcrypt: true},
 }
 
 // check returns what is wrong with v, or "".
@@ -164,6 +169,8 @@ func (l limit) check(v reflect.Value) string {
 			return fmt.Sprintf("%q is not a name; allowed %s", s, l.allowed())
 		case l.name && l.text && !validTopic(s):
 			return fmt.Sprintf("%q is not a topic prefix; allowed %s", s, l.allowed())
+		case l.bcrypt && s != "" && !validBcrypt(s):
+			return fmt.Sprintf("is not a bcrypt hash (a password must never be written here); allowed %s", l.allowed())
 		case l.addr && s != "" && !validAddr(s):
 			return fmt.Sprintf("%q is not host:port; allowed %s", s, l.allowed())
 		case l.url != nil && s != "" && !validURL(s, l.url):
@@ -391,4 +398,13 @@ func validAddr(s string) bool {
 	}
 	n, err := strconv.Atoi(s[i+1:])
 	return err == nil && n >= 0 && n < 65536
+}
+
+// validBcrypt reports whether s looks like a bcrypt hash: $2a$, $2b$ or $2y$,
+// a two-digit cost and 53 characters of salt and hash.
+func validBcrypt(s string) bool {
+	if len(s) != 60 || s[0] != '$' || s[1] != '2' || s[3] != '$' || s[6] != '$' {
+		return false
+	}
+	return strings.ContainsRune("aby", rune(s[2])) && s[4] >= '0' && s[4] <= '3' && s[5] >= '0' && s[5] <= '9'
 }

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/internal/demobroker"
 	"github.com/veil-edge/veil/internal/run"
+	"github.com/veil-edge/veil/web"
 )
 
 // sampleVideo is Debian opencv-doc's pedestrian video.
@@ -29,7 +32,10 @@ frame rate) as a shop camera with two counting lines, as veil run would.
 With no mqtt.broker configured, the demo starts an embedded MQTT broker on
 loopback and prints every count report head office would receive as it
 arrives. Count windows are short (10s unless footfall.window is set) so
-reports show up quickly. State (the outbox) goes under --dir.`,
+reports show up quickly. State (the outbox) goes under --dir.
+
+It also serves the operator page with the camera's redacted live video
+(WebRTC) and prints its address and a demo login made for this run.`,
 		Example: `  veil demo                  # until Ctrl-C
   veil demo --duration 60s   # stop by itself after a minute`,
 		Args: cobra.NoArgs,
@@ -89,6 +95,19 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 		cfg.MQTT.Broker = b.URL()
 		fmt.Fprintf(out, "embedded MQTT broker: %s (reports are printed below as head office would receive them)\n", b.URL())
 	}
+	// A fresh demo login each run: the password is printed, only its hash
+	// is kept.
+	demoPassword := ""
+	if cfg.HTTP.PasswordHash == "" && cfg.HTTP.Listen != "" {
+		var b [9]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		demoPassword = base64.RawURLEncoding.EncodeToString(b[:])
+		if cfg.HTTP.PasswordHash, err = web.HashPassword(demoPassword); err != nil {
+			return err
+		}
+	}
 	svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: log, MQTTRetry: time.Second})
 	if err != nil {
 		return err
@@ -103,5 +122,8 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 		cams[0].Name, video, cams[0].Lines[0].Line, cams[0].Lines[1].Line, cfg.Footfall.Window)
 	return serveAndRun(ctx, svc, cfg.HTTP.Listen, func(addr string) {
 		fmt.Fprintf(out, "health: http://%s/healthz\n", addr)
+		if demoPassword != "" {
+			fmt.Fprintf(out, "live view: http://%s/  (login %s / %s)\n", addr, cfg.HTTP.User, demoPassword)
+		}
 	})
 }

@@ -49,6 +49,7 @@ and flags, in rising order of precedence. See docs/veil.example.yaml.`,
 		newCountCmd(),
 		newRunCmd(),
 		newDemoCmd(),
+		newPasswdCmd(),
 	)
 	return root
 }

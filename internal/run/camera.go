@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/footfall"
 	"github.com/veil-edge/veil/internal/app"
+	"github.com/veil-edge/veil/live"
 	"github.com/veil-edge/veil/media"
 	"github.com/veil-edge/veil/pipeline"
 )
@@ -36,8 +38,11 @@ type camera struct {
 	whole    int64 // frames redacted whole (fail-closed)
 	fps      float64
 	lastOut  time.Time
+	rateFrom time.Time // start of the current frame-rate window
+	rateN    int       // frames in it
 	totals   []footfall.Tally
 	jr       journal
+	hub      *live.Hub // live view; nil when it is off
 }
 
 func newCamera(c config.Camera, full config.Config, log *slog.Logger) (*camera, error) {
@@ -150,7 +155,7 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 	defer func() { c.stopCounting(time.Now()) }()
 	c.log.Info("camera started", "source", c.cfg.Source, "size", fmt.Sprintf("%dx%d", info.Size.X, info.Size.Y), "fps", info.FPS)
 	p := &pipeline.Pipeline{
-		Source: src, Detector: s.newDet, Redactor: red, Sink: &statsSink{cam: c}, Log: c.log,
+		Source: src, Detector: s.newDet, Redactor: red, Sink: c.sink(), Log: c.log,
 		Options: app.PipelineOptions(c.full), Analyzer: an,
 	}
 	_, err = p.Run(ctx)
@@ -189,6 +194,27 @@ func (a *countAnalyzer) Analyze(frame gocv.Mat, at time.Duration) error {
 	return err
 }
 
+// sink is where the camera's redacted frames go: the health statistics and,
+// when the live view is on, its WebRTC hub.
+func (c *camera) sink() pipeline.Sink {
+	st := &statsSink{cam: c}
+	if c.hub == nil {
+		return st
+	}
+	return teeSink{st, c.hub}
+}
+
+// teeSink hands each redacted frame to several sinks in turn.
+type teeSink []pipeline.Sink
+
+func (t teeSink) Write(f *blur.Redacted) error {
+	var errs []error
+	for _, s := range t {
+		errs = append(errs, s.Write(f))
+	}
+	return errors.Join(errs...)
+}
+
 // statsSink is where redacted frames go until a viewer wants them: it
 // measures the camera's output rate and fail-closed frames.
 type statsSink struct{ cam *camera }
@@ -203,12 +229,17 @@ func (k *statsSink) Write(f *blur.Redacted) error {
 	if f.Whole() {
 		c.whole++
 	}
-	if !c.lastOut.IsZero() {
-		if dt := now.Sub(c.lastOut).Seconds(); dt > 0 {
-			c.fps = 0.9*c.fps + 0.1/dt
-		}
-	}
+	// Frames leave the pipeline in bursts (a keyframe's look-ahead group at
+	// once), so the rate is counted over windows of two seconds.
 	c.lastOut = now
+	if c.rateFrom.IsZero() {
+		c.rateFrom = now
+	}
+	c.rateN++
+	if dt := now.Sub(c.rateFrom); dt >= 2*time.Second {
+		c.fps = float64(c.rateN) / dt.Seconds()
+		c.rateFrom, c.rateN = now, 0
+	}
 	return nil
 }
 

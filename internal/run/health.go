@@ -28,6 +28,7 @@ type CameraHealth struct {
 	Frames    int64   `json:"frames"`
 	Whole     int64   `json:"frames_redacted_whole"`
 	Restarts  int     `json:"restarts"`
+	Viewers   int     `json:"viewers"`
 	LastError string  `json:"last_error,omitempty"`
 	Lines     []Line  `json:"lines,omitempty"`
 }
@@ -45,6 +46,9 @@ func (s *Service) Health() Health {
 	for _, c := range s.cams {
 		c.mu.Lock()
 		ch := CameraHealth{Name: c.cfg.Name, Healthy: c.healthy, FPS: c.fps, Frames: c.frames, Whole: c.whole, Restarts: c.restarts, LastError: c.lastErr}
+		if c.hub != nil {
+			ch.Viewers = c.hub.Viewers()
+		}
 		if time.Since(c.lastOut) > 5*time.Second {
 			ch.Healthy, ch.FPS = false, 0
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/internal/app"
+	"github.com/veil-edge/veil/live"
 	"github.com/veil-edge/veil/pipeline"
 )
 
@@ -98,6 +99,12 @@ func New(o Options) (*Service, error) {
 			box.Close()
 			return nil, err
 		}
+		if cfg.HTTP.Listen != "" && cfg.HTTP.PasswordHash != "" {
+			if cam.hub, err = live.NewHub(c.Name, live.Options{Log: o.Log}); err != nil {
+				box.Close()
+				return nil, err
+			}
+		}
 		// Crossings a crashed run counted but had not yet queued.
 		if n, err := cam.jr.recover(c.Name, box); err != nil {
 			o.Log.Error("crossings journal", "camera", c.Name, "err", err)
@@ -145,6 +152,11 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 	stopPub()
+	for _, c := range s.cams {
+		if c.hub != nil {
+			c.hub.Close()
+		}
+	}
 	err := <-pubDone
 	s.log.Info("veil stopped", "pending_windows", s.box.Len())
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -155,7 +167,14 @@ func (s *Service) Run(ctx context.Context) error {
 
 // Serve serves /healthz on l until ctx is cancelled.
 func (s *Service) Serve(ctx context.Context, l net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	h, err := s.webHandler()
+	if err != nil {
+		return err
+	}
+	if s.o.Config.HTTP.PasswordHash == "" {
+		s.log.Warn("live view off: set http.password_hash (veil passwd makes one) to log in and watch the cameras")
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -106,9 +106,11 @@ var (
 	ErrCodec = errors.New("vp8: libvpx error")
 )
 
-// cpuUsed is VP8E_SET_CPUUSED: in real-time mode 0..16, higher is faster
-// and lower quality.
-const cpuUsed = 10
+// cpuUsed is VP8E_SET_CPUUSED: higher is faster and lower quality. A
+// positive value lets libvpx lower quality further whenever a frame took
+// long to encode (a busy CPU); the negative value fixes the speed at 10, so
+// quality does not depend on what else the box is doing.
+const cpuUsed = -10
 
 // Frame is one compressed VP8 frame.
 type Frame struct {

@@ -1,0 +1,45 @@
+package run
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// collector exposes Health as Prometheus metrics at scrape time.
+type collector struct{ s *Service }
+
+var (
+	mFPS     = prometheus.NewDesc("veil_camera_fps", "Redacted frames per second out of the camera's pipeline.", []string{"camera"}, nil)
+	mFrames  = prometheus.NewDesc("veil_camera_frames_total", "Redacted frames out of the camera's pipeline.", []string{"camera"}, nil)
+	mWhole   = prometheus.NewDesc("veil_camera_frames_redacted_whole_total", "Frames redacted whole because their faces were not known (fail-closed).", []string{"camera"}, nil)
+	mHealthy = prometheus.NewDesc("veil_camera_healthy", "1 while the camera delivers frames.", []string{"camera"}, nil)
+	mRestart = prometheus.NewDesc("veil_camera_restarts_total", "Times the camera's source was reopened after a failure.", []string{"camera"}, nil)
+	mViewers = prometheus.NewDesc("veil_camera_viewers", "Live-view viewers of the camera.", []string{"camera"}, nil)
+	mPending = prometheus.NewDesc("veil_outbox_pending", "Count windows waiting in the outbox for head office.", nil, nil)
+	mMQTT    = prometheus.NewDesc("veil_mqtt_connected", "1 while connected to head office's MQTT broker.", nil, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{mFPS, mFrames, mWhole, mHealthy, mRestart, mViewers, mPending, mMQTT} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	h := c.s.Health()
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	for _, cam := range h.Cameras {
+		ch <- prometheus.MustNewConstMetric(mFPS, prometheus.GaugeValue, cam.FPS, cam.Name)
+		ch <- prometheus.MustNewConstMetric(mFrames, prometheus.CounterValue, float64(cam.Frames), cam.Name)
+		ch <- prometheus.MustNewConstMetric(mWhole, prometheus.CounterValue, float64(cam.Whole), cam.Name)
+		ch <- prometheus.MustNewConstMetric(mHealthy, prometheus.GaugeValue, b(cam.Healthy), cam.Name)
+		ch <- prometheus.MustNewConstMetric(mRestart, prometheus.CounterValue, float64(cam.Restarts), cam.Name)
+		ch <- prometheus.MustNewConstMetric(mViewers, prometheus.GaugeValue, float64(cam.Viewers), cam.Name)
+	}
+	ch <- prometheus.MustNewConstMetric(mPending, prometheus.GaugeValue, float64(h.Outbox.Pending))
+	if h.MQTT != nil {
+		ch <- prometheus.MustNewConstMetric(mMQTT, prometheus.GaugeValue, b(h.MQTT.Connected))
+	}
+}

@@ -1,0 +1,79 @@
+package run
+
+import (
+	_ "embed"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/veil-edge/veil/live"
+	"github.com/veil-edge/veil/web"
+)
+
+// liveJS connects every <video id="video-NAME"> of the camera page to its
+// camera's WebRTC stream.
+//
+//go:embed static/live.js
+var liveJS []byte
+
+// webHandler is what http.listen serves: with an operator password set, the
+// login-protected camera page with live WebRTC video, plus /healthz and
+// /metrics; without one, only /healthz and /metrics.
+func (s *Service) webHandler() (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&collector{s: s})
+	cfg := s.o.Config.HTTP
+	if cfg.PasswordHash == "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /healthz", s.Handler())
+		mux.Handle("GET /metrics", promHandler(reg))
+		return mux, nil
+	}
+	srv, err := web.New(web.Options{
+		Users:   []web.User{{Name: cfg.User, PasswordHash: cfg.PasswordHash}},
+		Log:     s.log,
+		Cameras: s.cameraStatus,
+		Health:  s.Handler(),
+		Metrics: reg,
+		Scripts: []string{"/live.js"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv.Handle("GET /live.js", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+		_, _ = w.Write(liveJS)
+	}))
+	srv.Handle("POST /api/cameras/{name}/offer", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hub := s.hub(r.PathValue("name"))
+		if hub == nil {
+			http.Error(w, "no such camera", http.StatusNotFound)
+			return
+		}
+		hub.ServeHTTP(w, r)
+	}))
+	return srv.Handler(), nil
+}
+
+func promHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+func (s *Service) hub(name string) *live.Hub {
+	for _, c := range s.cams {
+		if c.cfg.Name == name {
+			return c.hub
+		}
+	}
+	return nil
+}
+
+func (s *Service) cameraStatus() []web.CameraStatus {
+	h := s.Health()
+	out := make([]web.CameraStatus, len(h.Cameras))
+	for i, c := range h.Cameras {
+		out[i] = web.CameraStatus{Name: c.Name, Healthy: c.Healthy, FPS: c.FPS, Viewers: c.Viewers, LastError: c.LastError}
+	}
+	return out
+}

@@ -50,7 +50,10 @@ func (s *Service) Health() Health {
 			ch.Viewers = c.hub.Viewers()
 		}
 		if time.Since(c.lastOut) > 5*time.Second {
-			ch.Healthy, ch.FPS = false, 0
+			ch.Healthy = false
+		}
+		if !ch.Healthy {
+			ch.FPS = 0
 		}
 		for i, l := range c.lines {
 			ch.Lines = append(ch.Lines, Line{Name: l.Name, In: c.totals[i].In, Out: c.totals[i].Out})

@@ -3,6 +3,7 @@ package blur
 import (
 	"errors"
 	"fmt"
+	"image"
 	"image/color"
 	"math"
 )
@@ -53,6 +54,10 @@ type Options struct {
 	// FillColor is used by the Fill style and for whole-frame redaction. Its
 	// alpha is ignored: fills are opaque.
 	FillColor color.RGBA
+	// Masks are areas of the frame (in frame pixels) filled with FillColor in
+	// every frame, faces or not: a till's PIN pad, a screen. Parts outside
+	// the frame are ignored.
+	Masks []image.Rectangle
 }
 
 // DefaultOptions are the options used when nothing is configured.
@@ -88,6 +93,11 @@ func (o Options) Validate() error {
 	}
 	if err := checkRange("mosaic_blocks", float64(o.MosaicBlocks), minMosaicBlocks, maxMosaicBlocks, false); err != nil {
 		errs = append(errs, err)
+	}
+	for i, m := range o.Masks {
+		if m.Empty() || m.Min.X < 0 || m.Min.Y < 0 {
+			errs = append(errs, fmt.Errorf("masks[%d]: %v is empty or starts left of or above the frame; allowed [x0, y0, x1, y1] with 0 <= x0 < x1, 0 <= y0 < y1", i, m))
+		}
 	}
 	return errors.Join(errs...)
 }

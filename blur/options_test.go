@@ -1,9 +1,14 @@
 package blur
 
 import (
+	"image"
+	"image/color"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
+
+	"gocv.io/x/gocv"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -106,7 +111,40 @@ func TestDefaultOptions(t *testing.T) {
 		t.Fatalf("DefaultOptions invalid: %v", err)
 	}
 	r := mustRedactor(t, DefaultOptions)
-	if got := r.Options(); got != DefaultOptions {
+	if got := r.Options(); !reflect.DeepEqual(got, DefaultOptions) {
 		t.Errorf("Options() = %+v, want %+v", got, DefaultOptions)
+	}
+}
+
+// TestMasksAlwaysFilled: a mask is filled in every frame, with or without
+// faces, and an invalid mask is refused naming it.
+func TestMasksAlwaysFilled(t *testing.T) {
+	o := DefaultOptions
+	o.FillColor = color.RGBA{R: 10, G: 20, B: 30}
+	o.Masks = []image.Rectangle{image.Rect(5, 5, 25, 15), image.Rect(90, 40, 200, 200)} // the second runs off the frame
+	r := mustRedactor(t, o)
+	for _, plan := range []Plan{FacesPlan(nil), FacesPlan([]image.Rectangle{image.Rect(40, 20, 60, 40)})} {
+		m := gocv.NewMatWithSize(60, 100, gocv.MatTypeCV8UC3)
+		m.SetTo(gocv.NewScalar(200, 200, 200, 0))
+		f, err := r.Redact(m, plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := f.CloneMat()
+		for _, p := range []image.Point{{5, 5}, {24, 14}, {90, 40}, {99, 59}} {
+			if b, g, rr := out.GetUCharAt(p.Y, p.X*3), out.GetUCharAt(p.Y, p.X*3+1), out.GetUCharAt(p.Y, p.X*3+2); b != 30 || g != 20 || rr != 10 {
+				t.Errorf("masked pixel %v = %d,%d,%d, want the fill colour", p, b, g, rr)
+			}
+		}
+		if v := out.GetUCharAt(30, 10*3); v != 200 {
+			t.Errorf("pixel outside masks and faces changed: %d", v)
+		}
+		out.Close()
+		f.Close()
+	}
+	bad := DefaultOptions
+	bad.Masks = []image.Rectangle{image.Rect(10, 10, 10, 20)}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "masks[0]") {
+		t.Errorf("empty mask: %v", err)
 	}
 }

@@ -108,6 +108,14 @@ func (r *Redactor) Redact(frame gocv.Mat, p Plan) (Redacted, error) {
 		return newRedacted(frame, true, reason, []image.Rectangle{{Max: size}}), nil
 	}
 	regions := r.redactFaces(&frame, size, p.boxes)
+	for _, m := range r.opts.Masks {
+		if m = m.Intersect(image.Rectangle{Max: size}); !m.Empty() {
+			region := frame.Region(m)
+			region.SetTo(r.fill)
+			region.Close()
+			regions = append(regions, m)
+		}
+	}
 	return newRedacted(frame, false, "", regions), nil
 }
 

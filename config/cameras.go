@@ -27,6 +27,12 @@ type Camera struct {
 	View string `yaml:"view"`
 	// Lines are the directed counting lines of this camera.
 	Lines []CountLine `yaml:"lines"`
+	// Style overrides redact.style for this camera: gaussian, mosaic or
+	// fill ("" keeps redact.style).
+	Style string `yaml:"style"`
+	// Masks are areas filled in every frame of this camera, faces or not
+	// (a till's PIN pad): [x0, y0, x1, y1] in frame pixels.
+	Masks [][4]int `yaml:"masks"`
 }
 
 // Overhead reports whether the camera looks straight down.
@@ -68,7 +74,7 @@ func parseCameras(data []byte) ([]Camera, []error) {
 		return nil, nil
 	}
 	if doc.Cameras.Kind != yaml.SequenceNode {
-		return nil, []error{&FieldError{Key: "cameras", Msg: "is not a list; allowed a list of cameras (name, source, loop, view, lines)"}}
+		return nil, []error{&FieldError{Key: "cameras", Msg: "is not a list; allowed a list of cameras (name, source, loop, view, lines, style, masks)"}}
 	}
 	var errs []error
 	cams := make([]Camera, 0, len(doc.Cameras.Content))
@@ -86,7 +92,7 @@ func parseCameras(data []byte) ([]Camera, []error) {
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil {
 			msg := strings.TrimPrefix(err.Error(), "yaml: ")
-			errs = append(errs, &FieldError{Key: key, Msg: msg + "; allowed fields name, source, loop, view, lines (each lines entry: name, line: [x1, y1, x2, y2])"})
+			errs = append(errs, &FieldError{Key: key, Msg: msg + "; allowed fields name, source, loop, view, lines (each lines entry: name, line: [x1, y1, x2, y2]), style, masks ([[x0, y0, x1, y1], ...])"})
 			continue
 		}
 		errs = append(errs, c.check(key, names)...)
@@ -106,6 +112,14 @@ func (c Camera) check(key string, names map[string]bool) []error {
 	names[c.Name] = true
 	if c.View != "" && c.View != "angled" && c.View != "overhead" {
 		errs = append(errs, &FieldError{Key: key + ".view", Msg: fmt.Sprintf("%q is not supported; allowed angled, overhead", c.View)})
+	}
+	if c.Style != "" && c.Style != "gaussian" && c.Style != "mosaic" && c.Style != "fill" {
+		errs = append(errs, &FieldError{Key: key + ".style", Msg: fmt.Sprintf("%q is not supported; allowed gaussian, mosaic, fill (or leave it out for redact.style)", c.Style)})
+	}
+	for j, m := range c.Masks {
+		if m[0] < 0 || m[1] < 0 || m[2] <= m[0] || m[3] <= m[1] {
+			errs = append(errs, &FieldError{Key: fmt.Sprintf("%s.masks[%d]", key, j), Msg: fmt.Sprintf("%v is not an area; allowed [x0, y0, x1, y1] with 0 <= x0 < x1 and 0 <= y0 < y1", m)})
+		}
 	}
 	if c.Source == "" {
 		errs = append(errs, &FieldError{Key: key + ".source", Msg: `"" is empty; allowed a video file, rtsp://... URL or /dev/videoN`})

@@ -21,6 +21,8 @@ cameras:
   - name: till
     source: rtsp://10.0.0.5/stream1
     view: overhead
+    style: fill
+    masks: [[0, 400, 120, 480]]
 `
 	dir := t.TempDir()
 	path := filepath.Join(dir, "veil.yaml")
@@ -32,7 +34,8 @@ cameras:
 		t.Fatal(err)
 	}
 	if len(cams) != 2 || cams[0].Name != "door" || !cams[0].Loop || len(cams[0].Lines) != 2 ||
-		cams[0].Lines[1].Line != [4]int{520, 260, 768, 260} || cams[1].Source != "rtsp://10.0.0.5/stream1" || !cams[1].Overhead() || cams[0].Overhead() {
+		cams[0].Lines[1].Line != [4]int{520, 260, 768, 260} || cams[1].Source != "rtsp://10.0.0.5/stream1" || !cams[1].Overhead() || cams[0].Overhead() ||
+		cams[1].Style != "fill" || len(cams[1].Masks) != 1 || cams[1].Masks[0] != [4]int{0, 400, 120, 480} {
 		t.Fatalf("cameras = %+v", cams)
 	}
 	// The same file passes Load: the cameras list is not an unknown key.
@@ -48,6 +51,8 @@ func TestLoadCamerasErrors(t *testing.T) {
 	}{
 		{"not a list", "cameras: door\n", []string{"cameras: is not a list"}},
 		{"unknown field", "cameras:\n  - {name: a, source: x.avi, sauce: y}\n", []string{"cameras[0]:", "field sauce not found", "allowed fields name, source, loop, view, lines"}},
+		{"bad style", "cameras:\n  - {name: a, source: x.avi, style: sepia}\n", []string{`cameras[0].style: "sepia" is not supported; allowed gaussian, mosaic, fill`}},
+		{"bad mask", "cameras:\n  - {name: a, source: x.avi, masks: [[10, 10, 5, 20]]}\n", []string{"cameras[0].masks[0]: [10 10 5 20] is not an area"}},
 		{"bad name", "cameras:\n  - {name: 'front door', source: x.avi}\n", []string{`cameras[0].name: "front door" is not a name`}},
 		{"duplicate name", "cameras:\n  - {name: a, source: x.avi}\n  - {name: a, source: y.avi}\n", []string{`cameras[1].name: "a" is used by an earlier camera`}},
 		{"bad view", "cameras:\n  - {name: a, source: x.avi, view: fisheye}\n", []string{`cameras[0].view: "fisheye" is not supported; allowed angled, overhead`}},

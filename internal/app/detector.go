@@ -4,6 +4,7 @@ package app
 
 import (
 	"fmt"
+	"image"
 	"log/slog"
 
 	"github.com/veil-edge/veil/internal/cvthreads"
@@ -118,4 +119,24 @@ func Redactor(c config.Redact) (*blur.Redactor, error) {
 		return nil, err
 	}
 	return blur.NewRedactor(o)
+}
+
+// CameraRedactor builds a camera's redactor: the config's redaction with the
+// camera's own style, if it has one, and its masks.
+func CameraRedactor(c config.Redact, cam config.Camera) (*blur.Redactor, error) {
+	if cam.Style != "" {
+		c.Style = cam.Style
+	}
+	o, err := c.BlurOptions()
+	if err != nil {
+		return nil, fmt.Errorf("camera %s: %w", cam.Name, err)
+	}
+	for _, m := range cam.Masks {
+		o.Masks = append(o.Masks, image.Rect(m[0], m[1], m[2], m[3]))
+	}
+	r, err := blur.NewRedactor(o)
+	if err != nil {
+		return nil, fmt.Errorf("camera %s: %w", cam.Name, err)
+	}
+	return r, nil
 }

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"errors"
+	"image"
 	"io"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/blur"
+	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/internal/app"
 	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/media"
@@ -114,5 +116,26 @@ func TestUnknownDetector(t *testing.T) {
 	c.Detector = "yolo"
 	if _, err := app.DetectorFactory(c, testenv.ModelsDir(), nil); err == nil {
 		t.Fatal("unknown detector accepted")
+	}
+}
+
+func TestCameraRedactor(t *testing.T) {
+	cam := config.Camera{Name: "till", Style: "fill", Masks: [][4]int{{0, 400, 120, 480}}}
+	r, err := app.CameraRedactor(config.Default.Redact, cam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	o := r.Options()
+	if o.Style != "fill" || len(o.Masks) != 1 || o.Masks[0] != image.Rect(0, 400, 120, 480) {
+		t.Errorf("options = %+v, want the camera's fill style and mask", o)
+	}
+	plain, err := app.CameraRedactor(config.Default.Redact, config.Camera{Name: "door"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if o := plain.Options(); string(o.Style) != config.Default.Redact.Style || len(o.Masks) != 0 {
+		t.Errorf("a camera without its own settings got %+v", o)
 	}
 }

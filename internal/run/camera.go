@@ -146,7 +146,7 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 		defer counter.Close()
 		an = &countAnalyzer{cam: c, counter: counter}
 	}
-	red, err := app.Redactor(c.full.Redact)
+	red, err := app.CameraRedactor(c.full.Redact, c.cfg)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,307 @@
+package run_test
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"gocv.io/x/gocv"
+
+	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/internal/leak"
+	"github.com/veil-edge/veil/internal/run"
+	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/models"
+	"github.com/veil-edge/veil/web"
+)
+
+// Geometry of the browser test's source video (640x480): a block texture,
+// the astronaut's face with context pasted at faceCrop's place, a green
+// marker in the top-left corner and a textured control box with no face.
+var (
+	browserMarker  = image.Rect(24, 24, 120, 120)
+	browserControl = image.Rect(60, 340, 156, 432)
+)
+
+// browserSource writes a looping 640x480, 10 fps, 6 s MJPEG AVI whose every
+// frame is the same: a block texture, the astronaut's face (box padded 60 %
+// each side) and the green marker. It returns the path, the frame (the
+// caller closes it) and where the face box is in the frame.
+func browserSource(t *testing.T) (string, gocv.Mat, image.Rectangle) {
+	t.Helper()
+	testenv.Need(t, testenv.Astronaut)
+	astro := gocv.IMRead(testenv.Astronaut, gocv.IMReadColor)
+	defer astro.Close()
+	if astro.Empty() {
+		t.Fatalf("cannot read %s", testenv.Astronaut)
+	}
+	fb := testenv.AstronautFace
+	face := image.Rect(fb[0], fb[1], fb[2], fb[3])
+	px, py := face.Dx()*6/10, face.Dy()*6/10
+	crop := image.Rect(face.Min.X-px, face.Min.Y-py, face.Max.X+px, face.Max.Y+py)
+	at := image.Pt(340, 150)
+
+	frame := gocv.NewMatWithSize(480, 640, gocv.MatTypeCV8UC3)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for y := 0; y < 480; y += 16 {
+		for x := 0; x < 640; x += 16 {
+			v := uint8(40 + rng.IntN(170))
+			gocv.Rectangle(&frame, image.Rect(x, y, x+16, y+16), color.RGBA{R: v, G: v - v/8, B: v - v/4, A: 255}, -1)
+		}
+	}
+	src := astro.Region(crop)
+	dst := frame.Region(crop.Sub(crop.Min).Add(at))
+	src.CopyTo(&dst)
+	dst.Close()
+	src.Close()
+	gocv.Rectangle(&frame, browserMarker, color.RGBA{G: 255, A: 255}, -1)
+
+	path := filepath.Join(t.TempDir(), "face.avi")
+	vw, err := gocv.VideoWriterFile(path, "MJPG", 10, 640, 480, true)
+	if err != nil {
+		frame.Close()
+		t.Fatal(err)
+	}
+	for range 60 {
+		if err := vw.Write(frame); err != nil {
+			vw.Close()
+			frame.Close()
+			t.Fatal(err)
+		}
+	}
+	if err := vw.Close(); err != nil {
+		frame.Close()
+		t.Fatal(err)
+	}
+	return path, frame, face.Sub(crop.Min).Add(at)
+}
+
+// edgeEnergy is the mean absolute Laplacian of the grey image inside r.
+func edgeEnergy(m gocv.Mat, r image.Rectangle) float64 {
+	grey := gocv.NewMat()
+	defer grey.Close()
+	gocv.CvtColor(m, &grey, gocv.ColorBGRToGray)
+	lap := gocv.NewMat()
+	defer lap.Close()
+	gocv.Laplacian(grey, &lap, gocv.MatTypeCV64F, 1, 1, 0, gocv.BorderDefault)
+	var sum float64
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			sum += math.Abs(lap.GetDoubleAt(y, x))
+		}
+	}
+	return sum / float64(r.Dx()*r.Dy())
+}
+
+// meanBGR is the mean colour inside r.
+func meanBGR(m gocv.Mat, r image.Rectangle) [3]float64 {
+	var s [3]float64
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			v := m.GetVecbAt(y, x)
+			for c := range 3 {
+				s[c] += float64(v[c])
+			}
+		}
+	}
+	n := float64(r.Dx() * r.Dy())
+	return [3]float64{s[0] / n, s[1] / n, s[2] / n}
+}
+
+// TestBrowserLiveView logs in to the live view with headless Chromium (a
+// wrong password first, which is refused), and checks that the camera page's
+// own script plays the camera at its size with time advancing, and that the
+// picture it shows is the source (the green marker is there, the textured
+// background keeps its detail) with the face redacted.
+func TestBrowserLiveView(t *testing.T) {
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		bin = "/usr/bin/chromium"
+		if _, err := exec.LookPath(bin); err != nil {
+			testenv.Missing(t, "chromium is not installed (apt-get install chromium)")
+		}
+	}
+	cfg := testConfig(t)
+	if _, err := models.Verify(cfg.Models.Dir); err != nil {
+		testenv.Missing(t, fmt.Sprintf("face models: %v (run scripts/setup.sh)", err))
+	}
+	video, srcFrame, faceBox := browserSource(t)
+	defer srcFrame.Close()
+
+	hash, err := web.HashPassword("correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.HTTP.PasswordHash = hash
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cams := []config.Camera{{Name: "door", Source: video, Loop: true}}
+	svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + l.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done, served := make(chan error, 1), make(chan error, 1)
+	go func() { served <- svc.Serve(ctx, l) }()
+	go func() { done <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		<-served
+	}()
+
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(bin),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+	}
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	bctx, tcancel := context.WithTimeout(bctx, 40*time.Second)
+	defer tcancel()
+	// Close the browser (and with it the peer connection) before the
+	// service stops: deferred calls run last-in first-out.
+	defer func() {
+		if err := chromedp.Cancel(bctx); err != nil && !errors.Is(err, context.Canceled) {
+			t.Logf("closing chromium: %v", err)
+		}
+	}()
+
+	login := func(pw string, waitFor string) {
+		t.Helper()
+		if err := chromedp.Do(bctx,
+			chromedp.WaitVisible(`input[name="user"]`),
+			chromedp.SetValue(`input[name="user"]`, "operator"),
+			chromedp.SetValue(`input[name="password"]`, pw),
+			chromedp.Click(`button[type="submit"]`),
+			chromedp.WaitVisible(waitFor),
+		); err != nil {
+			t.Fatalf("logging in with %q: %v", pw, err)
+		}
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/login")); err != nil {
+		t.Fatalf("opening the login page: %v", err)
+	}
+	// Wrong password: the login form again, with the error.
+	login("wrong", `p[role="alert"]`)
+	alert, err := chromedp.Run(bctx, chromedp.Text(`p[role="alert"]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, err := chromedp.Run(bctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(alert, "Wrong user name or password") || !strings.HasSuffix(loc, "/login") {
+		t.Fatalf("after a wrong password: %q at %s, want the login form with its error", alert, loc)
+	}
+	if videos, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('video').length`)); err != nil || videos != 0 {
+		t.Fatalf("a wrong password shows %d videos (%v)", videos, err)
+	}
+	login("correct horse", `#video-door`)
+
+	// Time advancing, right size.
+	type state struct {
+		Ready  int     `json:"ready"`
+		W      int     `json:"w"`
+		H      int     `json:"h"`
+		T      float64 `json:"t"`
+		Status string  `json:"status"`
+	}
+	const probe = `(() => { const v = document.getElementById('video-door');
+		return {ready: v.readyState, w: v.videoWidth, h: v.videoHeight, t: v.currentTime, status: v.dataset.state || ''}; })()`
+	var st, first state
+	start := time.Now()
+	deadline := start.Add(25 * time.Second)
+	var firstAt time.Time
+	for {
+		if st, err = chromedp.Run(bctx, chromedp.Evaluate[state](probe)); err != nil {
+			t.Fatalf("reading the video's state: %v", err)
+		}
+		ok := st.Ready >= 2 && st.W == 640 && st.H == 480
+		if !ok {
+			firstAt = time.Time{}
+		} else if firstAt.IsZero() {
+			first, firstAt = st, time.Now()
+		} else if time.Since(firstAt) >= time.Second && st.T > first.T {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("video not playing after 25 s: %+v (first ready %+v)", st, first)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("playing after %v: %+v, currentTime %.2f -> %.2f", time.Since(start).Round(time.Millisecond), st, first.T, st.T)
+
+	// The picture shown: draw the video on a canvas.
+	const grab = `(() => { const v = document.getElementById('video-door');
+		const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
+		c.getContext('2d').drawImage(v, 0, 0); return c.toDataURL('image/png'); })()`
+	dataURL, err := chromedp.Run(bctx, chromedp.Evaluate[string](grab))
+	if err != nil {
+		t.Fatalf("grabbing a frame: %v", err)
+	}
+	png, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(dataURL, "data:image/png;base64,"))
+	if err != nil {
+		t.Fatalf("frame data URL: %v", err)
+	}
+	shown, err := gocv.IMDecode(png, gocv.IMReadColor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shown.Close()
+	if shown.Cols() != 640 || shown.Rows() != 480 {
+		t.Fatalf("frame is %dx%d, want 640x480", shown.Cols(), shown.Rows())
+	}
+
+	// (a) The green marker: the picture is the source, in place.
+	inner := browserMarker.Inset(8)
+	g := meanBGR(shown, inner)
+	t.Logf("marker mean BGR %.0f", g)
+	if g[1] < 180 || g[0] > 80 || g[2] > 80 {
+		t.Errorf("no green marker at %v (mean BGR %.0f): not the source video", inner, g)
+	}
+	// (b) The face has lost its detail; the textured control box has not.
+	faceSrc, faceShown := edgeEnergy(srcFrame, faceBox), edgeEnergy(shown, faceBox)
+	ctlSrc, ctlShown := edgeEnergy(srcFrame, browserControl), edgeEnergy(shown, browserControl)
+	faceCorr, _ := leak.Correlate(srcFrame, shown, faceBox, float64(faceBox.Dx()))
+	ctlCorr, _ := leak.Correlate(srcFrame, shown, browserControl, float64(browserControl.Dx()))
+	t.Logf("face %v: edge energy %.1f -> %.1f (%.0f %%), band-pass corr %.3f", faceBox, faceSrc, faceShown, 100*faceShown/faceSrc, faceCorr)
+	t.Logf("control %v: edge energy %.1f -> %.1f (%.0f %%), band-pass corr %.3f", browserControl, ctlSrc, ctlShown, 100*ctlShown/ctlSrc, ctlCorr)
+	if faceShown > 0.35*faceSrc || faceCorr > leak.DefaultThreshold {
+		t.Errorf("face not redacted in the browser: edge energy %.0f %% of the source's, corr %.3f (threshold %.2f)", 100*faceShown/faceSrc, faceCorr, leak.DefaultThreshold)
+	}
+	if ctlShown < 0.5*ctlSrc || ctlCorr < 0.6 {
+		t.Errorf("background lost its detail (edge energy %.0f %%, corr %.3f): the picture is blurred all over, not redacted", 100*ctlShown/ctlSrc, ctlCorr)
+	}
+}

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -20,12 +18,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"gocv.io/x/gocv"
 
-	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/internal/leak"
-	"github.com/veil-edge/veil/internal/run"
 	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/models"
-	"github.com/veil-edge/veil/web"
 )
 
 // Geometry of the browser test's source video (640x480): a block texture,
@@ -141,33 +136,8 @@ func TestBrowserLiveView(t *testing.T) {
 	video, srcFrame, faceBox := browserSource(t)
 	defer srcFrame.Close()
 
-	hash, err := web.HashPassword("correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.HTTP.PasswordHash = hash
-	cfg.HTTP.Listen = "127.0.0.1:0"
-	cams := []config.Camera{{Name: "door", Source: video, Loop: true}}
-	svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + l.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done, served := make(chan error, 1), make(chan error, 1)
-	go func() { served <- svc.Serve(ctx, l) }()
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-		<-served
-	}()
+	_, base, stop := startLiveService(t, cfg, video)
+	defer stop()
 
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),

@@ -23,19 +23,19 @@ import (
 	"github.com/veil-edge/veil/web"
 )
 
-// TestLiveViewEndToEnd runs veil run's service with the live view on: an
-// operator logs in over HTTP, reads the CSRF token from the camera page,
-// and a Go WebRTC viewer gets the camera's VP8 stream. Without a session,
-// or with a forged offer, it is refused.
-func TestLiveViewEndToEnd(t *testing.T) {
-	cfg := testConfig(t)
+// startLiveService runs veil run's service with the live view on (operator
+// password "correct horse") and one looping camera "door" playing video. It
+// returns the service, the web server's base URL and a stop function that
+// shuts both down and reports their errors.
+func startLiveService(t *testing.T, cfg config.Config, video string) (*run.Service, string, func()) {
+	t.Helper()
 	hash, err := web.HashPassword("correct horse")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.HTTP.PasswordHash = hash
 	cfg.HTTP.Listen = "127.0.0.1:0"
-	cams := []config.Camera{{Name: "door", Source: scene(t), Loop: true}}
+	cams := []config.Camera{{Name: "door", Source: video, Loop: true}}
 	svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -44,18 +44,28 @@ func TestLiveViewEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := "http://" + l.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done, served := make(chan error, 1), make(chan error, 1)
 	go func() { served <- svc.Serve(ctx, l) }()
 	go func() { done <- svc.Run(ctx) }()
-	defer func() {
+	return svc, "http://" + l.Addr().String(), func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-		<-served
-	}()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestLiveViewEndToEnd runs veil run's service with the live view on: an
+// operator logs in over HTTP, reads the CSRF token from the camera page,
+// and a Go WebRTC viewer gets the camera's VP8 stream. Without a session,
+// or with a forged offer, it is refused.
+func TestLiveViewEndToEnd(t *testing.T) {
+	svc, base, stop := startLiveService(t, testConfig(t), scene(t))
+	defer stop()
 
 	jar, _ := cookiejar.New(nil)
 	tr := &http.Transport{}

@@ -148,3 +148,27 @@ func TestMasksAlwaysFilled(t *testing.T) {
 		t.Errorf("empty mask: %v", err)
 	}
 }
+
+// TestReadBorrowsPixels: Read shows the redacted pixels without a copy and
+// refuses an empty frame.
+func TestReadBorrowsPixels(t *testing.T) {
+	r := mustRedactor(t, DefaultOptions)
+	m := gocv.NewMatWithSize(20, 30, gocv.MatTypeCV8UC3)
+	m.SetTo(gocv.NewScalar(7, 8, 9, 0))
+	f, err := r.Redact(m, FacesPlan(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var got [3]uint8
+	if err := f.Read(func(p gocv.Mat) error {
+		got = [3]uint8{p.GetUCharAt(5, 15*3), p.GetUCharAt(5, 15*3+1), p.GetUCharAt(5, 15*3+2)}
+		return nil
+	}); err != nil || got != [3]uint8{7, 8, 9} {
+		t.Fatalf("Read = %v, %v", got, err)
+	}
+	var empty Redacted
+	if err := empty.Read(func(gocv.Mat) error { return nil }); err == nil {
+		t.Error("Read of an empty frame succeeded")
+	}
+}

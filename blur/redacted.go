@@ -116,6 +116,17 @@ func (f *Redacted) EncodeJPEG(quality int) ([]byte, error) {
 	return bytes.Clone(buf.GetBytes()), nil
 }
 
+// Read calls fn with the frame's pixels, without copying them, for
+// encoders that only read (the live view's VP8 encoder). fn must not modify,
+// retain or Close m; it is valid only during the call. It is an error on an
+// empty frame.
+func (f *Redacted) Read(fn func(m gocv.Mat) error) error {
+	if f.Empty() {
+		return errors.New("blur: read redacted frame: frame is empty")
+	}
+	return fn(f.f.mat)
+}
+
 // CloneMat returns a copy of the frame that the caller owns and must Close.
 // For an empty f it returns a new empty Mat, which must be closed too.
 func (f *Redacted) CloneMat() gocv.Mat {

@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -22,6 +24,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v3"
 	"github.com/pion/webrtc/v3/pkg/media"
+	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/blur"
 	"github.com/veil-edge/veil/live/vp8"
@@ -44,10 +47,11 @@ type Hub struct {
 	track *webrtc.TrackLocalStaticSample
 	log   *slog.Logger
 
-	encMu sync.Mutex // guards enc, size, last
-	enc   *vp8.Encoder
-	w, h  int
-	last  time.Time
+	encMu   sync.Mutex // guards enc, w, h, last, lastErr
+	enc     *vp8.Encoder
+	w, h    int
+	last    time.Time
+	lastErr time.Time
 
 	mu      sync.Mutex
 	viewers map[*webrtc.PeerConnection]struct{}
@@ -108,39 +112,49 @@ func (h *Hub) Viewers() int {
 func (h *Hub) Frames() int64 { return h.frames.Load() }
 
 // Write encodes a redacted frame once and sends it to every viewer. With no
-// viewer it does nothing.
+// viewer it does nothing. It never fails the camera's pipeline: the live
+// view is a side stream, so an encoding error is logged (at most every 10 s)
+// and the frame is not shown, while redaction and counting go on.
 func (h *Hub) Write(f *blur.Redacted) error {
 	if h.Viewers() == 0 || f.Empty() {
 		return nil
 	}
-	m := f.CloneMat()
-	defer m.Close()
 	h.encMu.Lock()
 	defer h.encMu.Unlock()
-	if h.enc == nil || h.w != m.Cols() || h.h != m.Rows() {
+	if err := f.Read(h.encode); err != nil && time.Since(h.lastErr) > 10*time.Second {
+		h.lastErr = time.Now()
+		h.log.Error("live: frame not sent to viewers", "err", err)
+	}
+	return nil
+}
+
+// encode encodes m (read-only, borrowed from a Redacted) and sends it. VP8
+// needs even sizes: an odd last row or column is left out. Called with encMu.
+func (h *Hub) encode(m gocv.Mat) error {
+	w, hgt := m.Cols()&^1, m.Rows()&^1
+	if h.enc == nil || h.w != w || h.h != hgt {
 		if h.enc != nil {
 			h.enc.Close()
+			h.enc = nil
 		}
-		enc, err := vp8.NewEncoder(vp8.Options{Width: m.Cols() &^ 1, Height: m.Rows() &^ 1, FPS: 25, BitrateKbps: h.o.BitrateKbps})
+		enc, err := vp8.NewEncoder(vp8.Options{Width: w, Height: hgt, FPS: 25, BitrateKbps: h.o.BitrateKbps})
 		if err != nil {
 			return fmt.Errorf("live %s: %w", h.name, err)
 		}
-		h.enc, h.w, h.h = enc, m.Cols(), m.Rows()
+		h.enc, h.w, h.h = enc, w, hgt
 		h.forceKey.Store(true)
 	}
-	if m.Cols()&1 == 1 || m.Rows()&1 == 1 {
-		even := m.Region(imageRect(m.Cols()&^1, m.Rows()&^1))
-		defer even.Close()
-		c := even.Clone()
-		m.Close()
-		m = c
+	src := m
+	if w != m.Cols() || hgt != m.Rows() {
+		src = m.Region(image.Rect(0, 0, w, hgt))
+		defer src.Close()
 	}
-	out, err := h.enc.Encode(m, h.forceKey.Swap(false))
+	out, err := h.enc.Encode(src, h.forceKey.Swap(false))
 	if err != nil {
 		return fmt.Errorf("live %s: %w", h.name, err)
 	}
 	if len(out.Data) == 0 {
-		return nil
+		return nil // dropped by rate control
 	}
 	now := time.Now()
 	d := 40 * time.Millisecond
@@ -148,15 +162,12 @@ func (h *Hub) Write(f *blur.Redacted) error {
 		d = now.Sub(h.last)
 	}
 	h.last = now
-	if err := h.track.WriteSample(media.Sample{Data: out.Data, Duration: d}); err != nil && !errors.Is(err, errClosedPipe) {
+	if err := h.track.WriteSample(media.Sample{Data: out.Data, Duration: d}); err != nil && !errors.Is(err, io.ErrClosedPipe) {
 		h.log.Debug("live: write sample", "err", err)
 	}
 	h.frames.Add(1)
 	return nil
 }
-
-// errClosedPipe is what pion returns for a track whose peers went away.
-var errClosedPipe = errors.New("io: read/write on closed pipe")
 
 // Offer answers a viewer's SDP offer: a new peer connection receiving this
 // camera's track. The answer carries all ICE candidates (no trickle).

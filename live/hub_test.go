@@ -167,6 +167,28 @@ func TestTwoViewersShareOneStream(t *testing.T) {
 			t.Errorf("viewer %s: %d packets, keyframe %v", name, v.packets.Load(), v.keyGot())
 		}
 	}
+	// A frame the encoder cannot take (too small for VP8) is not shown but
+	// does not fail the camera's pipeline; the next good frame goes out.
+	tiny := gocv.NewMatWithSize(8, 8, gocv.MatTypeCV8UC3)
+	tr, err := red.Redact(tiny, blur.FacesPlan(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.Write(&tr); err != nil {
+		t.Errorf("a frame the encoder refused failed the pipeline: %v", err)
+	}
+	tr.Close()
+	sent := hub.Frames()
+	for i := 0; i < 10 && hub.Frames() == sent; i++ {
+		f := redactedFrames(t, red, i)
+		if err := hub.Write(f); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	if hub.Frames() == sent {
+		t.Error("no frame sent after the refused one")
+	}
 	a.pc.Close()
 	b.pc.Close()
 }

@@ -103,13 +103,7 @@ func parseCameras(data []byte) ([]Camera, []error) {
 
 func (c Camera) check(key string, names map[string]bool) []error {
 	var errs []error
-	switch {
-	case !validName(c.Name):
-		errs = append(errs, &FieldError{Key: key + ".name", Msg: fmt.Sprintf("%q is not a name; allowed 1..64 of A-Z a-z 0-9 . _ -", c.Name)})
-	case names[c.Name]:
-		errs = append(errs, &FieldError{Key: key + ".name", Msg: fmt.Sprintf("%q is used by an earlier camera; allowed a name unique among cameras", c.Name)})
-	}
-	names[c.Name] = true
+	errs = append(errs, uniqueName(key+".name", c.Name, names, "an earlier camera", "a name unique among cameras")...)
 	if c.View != "" && c.View != "angled" && c.View != "overhead" {
 		errs = append(errs, &FieldError{Key: key + ".view", Msg: fmt.Sprintf("%q is not supported; allowed angled, overhead", c.View)})
 	}
@@ -127,13 +121,7 @@ func (c Camera) check(key string, names map[string]bool) []error {
 	lnames := map[string]bool{}
 	for j, l := range c.Lines {
 		lk := fmt.Sprintf("%s.lines[%d]", key, j)
-		switch {
-		case !validName(l.Name):
-			errs = append(errs, &FieldError{Key: lk + ".name", Msg: fmt.Sprintf("%q is not a name; allowed 1..64 of A-Z a-z 0-9 . _ -", l.Name)})
-		case lnames[l.Name]:
-			errs = append(errs, &FieldError{Key: lk + ".name", Msg: fmt.Sprintf("%q is used by an earlier line of this camera; allowed a unique name", l.Name)})
-		}
-		lnames[l.Name] = true
+		errs = append(errs, uniqueName(lk+".name", l.Name, lnames, "an earlier line of this camera", "a unique name")...)
 		x1, y1, x2, y2 := l.Line[0], l.Line[1], l.Line[2], l.Line[3]
 		switch {
 		case x1 < 0 || y1 < 0 || x2 < 0 || y2 < 0:
@@ -143,4 +131,17 @@ func (c Camera) check(key string, names map[string]bool) []error {
 		}
 	}
 	return errs
+}
+
+// uniqueName checks that name is a valid name not yet in seen, and records
+// it. The errors name key; earlier and allowed word the duplicate case.
+func uniqueName(key, name string, seen map[string]bool, earlier, allowed string) []error {
+	defer func() { seen[name] = true }()
+	switch {
+	case !validName(name):
+		return []error{&FieldError{Key: key, Msg: fmt.Sprintf("%q is not a name; allowed 1..64 of A-Z a-z 0-9 . _ -", name)}}
+	case seen[name]:
+		return []error{&FieldError{Key: key, Msg: fmt.Sprintf("%q is used by %s; allowed %s", name, earlier, allowed)}}
+	}
+	return nil
 }

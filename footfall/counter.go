@@ -26,6 +26,7 @@ type Counter struct {
 	tr     tracker
 	persp  *perspective
 	totals []Tally
+	size   image.Point // frame size the lines were last checked against
 }
 
 // personAspect is a walking person's typical width / height.
@@ -55,10 +56,13 @@ func (c *Counter) Totals() []Tally { return append([]Tally(nil), c.totals...) }
 // Frame reads one frame taken at stream time at and returns the crossings
 // it completed. frame is only read during the call.
 func (c *Counter) Frame(frame gocv.Mat, at time.Duration) ([]Crossing, error) {
-	for _, l := range c.lines {
-		if err := l.Valid(image.Pt(frame.Cols(), frame.Rows())); err != nil {
-			return nil, err
+	if size := image.Pt(frame.Cols(), frame.Rows()); size != c.size {
+		for _, l := range c.lines { // once per frame size, not per frame
+			if err := l.Valid(size); err != nil {
+				return nil, err
+			}
 		}
+		c.size = size
 	}
 	boxes, err := c.det.Detect(frame)
 	if err != nil {

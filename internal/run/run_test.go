@@ -107,15 +107,7 @@ func TestBrokenCameraDoesNotStopOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	box, err := egress.OpenOutbox(cfg.Outbox.Dir, egress.OutboxOptions{Store: "s1", Device: "d1", Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer box.Close()
-	reports, err := box.Pending()
-	if err != nil {
-		t.Fatal(err)
-	}
+	reports := pendingReports(t, cfg)
 	in, out := 0, 0
 	for _, r := range reports {
 		if r.Camera != "door" || r.Line != "entrance" || r.Store != "s1" || r.Device != "d1" || r.Boot != 1 {
@@ -153,15 +145,7 @@ func TestDownCameraReportsNoWindows(t *testing.T) {
 	if err := svc.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	box, err := egress.OpenOutbox(cfg.Outbox.Dir, egress.OutboxOptions{Store: "s1", Device: "d1", Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer box.Close()
-	reports, err := box.Pending()
-	if err != nil {
-		t.Fatal(err)
-	}
+	reports := pendingReports(t, cfg)
 	door := 0
 	for _, r := range reports {
 		if r.Camera == "unplugged" {
@@ -174,4 +158,19 @@ func TestDownCameraReportsNoWindows(t *testing.T) {
 	if door < 3 {
 		t.Errorf("working camera reported %d windows in 3.5 s of 1 s windows, want >= 3", door)
 	}
+}
+
+// pendingReports returns what a stopped service left in its outbox.
+func pendingReports(t *testing.T, cfg config.Config) []egress.Report {
+	t.Helper()
+	box, err := egress.OpenOutbox(cfg.Outbox.Dir, egress.OutboxOptions{Store: cfg.Site.Store, Device: cfg.Site.Device, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer box.Close()
+	reports, err := box.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reports
 }

@@ -30,6 +30,14 @@ type Config struct {
 	MQTT     MQTT     `mapstructure:"mqtt"`
 	Outbox   Outbox   `mapstructure:"outbox"`
 	HTTP     HTTP     `mapstructure:"http"`
+	Live     Live     `mapstructure:"live"`
+}
+
+// Live configures how veil run schedules detection for its cameras, which
+// are watched live: for latency, not look-ahead.
+type Live struct {
+	Every    int           `mapstructure:"detect_every"`    // detect the newest frame whenever the detector is free, at most every N frames, 1..30
+	Deadline time.Duration `mapstructure:"detect_deadline"` // a live keyframe's detection deadline, 1ms..60s
 }
 
 // HTTP configures veil run's web server (health and metrics).
@@ -37,6 +45,9 @@ type HTTP struct {
 	Listen       string `mapstructure:"listen"`        // host:port; empty: no web server
 	User         string `mapstructure:"user"`          // the operator's login name
 	PasswordHash string `mapstructure:"password_hash"` // bcrypt hash of the operator's password (veil passwd); empty: no login possible, live view off
+	TLSCert      string `mapstructure:"tls_cert"`      // PEM certificate: serve HTTPS (with tls_key)
+	TLSKey       string `mapstructure:"tls_key"`       // PEM private key of tls_cert
+	TrustedProxy string `mapstructure:"trusted_proxy"` // IP address of a TLS-terminating reverse proxy; empty: none
 }
 
 // Log configures logging.
@@ -148,6 +159,7 @@ var Default = Config{
 	MQTT:     MQTT{TopicPrefix: "veil/v1"},
 	Outbox:   Outbox{Dir: "var/outbox", MaxEntries: 10000},
 	HTTP:     HTTP{Listen: "127.0.0.1:8080", User: "operator"},
+	Live:     Live{Every: 1, Deadline: 500 * time.Millisecond},
 }
 
 // RedactFrom returns the config form of blur options: the inverse of

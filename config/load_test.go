@@ -88,7 +88,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 // badFiles maps each testdata/config/NAME.bad.yaml to substrings its error
 // must contain: the key and what is allowed.
 var badFiles = map[string][]string{
-	"unknown-key":       {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output, site, footfall, mqtt, outbox, http"},
+	"unknown-key":       {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output, site, footfall, mqtt, outbox, http, live"},
 	"typo-key":          {`unknown key "detect.scor_threshold"`, `did you mean "detect.score_threshold"?`},
 	"wrong-section":     {`unknown key "track.every"`, `did you mean "detect.every"?`},
 	"bad-detector":      {`detect.detector: "yolo" is not supported; allowed blazeface, haar`},
@@ -121,6 +121,8 @@ var badFiles = map[string][]string{
 	"bad-store":         {`site.store: "shop 42/#" is not a name; allowed 1..64 of A-Z a-z 0-9 . _ -`},
 	"cert-without-key":  {"mqtt.key_file: mqtt.cert_file and mqtt.key_file go together; allowed both set or both empty"},
 	"short-window":      {"footfall.window: 500ms is out of range; allowed 1s..24h"},
+	"bad-proxy":         {`http.trusted_proxy: "proxy.lan" is not an IP address; allowed empty (none) or an IP address`},
+	"tls-cert-only":     {"http.tls_key: http.tls_cert and http.tls_key go together; allowed both set or both empty"},
 	"plain-password":    {"http.password_hash: is not a bcrypt hash (a password must never be written here); allowed empty (no login) or a bcrypt hash from veil passwd"},
 }
 
@@ -344,7 +346,15 @@ var envValues = map[string]struct {
 	"http.listen":            {":9090", ":9090"},
 	"http.user":              {"manager", "manager"},
 	"http.password_hash":     {"$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy", "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"},
+	"http.tls_cert":          {"/etc/veil/cert.pem", "/etc/veil/cert.pem"},
+	"http.tls_key":           {"/etc/veil/key.pem", "/etc/veil/key.pem"},
+	"http.trusted_proxy":     {"10.0.0.1", "10.0.0.1"},
+	"live.detect_every":      {"3", 3},
+	"live.detect_deadline":   {"250ms", 250 * time.Millisecond},
 }
+
+// pairedKeys are set together or not at all.
+var pairedKeys = map[string]string{"http.tls_cert": "http.tls_key", "http.tls_key": "http.tls_cert"}
 
 // TestEnvEveryKey sets each key through its environment variable alone, with
 // and without a file that does not mention the key.
@@ -359,6 +369,10 @@ func TestEnvEveryKey(t *testing.T) {
 			t.Run(key+"/file="+filepath.Base(path), func(t *testing.T) {
 				clearEnv(t)
 				t.Setenv(EnvVar(key), ev.env)
+				partner, paired := pairedKeys[key]
+				if paired { // a key valid only with its partner
+					t.Setenv(EnvVar(partner), envValues[partner].env)
+				}
 				got, err := Load(path, nil, nil)
 				if err != nil {
 					t.Fatal(err)
@@ -369,6 +383,9 @@ func TestEnvEveryKey(t *testing.T) {
 				// Nothing else changes.
 				got2 := got
 				reflect.ValueOf(&got2).Elem().FieldByIndex(keyByName[key].index).Set(Default.value(keyByName[key]))
+				if paired {
+					reflect.ValueOf(&got2).Elem().FieldByIndex(keyByName[partner].index).Set(Default.value(keyByName[partner]))
+				}
 				if got2 != Default {
 					t.Errorf("other keys changed: %+v", got)
 				}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"net"
 	"reflect"
 	"slices"
 	"strconv"
@@ -48,6 +49,7 @@ type limit struct {
 	url    []string // strings: empty, or a URL with one of these schemes
 	addr   bool     // strings: empty or host:port
 	bcrypt bool     // strings: empty or a bcrypt hash
+	ip     bool     // strings: empty or an IP address
 }
 
 func oneOf(v ...string) limit      { return limit{enum: v} }
@@ -95,6 +97,8 @@ func (l limit) allowed() string {
 		return "any text"
 	case l.addr:
 		return "empty (off) or host:port, e.g. 127.0.0.1:8080 or :8080"
+	case l.ip:
+		return "empty (none) or an IP address, e.g. 127.0.0.1"
 	case l.bcrypt:
 		return "empty (no login) or a bcrypt hash from veil passwd ($2a$/$2b$/$2y$...)"
 	case l.name:
@@ -153,6 +157,11 @@ var limits = map[string]limit{
 	"http.listen":            {addr: true},
 	"http.user":              {name: true},
 	"http.password_hash":     {bcrypt: true},
+	"http.tls_cert":          {text: true},
+	"http.tls_key":           {text: true},
+	"http.trusted_proxy":     {ip: true},
+	"live.detect_every":      between(1, 30),
+	"live.detect_deadline":   durBetween(time.Millisecond, 60*time.Second),
 }
 
 // check returns what is wrong with v, or "".
@@ -171,6 +180,8 @@ func (l limit) check(v reflect.Value) string {
 			return fmt.Sprintf("%q is not a topic prefix; allowed %s", s, l.allowed())
 		case l.bcrypt && s != "" && !validBcrypt(s):
 			return fmt.Sprintf("is not a bcrypt hash (a password must never be written here); allowed %s", l.allowed())
+		case l.ip && s != "" && net.ParseIP(s) == nil:
+			return fmt.Sprintf("%q is not an IP address; allowed %s", s, l.allowed())
 		case l.addr && s != "" && !validAddr(s):
 			return fmt.Sprintf("%q is not host:port; allowed %s", s, l.allowed())
 		case l.url != nil && s != "" && !validURL(s, l.url):
@@ -341,6 +352,9 @@ func (c Config) crossErrors() []*FieldError {
 				"%d frames cannot cover a face confirmed on its keyframe %d (track.confirm_obs %d, detect.every %d); allowed %d..250, or lower track.confirm_obs",
 				t.Lookahead, t.ConfirmObs, t.ConfirmObs, d.Every, need)})
 		}
+	}
+	if h := c.HTTP; (h.TLSCert == "") != (h.TLSKey == "") {
+		errs = append(errs, &FieldError{Key: "http.tls_key", Msg: "http.tls_cert and http.tls_key go together; allowed both set or both empty"})
 	}
 	if m := c.MQTT; m.Broker != "" && (m.CertFile == "") != (m.KeyFile == "") {
 		errs = append(errs, &FieldError{Key: "mqtt.key_file", Msg: "mqtt.cert_file and mqtt.key_file go together; allowed both set or both empty"})

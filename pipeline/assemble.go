@@ -51,6 +51,11 @@ type assembler struct {
 	headKey int
 	headAt  time.Time
 
+	// Live scheduling: busy counts detection jobs accepted by a worker and
+	// not yet answered; lastKey is the newest keyframe read.
+	busy    int
+	lastKey int
+
 	stats Stats
 }
 
@@ -75,7 +80,7 @@ func (a *assembler) run(ctx context.Context, frames <-chan frameItem, results <-
 		if a.eof && len(a.queue) == 0 {
 			return nil
 		}
-		if a.eof && !a.queue[len(a.queue)-1].key {
+		if a.eof && !a.o.Live && !a.queue[len(a.queue)-1].key {
 			// The stream ended between keyframes: the last frame becomes one,
 			// so the trailing frames are covered looking forward too.
 			last := &a.queue[len(a.queue)-1]
@@ -129,13 +134,22 @@ func (a *assembler) wait(ctx context.Context, in <-chan frameItem, out chan<- jo
 			a.eof = true
 			return nil
 		}
+		if a.o.Live && a.busy == 0 && len(a.toSubmit) == 0 && (a.lastKey < 0 || it.idx-a.lastKey >= a.o.Every) {
+			it.key = true // the detector is free: detect the newest frame
+		}
+		if it.key {
+			a.lastKey = it.idx
+		}
+		it.ref = a.lastKey
 		a.queue = append(a.queue, it)
 		if it.key {
 			a.submit(it)
 		}
 	case out <- next:
 		a.toSubmit = a.toSubmit[1:]
+		a.busy++
 	case r := <-results:
+		a.busy--
 		a.decide(r.idx, r)
 	case <-timeout:
 		a.decide(head, result{err: errDeadline})
@@ -183,31 +197,48 @@ func (a *assembler) applyDecided() {
 func (a *assembler) emitReady() error {
 	for len(a.queue) > 0 {
 		it := a.queue[0]
-		next := -1 // the first keyframe at or after it
-		for _, q := range a.queue {
-			if q.key {
-				next = q.idx
-				break
-			}
-		}
-		if next < 0 || next > a.applied {
-			return nil
-		}
-		if !a.eof && a.applied < it.idx+a.o.Lookahead {
-			return nil // wait until the keyframes ahead of it are known
-		}
-		if a.eof && a.headUndecided() >= 0 {
-			return nil
-		}
-		st := a.keyState[next]
 		var plan blur.Plan // zero: faces unknown, whole frame
-		switch {
-		case !st.ok:
-			plan = blur.WholePlan(st.reason)
-		case !it.key && !a.prevOK:
-			plan = blur.WholePlan(a.prevReason)
-		default:
-			plan = blur.FacesPlan(a.tracker.Cover(it.t))
+		var st keyState
+		if a.o.Live {
+			// Written once the keyframe at or before it is decided.
+			if it.ref < 0 || it.ref > a.applied {
+				return nil
+			}
+			st = a.keyState[it.ref]
+			switch {
+			case it.key && !st.ok:
+				plan = blur.WholePlan(st.reason)
+			case !it.key && !a.prevOK:
+				plan = blur.WholePlan(a.prevReason)
+			default:
+				plan = blur.FacesPlan(a.tracker.Cover(it.t))
+			}
+		} else {
+			next := -1 // the first keyframe at or after it
+			for _, q := range a.queue {
+				if q.key {
+					next = q.idx
+					break
+				}
+			}
+			if next < 0 || next > a.applied {
+				return nil
+			}
+			if !a.eof && a.applied < it.idx+a.o.Lookahead {
+				return nil // wait until the keyframes ahead of it are known
+			}
+			if a.eof && a.headUndecided() >= 0 {
+				return nil
+			}
+			st = a.keyState[next]
+			switch {
+			case !st.ok:
+				plan = blur.WholePlan(st.reason)
+			case !it.key && !a.prevOK:
+				plan = blur.WholePlan(a.prevReason)
+			default:
+				plan = blur.FacesPlan(a.tracker.Cover(it.t))
+			}
 		}
 		rec := FrameRecord{Index: it.idx, Time: it.t, Keyframe: it.key}
 		if it.key && st.ok {
@@ -266,7 +297,9 @@ func reasonFor(err error) string {
 
 // write redacts one raw frame (taking ownership) and hands it to the sink.
 func (a *assembler) write(raw gocv.Mat, plan blur.Plan, rec *FrameRecord) error {
+	t0 := time.Now()
 	red, err := a.p.Redactor.Redact(raw, plan)
+	rec.RedactMS = float64(time.Since(t0).Microseconds()) / 1000
 	if err != nil {
 		return fmt.Errorf("frame %d: redacting: %w", rec.Index, err)
 	}

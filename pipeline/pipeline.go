@@ -62,7 +62,14 @@ type Options struct {
 	// after it are detected, so a face is covered on the frames before it
 	// was first found (entering the picture, turning towards the camera).
 	Lookahead int
-	Track     track.Options
+	// Live schedules for latency instead of look-ahead, for a camera being
+	// watched: a frame becomes a keyframe when the detector is free (and at
+	// least Every frames after the last one), and every frame is written as
+	// soon as the keyframe at or before it is decided, covered by the
+	// tracks up to that keyframe. Lookahead is ignored. A face that enters
+	// between two keyframes is covered from the next keyframe on.
+	Live  bool
+	Track track.Options
 }
 
 // DefaultOptions suit offline redaction on a 2-core box.
@@ -78,6 +85,7 @@ type FrameRecord struct {
 	Whole    bool              `json:"whole,omitempty"`    // whole frame redacted
 	Reason   string            `json:"reason,omitempty"`   // why whole
 	DetectMS float64           `json:"detect_ms,omitempty"`
+	RedactMS float64           `json:"-"` // time to redact the frame
 }
 
 // Stats sums a run.
@@ -123,6 +131,7 @@ type frameItem struct {
 	t   time.Duration
 	mat gocv.Mat // raw; owned by whoever holds the item
 	key bool
+	ref int // live: the keyframe at or before it (its own index if key)
 }
 
 type job struct {
@@ -181,12 +190,12 @@ func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
 	readErr := make(chan error, 1)
 	go p.read(ctx, fps, o, frames, readErr, log)
 
-	if o.Lookahead < 0 {
+	if o.Lookahead < 0 || o.Live {
 		o.Lookahead = 0
 	}
 	a := assembler{
 		p: p, o: o, log: log, tracker: track.New(o.Track), keyState: map[int]keyState{},
-		hasDetector: p.Detector != nil, jobs: jobs, applied: -1, headKey: -1, decidedUpTo: decided,
+		hasDetector: p.Detector != nil, jobs: jobs, applied: -1, headKey: -1, decidedUpTo: decided, lastKey: -1,
 	}
 	err := a.run(ctx, frames, results)
 	cancel()
@@ -218,6 +227,7 @@ func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
 func (p *Pipeline) read(ctx context.Context, fps float64, o Options, frames chan<- frameItem, readErr chan<- error, log *slog.Logger) {
 	defer close(frames)
 	var lastAnalyzeErr time.Time
+	t0 := time.Now()
 	for i := 0; ; i++ {
 		m := gocv.NewMat()
 		if err := p.Source.Read(&m); err != nil {
@@ -230,7 +240,12 @@ func (p *Pipeline) read(ctx context.Context, fps float64, o Options, frames chan
 			readErr <- fmt.Errorf("frame %d: source returned an empty frame", i)
 			return
 		}
-		it := frameItem{idx: i, t: time.Duration(float64(i) / fps * float64(time.Second)), mat: m, key: i%o.Every == 0}
+		it := frameItem{idx: i, t: time.Duration(float64(i) / fps * float64(time.Second)), mat: m, key: !o.Live && i%o.Every == 0}
+		if o.Live {
+			// A camera may drop frames when veil falls behind: the
+			// tracker's clock is the wall clock, not the frame count.
+			it.t = time.Since(t0)
+		}
 		if p.Analyzer != nil {
 			if err := p.Analyzer.Analyze(m, it.t); err != nil && time.Since(lastAnalyzeErr) > 10*time.Second {
 				lastAnalyzeErr = time.Now()

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,6 +135,10 @@ func TestFailClosed(t *testing.T) {
 			pipeline.Options{Every: 3, Workers: 2, Deadline: 50 * time.Millisecond}, "detection late"},
 		{"detector fails to load", func() (detect.Detector, error) { return nil, errors.New("model hash mismatch") }, pipeline.Options{Every: 2, Workers: 2}, "detector error"},
 		{"no detector (model missing)", nil, pipeline.Options{Every: 2, Workers: 2}, ""},
+		{"live: detector error", func() (detect.Detector, error) { return errDetector{}, nil }, pipeline.Options{Every: 1, Workers: 1, Live: true}, "detector error"},
+		{"live: detector too slow", func() (detect.Detector, error) { return slowDetector{300 * time.Millisecond}, nil },
+			pipeline.Options{Every: 1, Workers: 1, Deadline: 50 * time.Millisecond, Live: true}, "detection late"},
+		{"live: no detector", nil, pipeline.Options{Every: 1, Workers: 1, Live: true}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -181,12 +187,15 @@ func blazeFactory(t *testing.T) pipeline.NewDetector {
 // order and all of them, for several keyframe spacings.
 func TestRealDetectorRedactsFaceKeepsOrder(t *testing.T) {
 	det := blazeFactory(t)
-	for _, every := range []int{1, 2, 3, 7} {
-		t.Run(fmt.Sprintf("every=%d", every), func(t *testing.T) {
+	for _, tc := range []struct {
+		every int
+		live  bool
+	}{{1, false}, {2, false}, {3, false}, {7, false}, {1, true}, {3, true}} {
+		t.Run(fmt.Sprintf("every=%d,live=%v", tc.every, tc.live), func(t *testing.T) {
 			src := newImageSource(t, testenv.Astronaut, 10)
 			defer src.Close()
 			sink := &recordSink{ref: src.img, face: astronautFace()}
-			st := run(t, src, det, pipeline.Options{Every: every, Workers: 2, Deadline: 10 * time.Second, Track: track.DefaultOptions}, sink)
+			st := run(t, src, det, pipeline.Options{Every: tc.every, Workers: 2, Deadline: 10 * time.Second, Track: track.DefaultOptions, Live: tc.live}, sink)
 			if st.Frames != 10 {
 				t.Fatalf("frames = %d, want 10", st.Frames)
 			}
@@ -253,5 +262,107 @@ func TestAnalyzerSeesEveryRawFrameInOrder(t *testing.T) {
 				t.Fatalf("frames %d, whole %d; want 20 and 20", st.Frames, st.Whole)
 			}
 		})
+	}
+}
+
+// heldDetector reports the astronaut's face on every frame it is given, but
+// only when the test releases it; started receives each frame's stamp.
+type heldDetector struct {
+	started chan int
+	release chan struct{}
+}
+
+func (d *heldDetector) Detect(m gocv.Mat) ([]detect.Face, error) {
+	d.started <- int(m.GetUCharAt(0, 0))
+	<-d.release
+	return []detect.Face{{Box: astronautFace(), Score: 0.9}}, nil
+}
+func (d *heldDetector) Close() error { return nil }
+
+// countingSource counts reads so a test knows frames are waiting.
+type countingSource struct {
+	*imageSource
+	reads atomic.Int32
+}
+
+func (s *countingSource) Read(dst *gocv.Mat) error {
+	err := s.imageSource.Read(dst)
+	s.reads.Add(1)
+	return err
+}
+
+// TestLiveWritesBeforeTheNextDetection: in live scheduling a frame waits only
+// for the keyframe at or before it. When the detector starts on the next
+// keyframe, every earlier frame has been written, redacted by the tracks of
+// the last detection; offline scheduling would hold them for the next
+// keyframe (and this test would time out waiting).
+func TestLiveWritesBeforeTheNextDetection(t *testing.T) {
+	src := &countingSource{imageSource: newImageSource(t, testenv.Astronaut, 12)}
+	defer src.Close()
+	det := &heldDetector{started: make(chan int), release: make(chan struct{})}
+	red, err := blur.NewRedactor(blur.DefaultOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer red.Close()
+	var mu sync.Mutex
+	var written []int
+	sink := &recordSink{ref: src.img, face: astronautFace()}
+	p := &pipeline.Pipeline{
+		Source: src, Redactor: red, Sink: sink,
+		Detector: func() (detect.Detector, error) { return det, nil },
+		Options:  pipeline.Options{Every: 1, Workers: 1, Deadline: 30 * time.Second, Live: true, Track: track.DefaultOptions},
+		Observer: func(r pipeline.FrameRecord) { mu.Lock(); written = append(written, r.Index); mu.Unlock() },
+	}
+	done := make(chan error, 1)
+	go func() { _, err := p.Run(context.Background()); done <- err }()
+	var runErr error
+	finished := false
+
+	keys := []int{<-det.started}
+	for keys[len(keys)-1] < 11 {
+		// Let frames pile up behind the detection in progress.
+		for int(src.reads.Load()) <= keys[len(keys)-1]+2 && src.reads.Load() < 13 {
+			time.Sleep(time.Millisecond)
+		}
+		det.release <- struct{}{}
+		var k int
+		select {
+		case k = <-det.started:
+		case runErr = <-done:
+			finished, k = true, 12
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no detection started after keyframe %d; frames written: %v", keys[len(keys)-1], written)
+		}
+		if k >= 12 {
+			break
+		}
+		mu.Lock()
+		got := append([]int(nil), written...)
+		mu.Unlock()
+		if len(got) != k {
+			t.Fatalf("detection of frame %d started with frames %v written; want 0..%d", k, got, k-1)
+		}
+		keys = append(keys, k)
+	}
+	if !finished {
+		runErr = <-done
+	}
+	if runErr != nil {
+		t.Fatal(runErr)
+	}
+	if len(keys) < 2 || keys[1] < 2 {
+		t.Fatalf("keyframes %v: frames read during a detection should not be keyframes", keys)
+	}
+	for i := range sink.whole {
+		if sink.whole[i] {
+			t.Errorf("frame %d redacted whole (%s)", i, sink.reasons[i])
+		}
+		if sink.faceMax[i] < 8 {
+			t.Errorf("frame %d: face not redacted (mean diff %.1f)", i, sink.faceMax[i])
+		}
+	}
+	if len(sink.whole) != 12 {
+		t.Fatalf("%d frames written, want 12", len(sink.whole))
 	}
 }

@@ -111,6 +111,17 @@ func PipelineOptions(c config.Config) pipeline.Options {
 	}
 }
 
+// LiveOptions are PipelineOptions for a camera watched live (veil run):
+// detection scheduled for latency (live.detect_every, live.detect_deadline),
+// no look-ahead, and every detection covers its face at once, since without
+// look-ahead a weak detection confirmed later could not be covered back.
+func LiveOptions(c config.Config) pipeline.Options {
+	o := PipelineOptions(c)
+	o.Live, o.Every, o.Deadline, o.Lookahead = true, c.Live.Every, c.Live.Deadline, 0
+	o.Track.ConfirmScore = 0
+	return o
+}
+
 // Redactor builds the redactor the config asks for; the strength floor is
 // enforced by blur.Options.Validate.
 func Redactor(c config.Redact) (*blur.Redactor, error) {

@@ -24,13 +24,20 @@ type Health struct {
 type CameraHealth struct {
 	Name      string  `json:"name"`
 	Healthy   bool    `json:"healthy"`
-	FPS       float64 `json:"fps"`
+	FPS       float64 `json:"fps"`    // redacted frames out per second
+	FPSIn     float64 `json:"fps_in"` // frames from the camera per second
 	Frames    int64   `json:"frames"`
-	Whole     int64   `json:"frames_redacted_whole"`
-	Restarts  int     `json:"restarts"`
-	Viewers   int     `json:"viewers"`
-	LastError string  `json:"last_error,omitempty"`
-	Lines     []Line  `json:"lines,omitempty"`
+	FramesIn  int64   `json:"frames_in"`
+	Dropped   int64   `json:"frames_dropped"` // from the camera but never processed: veil was busy
+	DetectMS  float64 `json:"detect_ms"`      // face search per keyframe, recent average
+	RedactMS  float64 `json:"redact_ms"`      // redaction per frame, recent average
+	detect    timing
+	redact    timing
+	Whole     int64  `json:"frames_redacted_whole"`
+	Restarts  int    `json:"restarts"`
+	Viewers   int    `json:"viewers"`
+	LastError string `json:"last_error,omitempty"`
+	Lines     []Line `json:"lines,omitempty"`
 }
 
 // Line is a counting line's totals since start.
@@ -45,7 +52,9 @@ func (s *Service) Health() Health {
 	h := Health{Status: "ok", Uptime: time.Since(s.started).Round(time.Second).String(), Boot: s.box.Boot()}
 	for _, c := range s.cams {
 		c.mu.Lock()
-		ch := CameraHealth{Name: c.cfg.Name, Healthy: c.healthy, FPS: c.fps, Frames: c.frames, Whole: c.whole, Restarts: c.restarts, LastError: c.lastErr}
+		ch := CameraHealth{Name: c.cfg.Name, Healthy: c.healthy, FPS: c.fps, FPSIn: c.inRate, Frames: c.frames, Whole: c.whole, Restarts: c.restarts, LastError: c.lastErr,
+			DetectMS: c.detect.avgMS, RedactMS: c.redact.avgMS, detect: c.detect, redact: c.redact}
+		ch.FramesIn, ch.Dropped = c.framesIn()
 		if c.hub != nil {
 			ch.Viewers = c.hub.Viewers()
 		}
@@ -53,7 +62,7 @@ func (s *Service) Health() Health {
 			ch.Healthy = false
 		}
 		if !ch.Healthy {
-			ch.FPS = 0
+			ch.FPS, ch.FPSIn = 0, 0
 		}
 		for i, l := range c.lines {
 			ch.Lines = append(ch.Lines, Line{Name: l.Name, In: c.totals[i].In, Out: c.totals[i].Out})

@@ -12,12 +12,17 @@ var (
 	mHealthy = prometheus.NewDesc("veil_camera_healthy", "1 while the camera delivers frames.", []string{"camera"}, nil)
 	mRestart = prometheus.NewDesc("veil_camera_restarts_total", "Times the camera's source was reopened after a failure.", []string{"camera"}, nil)
 	mViewers = prometheus.NewDesc("veil_camera_viewers", "Live-view viewers of the camera.", []string{"camera"}, nil)
+	mFPSIn   = prometheus.NewDesc("veil_camera_fps_in", "Frames per second received from the camera.", []string{"camera"}, nil)
+	mIn      = prometheus.NewDesc("veil_camera_frames_in_total", "Frames received from the camera.", []string{"camera"}, nil)
+	mDropped = prometheus.NewDesc("veil_camera_frames_dropped_total", "Frames received from the camera but never processed, because a newer one arrived while veil was busy.", []string{"camera"}, nil)
+	mDetect  = prometheus.NewDesc("veil_camera_detect_seconds", "Face search time per keyframe.", []string{"camera"}, nil)
+	mRedact  = prometheus.NewDesc("veil_camera_redact_seconds", "Redaction time per frame.", []string{"camera"}, nil)
 	mPending = prometheus.NewDesc("veil_outbox_pending", "Count windows waiting in the outbox for head office.", nil, nil)
 	mMQTT    = prometheus.NewDesc("veil_mqtt_connected", "1 while connected to head office's MQTT broker.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mFPS, mFrames, mWhole, mHealthy, mRestart, mViewers, mPending, mMQTT} {
+	for _, d := range []*prometheus.Desc{mFPS, mFrames, mWhole, mHealthy, mRestart, mViewers, mFPSIn, mIn, mDropped, mDetect, mRedact, mPending, mMQTT} {
 		ch <- d
 	}
 }
@@ -37,6 +42,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(mHealthy, prometheus.GaugeValue, b(cam.Healthy), cam.Name)
 		ch <- prometheus.MustNewConstMetric(mRestart, prometheus.CounterValue, float64(cam.Restarts), cam.Name)
 		ch <- prometheus.MustNewConstMetric(mViewers, prometheus.GaugeValue, float64(cam.Viewers), cam.Name)
+		ch <- prometheus.MustNewConstMetric(mFPSIn, prometheus.GaugeValue, cam.FPSIn, cam.Name)
+		ch <- prometheus.MustNewConstMetric(mIn, prometheus.CounterValue, float64(cam.FramesIn), cam.Name)
+		ch <- prometheus.MustNewConstMetric(mDropped, prometheus.CounterValue, float64(cam.Dropped), cam.Name)
+		ch <- prometheus.MustNewConstSummary(mDetect, uint64(cam.detect.n), cam.detect.sum.Seconds(), nil, cam.Name)
+		ch <- prometheus.MustNewConstSummary(mRedact, uint64(cam.redact.n), cam.redact.sum.Seconds(), nil, cam.Name)
 	}
 	ch <- prometheus.MustNewConstMetric(mPending, prometheus.GaugeValue, float64(h.Outbox.Pending))
 	if h.MQTT != nil {

@@ -23,6 +23,7 @@ cameras:
     view: overhead
     style: fill
     masks: [[0, 400, 120, 480]]
+    min_face: 24
 `
 	dir := t.TempDir()
 	path := filepath.Join(dir, "veil.yaml")
@@ -35,7 +36,7 @@ cameras:
 	}
 	if len(cams) != 2 || cams[0].Name != "door" || !cams[0].Loop || len(cams[0].Lines) != 2 ||
 		cams[0].Lines[1].Line != [4]int{520, 260, 768, 260} || cams[1].Source != "rtsp://10.0.0.5/stream1" || !cams[1].Overhead() || cams[0].Overhead() ||
-		cams[1].Style != "fill" || len(cams[1].Masks) != 1 || cams[1].Masks[0] != [4]int{0, 400, 120, 480} {
+		cams[1].Style != "fill" || len(cams[1].Masks) != 1 || cams[1].Masks[0] != [4]int{0, 400, 120, 480} || cams[1].MinFace != 24 || cams[0].MinFace != 0 {
 		t.Fatalf("cameras = %+v", cams)
 	}
 	// The same file passes Load: the cameras list is not an unknown key.
@@ -55,6 +56,7 @@ func TestLoadCamerasErrors(t *testing.T) {
 		{"bad mask", "cameras:\n  - {name: a, source: x.avi, masks: [[10, 10, 5, 20]]}\n", []string{"cameras[0].masks[0]: [10 10 5 20] is not an area"}},
 		{"bad name", "cameras:\n  - {name: 'front door', source: x.avi}\n", []string{`cameras[0].name: "front door" is not a name`}},
 		{"duplicate name", "cameras:\n  - {name: a, source: x.avi}\n  - {name: a, source: y.avi}\n", []string{`cameras[1].name: "a" is used by an earlier camera`}},
+		{"min_face too small", "cameras:\n  - {name: a, source: x.avi, min_face: 4}\n", []string{"cameras[0].min_face: 4 is out of range; allowed 8..128"}},
 		{"bad view", "cameras:\n  - {name: a, source: x.avi, view: fisheye}\n", []string{`cameras[0].view: "fisheye" is not supported; allowed angled, overhead`}},
 		{"no source", "cameras:\n  - {name: a}\n", []string{`cameras[0].source: "" is empty`}},
 		{"short line", "cameras:\n  - {name: a, source: x.avi, lines: [{name: l, line: [1, 2, 3]}]}\n", []string{"cameras[0]:"}},

@@ -193,7 +193,7 @@ func (s *Server) requireSession(next http.Handler, formCSRF bool) http.Handler {
 		sess, why := s.lookup(r)
 		if sess == nil {
 			if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !strings.HasPrefix(r.URL.Path, "/api/") {
-				s.log.Info("refused request", "reason", why, "method", r.Method, "path", r.URL.Path, "remote", clientIP(r))
+				s.log.Info("refused request", "reason", why, "method", r.Method, "path", r.URL.Path, "remote", s.clientIP(r))
 				http.Redirect(w, r, "/login", http.StatusSeeOther)
 				return
 			}
@@ -219,7 +219,7 @@ func (s *Server) requireSession(next http.Handler, formCSRF bool) http.Handler {
 
 // refuse logs a refused request and answers with status and a generic text.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, why, user string) {
-	args := []any{"reason", why, "method", r.Method, "path", r.URL.Path, "remote", clientIP(r), "status", status}
+	args := []any{"reason", why, "method", r.Method, "path", r.URL.Path, "remote", s.clientIP(r), "status", status}
 	if user != "" {
 		args = append(args, "user", user)
 	}
@@ -241,7 +241,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if len(name) > maxNameLen {
 		name = name[:maxNameLen] // no user has a longer name; bounds logs and limiter keys
 	}
-	ip := clientIP(r)
+	ip := s.clientIP(r)
 
 	s.mu.Lock()
 	wait := s.limiter.locked(s.now(), ip, name)
@@ -293,7 +293,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	s.deleteSession(r)
-	s.log.Info("logout", "user", sessionFrom(r.Context()).user, "remote", clientIP(r))
+	s.log.Info("logout", "user", sessionFrom(r.Context()).user, "remote", s.clientIP(r))
 	http.SetCookie(w, &http.Cookie{
 		Name:     s.cookieName(),
 		Value:    "",

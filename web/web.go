@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -86,6 +87,10 @@ type Options struct {
 	Users      []User
 	SessionTTL time.Duration // absolute lifetime of a session; 0 means DefaultSessionTTL
 	Secure     bool          // mark cookies Secure (HTTPS, or behind a TLS reverse proxy)
+	// TrustedProxy is the address of a reverse proxy in front of the
+	// server: for requests from it, the client address (for login limits
+	// and logs) is the last X-Forwarded-For entry. nil trusts no proxy.
+	TrustedProxy net.IP
 	Log        *slog.Logger  // nil discards
 	// Cameras is called on every request for / and /api/cameras; it must be
 	// safe for concurrent use. nil means no cameras.
@@ -104,6 +109,7 @@ type Options struct {
 // Server is the operator web server. Its methods are safe for concurrent use.
 type Server struct {
 	log     *slog.Logger
+	proxy   net.IP
 	ttl     time.Duration
 	secure  bool
 	cameras func() []CameraStatus
@@ -133,6 +139,7 @@ func New(o Options) (*Server, error) {
 		log:      o.Log,
 		ttl:      o.SessionTTL,
 		secure:   o.Secure,
+		proxy:    o.TrustedProxy,
 		cameras:  o.Cameras,
 		now:      time.Now,
 		checks:   make(chan struct{}, 2),
@@ -247,12 +254,29 @@ func securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// clientIP is the connection's remote address without the port. Behind a
-// reverse proxy it is the proxy's address: X-Forwarded-For is not trusted.
-func clientIP(r *http.Request) string {
+// clientIP is the connection's remote address without the port or, for a
+// request from the trusted proxy, the last X-Forwarded-For entry (the one
+// the proxy added; entries before it come from the client and are not
+// trusted).
+func (s *Server) clientIP(r *http.Request) string {
 	addr := r.RemoteAddr
 	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
 		addr = addr[:i]
 	}
-	return strings.Trim(addr, "[]")
+	addr = strings.Trim(addr, "[]")
+	if s.proxy == nil || !s.proxy.Equal(net.ParseIP(addr)) {
+		return addr
+	}
+	fwd := r.Header.Values("X-Forwarded-For")
+	if len(fwd) == 0 {
+		return addr
+	}
+	last := fwd[len(fwd)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	if ip := net.ParseIP(strings.TrimSpace(last)); ip != nil {
+		return ip.String()
+	}
+	return addr
 }

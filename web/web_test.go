@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -614,5 +615,40 @@ func TestHashPassword(t *testing.T) {
 		if _, err := New(Options{Users: []User{{Name: "op", PasswordHash: h}}}); err != nil {
 			t.Errorf("New with a HashPassword hash: %v", err)
 		}
+	}
+}
+
+// TestClientIP: X-Forwarded-For is believed only from the trusted proxy,
+// and only its last entry (the one the proxy appended).
+func TestClientIP(t *testing.T) {
+	proxy := net.ParseIP("10.0.0.1")
+	tests := []struct {
+		name   string
+		proxy  net.IP
+		remote string
+		xff    []string
+		want   string
+	}{
+		{"no proxy configured", nil, "10.0.0.1:5000", []string{"1.2.3.4"}, "10.0.0.1"},
+		{"direct client ignores header", proxy, "192.168.1.9:5000", []string{"1.2.3.4"}, "192.168.1.9"},
+		{"from the proxy", proxy, "10.0.0.1:5000", []string{"192.168.1.20"}, "192.168.1.20"},
+		{"client-sent entries before the proxy's", proxy, "10.0.0.1:5000", []string{"6.6.6.6, 192.168.1.20"}, "192.168.1.20"},
+		{"several headers: the last", proxy, "10.0.0.1:5000", []string{"6.6.6.6", "192.168.1.21"}, "192.168.1.21"},
+		{"garbage from the proxy", proxy, "10.0.0.1:5000", []string{"not-an-ip"}, "10.0.0.1"},
+		{"proxy without header", proxy, "10.0.0.1:5000", nil, "10.0.0.1"},
+		{"IPv6 proxy", net.ParseIP("::1"), "[::1]:5000", []string{"fd00::7"}, "fd00::7"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Server{proxy: tc.proxy}
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RemoteAddr = tc.remote
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := s.clientIP(r); got != tc.want {
+				t.Errorf("clientIP = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"gocv.io/x/gocv"
 
+	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/internal/leak"
 	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/models"
@@ -116,29 +118,21 @@ func meanBGR(m gocv.Mat, r image.Rectangle) [3]float64 {
 	return [3]float64{s[0] / n, s[1] / n, s[2] / n}
 }
 
-// TestBrowserLiveView logs in to the live view with headless Chromium (a
-// wrong password first, which is refused), and checks that the camera page's
-// own script plays the camera at its size with time advancing, and that the
-// picture it shows is the source (the green marker is there, the textured
-// background keeps its detail) with the face redacted.
-func TestBrowserLiveView(t *testing.T) {
+// chromiumPath finds Debian's chromium, or skips (fails under CI).
+func chromiumPath(tb testing.TB) string {
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
 		bin = "/usr/bin/chromium"
 		if _, err := exec.LookPath(bin); err != nil {
-			testenv.Missing(t, "chromium is not installed (apt-get install chromium)")
+			testenv.Missing(tb, "chromium is not installed (apt-get install chromium)")
 		}
 	}
-	cfg := testConfig(t)
-	if _, err := models.Verify(cfg.Models.Dir); err != nil {
-		testenv.Missing(t, fmt.Sprintf("face models: %v (run scripts/setup.sh)", err))
-	}
-	video, srcFrame, faceBox := browserSource(t)
-	defer srcFrame.Close()
+	return bin
+}
 
-	_, base, stop := startLiveService(t, cfg, video)
-	defer stop()
-
+// openBrowser starts headless chromium for at most d; the returned function
+// closes it.
+func openBrowser(tb testing.TB, bin string, d time.Duration) (context.Context, func()) {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
 		chromedp.Headless,
@@ -146,7 +140,7 @@ func TestBrowserLiveView(t *testing.T) {
 		chromedp.DisableGPU,
 		chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(tb.TempDir()),
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
@@ -154,36 +148,95 @@ func TestBrowserLiveView(t *testing.T) {
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
 	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	bctx, tcancel := context.WithTimeout(bctx, 40*time.Second)
-	defer tcancel()
+	bctx, tcancel := context.WithTimeout(bctx, d)
+	return bctx, func() {
+		if err := chromedp.Cancel(bctx); err != nil && !errors.Is(err, context.Canceled) {
+			tb.Logf("closing chromium: %v", err)
+		}
+		tcancel()
+		bcancel()
+		acancel()
+	}
+}
+
+// browserLogin fills in the login form and waits for waitFor.
+func browserLogin(tb testing.TB, bctx context.Context, pw, waitFor string) {
+	tb.Helper()
+	if err := chromedp.Do(bctx,
+		chromedp.WaitVisible(`input[name="user"]`),
+		chromedp.SetValue(`input[name="user"]`, "operator"),
+		chromedp.SetValue(`input[name="password"]`, pw),
+		chromedp.Click(`button[type="submit"]`),
+		chromedp.WaitVisible(waitFor),
+	); err != nil {
+		tb.Fatalf("logging in with %q: %v", pw, err)
+	}
+}
+
+// waitPlaying waits until the <video> with this id plays at size: ready,
+// the right size, and its time advancing for a second.
+func waitPlaying(tb testing.TB, bctx context.Context, id string, size image.Point, deadline time.Time) {
+	tb.Helper()
+	type state struct {
+		Ready  int     `json:"ready"`
+		W      int     `json:"w"`
+		H      int     `json:"h"`
+		T      float64 `json:"t"`
+		Status string  `json:"status"`
+	}
+	probe := fmt.Sprintf(`(() => { const v = document.getElementById(%q);
+		return {ready: v.readyState, w: v.videoWidth, h: v.videoHeight, t: v.currentTime, status: v.dataset.state || ''}; })()`, id)
+	var st, first state
+	var err error
+	start := time.Now()
+	var firstAt time.Time
+	for {
+		if st, err = chromedp.Run(bctx, chromedp.Evaluate[state](probe)); err != nil {
+			tb.Fatalf("reading the video's state: %v", err)
+		}
+		ok := st.Ready >= 2 && st.W == size.X && st.H == size.Y
+		if !ok {
+			firstAt = time.Time{}
+		} else if firstAt.IsZero() {
+			first, firstAt = st, time.Now()
+		} else if time.Since(firstAt) >= time.Second && st.T > first.T {
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("video not playing at %dx%d in time: %+v (first ready %+v)", size.X, size.Y, st, first)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	tb.Logf("playing after %v: %+v, currentTime %.2f -> %.2f", time.Since(start).Round(time.Millisecond), st, first.T, st.T)
+}
+
+// TestBrowserLiveView logs in to the live view with headless Chromium (a
+// wrong password first, which is refused), and checks that the camera page's
+// own script plays the camera at its size with time advancing, and that the
+// picture it shows is the source (the green marker is there, the textured
+// background keeps its detail) with the face redacted.
+func TestBrowserLiveView(t *testing.T) {
+	bin := chromiumPath(t)
+	cfg := testConfig(t)
+	if _, err := models.Verify(cfg.Models.Dir); err != nil {
+		testenv.Missing(t, fmt.Sprintf("face models: %v (run scripts/setup.sh)", err))
+	}
+	video, srcFrame, faceBox := browserSource(t)
+	defer srcFrame.Close()
+
+	_, base, stop := startLiveService(t, cfg, config.Camera{Name: "door", Source: video, Loop: true}, io.Discard)
+	defer stop()
+	bctx, closeBrowser := openBrowser(t, bin, 40*time.Second)
 	// Close the browser (and with it the peer connection) before the
 	// service stops: deferred calls run last-in first-out.
-	defer func() {
-		if err := chromedp.Cancel(bctx); err != nil && !errors.Is(err, context.Canceled) {
-			t.Logf("closing chromium: %v", err)
-		}
-	}()
+	defer closeBrowser()
 
-	login := func(pw string, waitFor string) {
-		t.Helper()
-		if err := chromedp.Do(bctx,
-			chromedp.WaitVisible(`input[name="user"]`),
-			chromedp.SetValue(`input[name="user"]`, "operator"),
-			chromedp.SetValue(`input[name="password"]`, pw),
-			chromedp.Click(`button[type="submit"]`),
-			chromedp.WaitVisible(waitFor),
-		); err != nil {
-			t.Fatalf("logging in with %q: %v", pw, err)
-		}
-	}
 	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/login")); err != nil {
 		t.Fatalf("opening the login page: %v", err)
 	}
 	// Wrong password: the login form again, with the error.
-	login("wrong", `p[role="alert"]`)
+	browserLogin(t, bctx, "wrong", `p[role="alert"]`)
 	alert, err := chromedp.Run(bctx, chromedp.Text(`p[role="alert"]`))
 	if err != nil {
 		t.Fatal(err)
@@ -198,40 +251,9 @@ func TestBrowserLiveView(t *testing.T) {
 	if videos, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('video').length`)); err != nil || videos != 0 {
 		t.Fatalf("a wrong password shows %d videos (%v)", videos, err)
 	}
-	login("correct horse", `#video-door`)
-
-	// Time advancing, right size.
-	type state struct {
-		Ready  int     `json:"ready"`
-		W      int     `json:"w"`
-		H      int     `json:"h"`
-		T      float64 `json:"t"`
-		Status string  `json:"status"`
-	}
-	const probe = `(() => { const v = document.getElementById('video-door');
-		return {ready: v.readyState, w: v.videoWidth, h: v.videoHeight, t: v.currentTime, status: v.dataset.state || ''}; })()`
-	var st, first state
-	start := time.Now()
-	deadline := start.Add(25 * time.Second)
-	var firstAt time.Time
-	for {
-		if st, err = chromedp.Run(bctx, chromedp.Evaluate[state](probe)); err != nil {
-			t.Fatalf("reading the video's state: %v", err)
-		}
-		ok := st.Ready >= 2 && st.W == 640 && st.H == 480
-		if !ok {
-			firstAt = time.Time{}
-		} else if firstAt.IsZero() {
-			first, firstAt = st, time.Now()
-		} else if time.Since(firstAt) >= time.Second && st.T > first.T {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("video not playing after 25 s: %+v (first ready %+v)", st, first)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Logf("playing after %v: %+v, currentTime %.2f -> %.2f", time.Since(start).Round(time.Millisecond), st, first.T, st.T)
+	browserLogin(t, bctx, "correct horse", `#video-door`)
+	deadline := time.Now().Add(25 * time.Second)
+	waitPlaying(t, bctx, "video-door", image.Pt(640, 480), deadline)
 
 	// The pictures shown: draw the video on a canvas, again until one shows
 	// the source (the marker). Frames redacted whole while the detector

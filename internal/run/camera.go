@@ -42,7 +42,52 @@ type camera struct {
 	rateN    int       // frames in it
 	totals   []footfall.Tally
 	jr       journal
-	hub      *live.Hub // live view; nil when it is off
+	hub      *live.Hub            // live view; nil when it is off
+	newDet   pipeline.NewDetector // nil: no detector, every frame redacted whole
+
+	src              *media.LiveSource // the running source, nil between runs
+	inBase, dropBase int64             // frames in and dropped by earlier runs
+	inRate           float64           // frames per second from the camera
+	inFrom           int64             // frames in at rateFrom
+	detect, redact   timing
+}
+
+// timing sums a stage's durations and keeps a moving average for /healthz.
+type timing struct {
+	sum   time.Duration
+	n     int64
+	avgMS float64
+}
+
+func (t *timing) add(ms float64) {
+	t.sum += time.Duration(ms * float64(time.Millisecond))
+	t.n++
+	if t.n == 1 {
+		t.avgMS = ms
+	} else {
+		t.avgMS += (ms - t.avgMS) / 20 // about the last 20
+	}
+}
+
+// framesIn is every frame received from the camera and every one dropped
+// because veil was busy, over all runs. c.mu must be held.
+func (c *camera) framesIn() (in, dropped int64) {
+	in, dropped = c.inBase, c.dropBase
+	if c.src != nil {
+		r, d := c.src.Counts()
+		in, dropped = in+r, dropped+d
+	}
+	return in, dropped
+}
+
+// observe records a written frame's detection and redaction times.
+func (c *camera) observe(r pipeline.FrameRecord) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r.Keyframe && r.DetectMS > 0 {
+		c.detect.add(r.DetectMS)
+	}
+	c.redact.add(r.RedactMS)
 }
 
 func newCamera(c config.Camera, full config.Config, log *slog.Logger) (*camera, error) {
@@ -131,6 +176,15 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 		return err
 	}
 	defer src.Close()
+	c.mu.Lock()
+	c.src = src
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		r, d := src.Counts()
+		c.inBase, c.dropBase, c.src = c.inBase+r, c.dropBase+d, nil
+		c.mu.Unlock()
+	}()
 	info := src.Info()
 	var an pipeline.Analyzer
 	if len(c.lines) > 0 {
@@ -155,8 +209,8 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 	defer func() { c.stopCounting(time.Now()) }()
 	c.log.Info("camera started", "source", c.cfg.Source, "size", fmt.Sprintf("%dx%d", info.Size.X, info.Size.Y), "fps", info.FPS)
 	p := &pipeline.Pipeline{
-		Source: src, Detector: s.newDet, Redactor: red, Sink: c.sink(), Log: c.log,
-		Options: app.PipelineOptions(c.full), Analyzer: an,
+		Source: src, Detector: c.newDet, Redactor: red, Sink: c.sink(), Log: c.log,
+		Options: app.LiveOptions(c.full), Analyzer: an, Observer: c.observe,
 	}
 	_, err = p.Run(ctx)
 	return err
@@ -229,16 +283,18 @@ func (k *statsSink) Write(f *blur.Redacted) error {
 	if f.Whole() {
 		c.whole++
 	}
-	// Frames leave the pipeline in bursts (a keyframe's look-ahead group at
-	// once), so the rate is counted over windows of two seconds.
+	// Frames leave the pipeline in bursts (those waiting for a keyframe's
+	// detection at once), so rates are counted over windows of two seconds.
 	c.lastOut = now
+	in, _ := c.framesIn()
 	if c.rateFrom.IsZero() {
-		c.rateFrom = now
+		c.rateFrom, c.inFrom = now, in
 	}
 	c.rateN++
 	if dt := now.Sub(c.rateFrom); dt >= 2*time.Second {
 		c.fps = float64(c.rateN) / dt.Seconds()
-		c.rateFrom, c.rateN = now, 0
+		c.inRate = float64(in-c.inFrom) / dt.Seconds()
+		c.rateFrom, c.rateN, c.inFrom = now, 0, in
 	}
 	return nil
 }

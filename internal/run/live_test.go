@@ -1,7 +1,10 @@
 package run_test
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,6 +14,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,15 +23,17 @@ import (
 	"github.com/pion/webrtc/v3"
 
 	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/internal/mqtttest"
 	"github.com/veil-edge/veil/internal/run"
+	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/web"
 )
 
 // startLiveService runs veil run's service with the live view on (operator
-// password "correct horse") and one looping camera "door" playing video. It
+// password "correct horse") and the one camera cam (named "door"). It
 // returns the service, the web server's base URL and a stop function that
-// shuts both down and reports their errors.
-func startLiveService(t *testing.T, cfg config.Config, video string) (*run.Service, string, func()) {
+// shuts both down and reports their errors. The service logs into logs.
+func startLiveService(t testing.TB, cfg config.Config, cam config.Camera, logs io.Writer) (*run.Service, string, func()) {
 	t.Helper()
 	hash, err := web.HashPassword("correct horse")
 	if err != nil {
@@ -35,8 +41,8 @@ func startLiveService(t *testing.T, cfg config.Config, video string) (*run.Servi
 	}
 	cfg.HTTP.PasswordHash = hash
 	cfg.HTTP.Listen = "127.0.0.1:0"
-	cams := []config.Camera{{Name: "door", Source: video, Loop: true}}
-	svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: slog.New(slog.DiscardHandler)})
+	cams := []config.Camera{cam}
+	svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +54,11 @@ func startLiveService(t *testing.T, cfg config.Config, video string) (*run.Servi
 	done, served := make(chan error, 1), make(chan error, 1)
 	go func() { served <- svc.Serve(ctx, l) }()
 	go func() { done <- svc.Run(ctx) }()
-	return svc, "http://" + l.Addr().String(), func() {
+	scheme := "http://"
+	if cfg.HTTP.TLSCert != "" {
+		scheme = "https://"
+	}
+	return svc, scheme + l.Addr().String(), func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
@@ -64,7 +74,8 @@ func startLiveService(t *testing.T, cfg config.Config, video string) (*run.Servi
 // and a Go WebRTC viewer gets the camera's VP8 stream. Without a session,
 // or with a forged offer, it is refused.
 func TestLiveViewEndToEnd(t *testing.T) {
-	svc, base, stop := startLiveService(t, testConfig(t), scene(t))
+	var logs testenv.Buffer
+	svc, base, stop := startLiveService(t, testConfig(t), config.Camera{Name: "door", Source: scene(t), Loop: true}, &logs)
 	defer stop()
 
 	jar, _ := cookiejar.New(nil)
@@ -178,5 +189,103 @@ func TestLiveViewEndToEnd(t *testing.T) {
 	}
 	if h := svc.Health(); h.Cameras[0].Viewers != 1 {
 		t.Errorf("health reports %d viewers, want 1", h.Cameras[0].Viewers)
+	}
+	// Every refusal above was logged.
+	for _, want := range []string{"refused request", "login failed", "live: refused an offer"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log has no %q:\n%s", want, logs.String())
+		}
+	}
+
+	// /metrics has every per-camera series the operator graphs, with values
+	// that show the camera working (fps in after its first 2 s window).
+	var got map[string]float64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		got = scrape(t, base+"/metrics")
+		if got[`veil_camera_fps_in{camera="door"}`] > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, name := range []string{"veil_camera_fps", "veil_camera_fps_in", "veil_camera_frames_total", "veil_camera_frames_in_total",
+		"veil_camera_detect_seconds_count", "veil_camera_detect_seconds_sum", "veil_camera_redact_seconds_count", "veil_camera_redact_seconds_sum", "veil_camera_viewers"} {
+		if v := got[name+`{camera="door"}`]; v <= 0 {
+			t.Errorf("metric %s for camera door is %v, want > 0", name, v)
+		}
+	}
+	for _, name := range []string{"veil_camera_frames_dropped_total", "veil_camera_frames_redacted_whole_total"} {
+		if _, ok := got[name+`{camera="door"}`]; !ok {
+			t.Errorf("metric %s for camera door missing", name)
+		}
+	}
+	if ms := got[`veil_camera_detect_seconds_sum{camera="door"}`] / got[`veil_camera_detect_seconds_count{camera="door"}`] * 1000; ms < 0.1 || ms > 5000 {
+		t.Errorf("mean detection %.2f ms per keyframe is not plausible", ms)
+	}
+}
+
+// scrape reads a Prometheus text exposition into series -> value.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// TestLiveViewHTTPS: with http.tls_cert the operator page is served over
+// HTTPS only, and the session cookie is marked Secure.
+func TestLiveViewHTTPS(t *testing.T) {
+	pki := mqtttest.NewPKI(t)
+	cfg := testConfig(t)
+	cfg.HTTP.TLSCert, cfg.HTTP.TLSKey = pki.ServerCert, pki.ServerKey
+	_, base, stop := startLiveService(t, cfg, config.Camera{Name: "door", Source: scene(t), Loop: true}, io.Discard)
+	defer stop()
+	if !strings.HasPrefix(base, "https://") {
+		t.Fatalf("base %s", base)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(pki.CA)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"user": {"operator"}, "password": {"correct horse"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login over HTTPS: %s", resp.Status)
+	}
+	cookies := resp.Cookies()
+	if len(cookies) != 1 || !cookies[0].Secure || !cookies[0].HttpOnly {
+		t.Fatalf("session cookie %+v: want one, Secure and HttpOnly", cookies)
+	}
+	// Plain HTTP to the same port gets no page.
+	plain := &http.Transport{}
+	defer plain.CloseIdleConnections()
+	if resp, err := (&http.Client{Transport: plain, Timeout: 5 * time.Second}).Get("http://" + strings.TrimPrefix(base, "https://") + "/login"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatalf("plain HTTP served the login page: %s", body)
+		}
 	}
 }

@@ -10,6 +10,7 @@ package run
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -99,6 +100,15 @@ func New(o Options) (*Service, error) {
 			box.Close()
 			return nil, err
 		}
+		cam.newDet = s.newDet
+		if c.MinFace != 0 && s.newDet != nil {
+			d := cfg.Detect
+			d.MinFace = c.MinFace
+			if cam.newDet, err = app.DetectorFactory(d, cfg.Models.Dir, o.Log); err != nil {
+				box.Close()
+				return nil, fmt.Errorf("camera %s: %w", c.Name, err)
+			}
+		}
 		if cfg.HTTP.Listen != "" && cfg.HTTP.PasswordHash != "" {
 			if cam.hub, err = live.NewHub(c.Name, live.Options{Log: o.Log}); err != nil {
 				box.Close()
@@ -165,7 +175,8 @@ func (s *Service) Run(ctx context.Context) error {
 	return nil
 }
 
-// Serve serves /healthz on l until ctx is cancelled.
+// Serve serves the web server (the operator's page, /healthz, /metrics) on l
+// until ctx is cancelled: over HTTPS when http.tls_cert is set.
 func (s *Service) Serve(ctx context.Context, l net.Listener) error {
 	h, err := s.webHandler()
 	if err != nil {
@@ -175,6 +186,15 @@ func (s *Service) Serve(ctx context.Context, l net.Listener) error {
 		s.log.Warn("live view off: set http.password_hash (veil passwd makes one) to log in and watch the cameras")
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	cert, key := s.o.Config.HTTP.TLSCert, s.o.Config.HTTP.TLSKey
+	if cert != "" {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return fmt.Errorf("http.tls_cert/http.tls_key: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
+		l = tls.NewListener(l, srv.TLSConfig)
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -33,7 +33,7 @@ func scene(t *testing.T) string {
 	return path
 }
 
-func testConfig(t *testing.T) config.Config {
+func testConfig(t testing.TB) config.Config {
 	cfg := config.Default
 	cfg.Models.Dir = testenv.ModelsDir()
 	cfg.Outbox.Dir = filepath.Join(t.TempDir(), "outbox")

@@ -2,6 +2,7 @@ package run
 
 import (
 	_ "embed"
+	"net"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,7 +32,9 @@ func (s *Service) webHandler() (http.Handler, error) {
 		return mux, nil
 	}
 	srv, err := web.New(web.Options{
-		Users:   []web.User{{Name: cfg.User, PasswordHash: cfg.PasswordHash}},
+		Users:        []web.User{{Name: cfg.User, PasswordHash: cfg.PasswordHash}},
+		Secure:       cfg.TLSCert != "" || cfg.TrustedProxy != "",
+		TrustedProxy: net.ParseIP(cfg.TrustedProxy),
 		Log:     s.log,
 		Cameras: s.cameraStatus,
 		Health:  s.Handler(),

@@ -22,8 +22,9 @@ import (
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v3"
-	"github.com/pion/webrtc/v3/pkg/media"
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/blur"
@@ -39,16 +40,26 @@ type Options struct {
 	Log         *slog.Logger
 }
 
+const (
+	rtpMTU       = 1200  // bytes per RTP packet, as pion's own sample tracks use
+	vp8ClockRate = 90000 // RTP clock of video
+)
+
 // Hub is one camera's live stream.
 type Hub struct {
 	name  string
 	o     Options
 	api   *webrtc.API
-	track *webrtc.TrackLocalStaticSample
+	track *webrtc.TrackLocalStaticRTP
 	log   *slog.Logger
 
-	encMu   sync.Mutex // guards enc, w, h, last, lastErr
-	enc     *vp8.Encoder
+	encMu sync.Mutex // guards enc, w, h, last, lastErr, packer
+	enc   *vp8.Encoder
+	// packer stamps each frame with the wall-clock time it is sent (90 kHz
+	// RTP clock). Frames leave the pipeline in bursts (those waiting for one
+	// detection at once); stamping them as sent, not as if evenly spaced,
+	// keeps the browser's jitter buffer, and so its delay, small.
+	packer  rtp.Packetizer
 	w, h    int
 	last    time.Time
 	lastErr time.Time
@@ -94,7 +105,7 @@ func NewHub(name string, o Options) (*Hub, error) {
 	// with host candidates only, and to nobody else.
 	se.SetICEMulticastDNSMode(0)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
-	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "veil-"+name)
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "veil-"+name)
 	if err != nil {
 		return nil, err
 	}
@@ -157,13 +168,17 @@ func (h *Hub) encode(m gocv.Mat) error {
 		return nil // dropped by rate control
 	}
 	now := time.Now()
-	d := 40 * time.Millisecond
-	if !h.last.IsZero() {
-		d = now.Sub(h.last)
+	if h.packer == nil {
+		// SSRC and payload type are set per viewer by the track.
+		h.packer = rtp.NewPacketizer(rtpMTU, 0, 0, &codecs.VP8Payloader{EnablePictureID: true}, rtp.NewRandomSequencer(), vp8ClockRate)
+	} else {
+		h.packer.SkipSamples(uint32(now.Sub(h.last).Seconds() * vp8ClockRate))
 	}
 	h.last = now
-	if err := h.track.WriteSample(media.Sample{Data: out.Data, Duration: d}); err != nil && !errors.Is(err, io.ErrClosedPipe) {
-		h.log.Debug("live: write sample", "err", err)
+	for _, pkt := range h.packer.Packetize(out.Data, 0) {
+		if err := h.track.WriteRTP(pkt); err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			h.log.Debug("live: write RTP", "err", err)
+		}
 	}
 	h.frames.Add(1)
 	return nil

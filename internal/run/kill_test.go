@@ -317,7 +317,7 @@ type veilProc struct {
 
 // startVeil starts `veil run -c cfg` with no VEIL_* variables from the
 // test's environment; t.Cleanup kills it if it still runs.
-func startVeil(t *testing.T, bin, cfg string) *veilProc {
+func startVeil(t testing.TB, bin, cfg string) *veilProc {
 	t.Helper()
 	cmd := exec.Command(bin, "run", "-c", cfg)
 	for _, kv := range os.Environ() {

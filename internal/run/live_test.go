@@ -3,9 +3,9 @@ package run_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -138,48 +138,8 @@ func TestLiveViewEndToEnd(t *testing.T) {
 		r.Body.Close()
 	}
 
-	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-		t.Fatal(err)
-	}
-	var packets atomic.Int64
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		if !strings.EqualFold(tr.Codec().MimeType, webrtc.MimeTypeVP8) {
-			t.Errorf("codec %s, want VP8", tr.Codec().MimeType)
-		}
-		for {
-			if _, _, err := tr.ReadRTP(); err != nil {
-				return
-			}
-			packets.Add(1)
-		}
-	})
-	o, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(o); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	body, _ := json.Marshal(pc.LocalDescription())
-	r := offer(body)
-	defer r.Body.Close()
-	if r.StatusCode != http.StatusOK {
-		t.Fatalf("offer: %s", r.Status)
-	}
-	var answer webrtc.SessionDescription
-	if err := json.NewDecoder(r.Body).Decode(&answer); err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetRemoteDescription(answer); err != nil {
-		t.Fatal(err)
-	}
+	packets, closeViewer := goViewer(t, offer)
+	defer closeViewer()
 	deadline := time.Now().Add(15 * time.Second)
 	for packets.Load() < 30 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
@@ -220,6 +180,60 @@ func TestLiveViewEndToEnd(t *testing.T) {
 	if ms := got[`veil_camera_detect_seconds_sum{camera="door"}`] / got[`veil_camera_detect_seconds_count{camera="door"}`] * 1000; ms < 0.1 || ms > 5000 {
 		t.Errorf("mean detection %.2f ms per keyframe is not plausible", ms)
 	}
+}
+
+// goViewer is a WebRTC viewer in Go: it sends its offer with offer and
+// counts the camera's RTP packets until the returned function closes it.
+func goViewer(t testing.TB, offer func(body []byte) *http.Response) (*atomic.Int64, func()) {
+	t.Helper()
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	var packets atomic.Int64
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if !strings.EqualFold(tr.Codec().MimeType, webrtc.MimeTypeVP8) {
+			t.Errorf("codec %s, want VP8", tr.Codec().MimeType)
+		}
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			packets.Add(1)
+		}
+	})
+	o, err := pc.CreateOffer(nil)
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(o); err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	<-gathered
+	body, _ := json.Marshal(pc.LocalDescription())
+	r := offer(body)
+	defer r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		pc.Close()
+		t.Fatalf("offer: %s", r.Status)
+	}
+	var answer webrtc.SessionDescription
+	if err := json.NewDecoder(r.Body).Decode(&answer); err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	if err := pc.SetRemoteDescription(answer); err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	return &packets, func() { _ = pc.Close() }
 }
 
 // scrape reads a Prometheus text exposition into series -> value.
@@ -287,5 +301,39 @@ func TestLiveViewHTTPS(t *testing.T) {
 		if resp.StatusCode == http.StatusOK {
 			t.Fatalf("plain HTTP served the login page: %s", body)
 		}
+	}
+}
+
+// operatorClient logs in as the operator and returns an HTTP client with
+// the session, and an offer function for a camera that carries the CSRF
+// token from the camera page.
+func operatorClient(t testing.TB, base, camera string) func(body []byte) *http.Response {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Jar: jar, Transport: tr}
+	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"user": {"operator"}, "password": {"correct horse"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`<meta name="veil-csrf" content="([^"]+)">`).FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("login: %s, no CSRF token on the page", resp.Status)
+	}
+	return func(body []byte) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/cameras/"+camera+"/offer", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(web.CSRFHeader, string(m[1]))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
 	}
 }

@@ -35,11 +35,11 @@ func (s *Service) webHandler() (http.Handler, error) {
 		Users:        []web.User{{Name: cfg.User, PasswordHash: cfg.PasswordHash}},
 		Secure:       cfg.TLSCert != "" || cfg.TrustedProxy != "",
 		TrustedProxy: net.ParseIP(cfg.TrustedProxy),
-		Log:     s.log,
-		Cameras: s.cameraStatus,
-		Health:  s.Handler(),
-		Metrics: reg,
-		Scripts: []string{"/live.js"},
+		Log:          s.log,
+		Cameras:      s.cameraStatus,
+		Health:       s.Handler(),
+		Metrics:      reg,
+		Scripts:      []string{"/live.js"},
 	})
 	if err != nil {
 		return nil, err

@@ -24,6 +24,9 @@
     const pc = new RTCPeerConnection({ iceServers: [] });
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.ontrack = (ev) => {
+      // A live view, not a film: play each frame as soon as it arrives.
+      if ("jitterBufferTarget" in ev.receiver) ev.receiver.jitterBufferTarget = 0;
+      else ev.receiver.playoutDelayHint = 0;
       video.srcObject = ev.streams[0] || new MediaStream([ev.track]);
       video.play().catch(() => {});
     };

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"image"
 	"os"
 	"strings"
 
@@ -37,6 +38,19 @@ type Camera struct {
 	// camera mounted so that no face in its picture is smaller searches
 	// fewer windows, so its live view waits less for detection.
 	MinFace int `yaml:"min_face"`
+	// OptinZone makes this a signage camera: [x0, y0, x1, y1], the marked
+	// spot in front of the consent sign where a shopper who opted in stands
+	// to bind their consent to their face track. Empty: no opt-in here,
+	// every face is always redacted.
+	OptinZone []int `yaml:"optin_zone"`
+}
+
+// Zone is the camera's opt-in zone, if it has one.
+func (c Camera) Zone() (image.Rectangle, bool) {
+	if len(c.OptinZone) != 4 {
+		return image.Rectangle{}, false
+	}
+	return image.Rect(c.OptinZone[0], c.OptinZone[1], c.OptinZone[2], c.OptinZone[3]), true
 }
 
 // Overhead reports whether the camera looks straight down.
@@ -78,7 +92,7 @@ func parseCameras(data []byte) ([]Camera, []error) {
 		return nil, nil
 	}
 	if doc.Cameras.Kind != yaml.SequenceNode {
-		return nil, []error{&FieldError{Key: "cameras", Msg: "is not a list; allowed a list of cameras (name, source, loop, view, lines, style, masks, min_face)"}}
+		return nil, []error{&FieldError{Key: "cameras", Msg: "is not a list; allowed a list of cameras (name, source, loop, view, lines, style, masks, min_face, optin_zone)"}}
 	}
 	var errs []error
 	cams := make([]Camera, 0, len(doc.Cameras.Content))
@@ -96,7 +110,7 @@ func parseCameras(data []byte) ([]Camera, []error) {
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil {
 			msg := strings.TrimPrefix(err.Error(), "yaml: ")
-			errs = append(errs, &FieldError{Key: key, Msg: msg + "; allowed fields name, source, loop, view, lines (each lines entry: name, line: [x1, y1, x2, y2]), style, masks ([[x0, y0, x1, y1], ...]), min_face"})
+			errs = append(errs, &FieldError{Key: key, Msg: msg + "; allowed fields name, source, loop, view, lines (each lines entry: name, line: [x1, y1, x2, y2]), style, masks ([[x0, y0, x1, y1], ...]), min_face, optin_zone ([x0, y0, x1, y1])"})
 			continue
 		}
 		errs = append(errs, c.check(key, names)...)
@@ -121,6 +135,9 @@ func (c Camera) check(key string, names map[string]bool) []error {
 	}
 	if c.MinFace != 0 && (c.MinFace < 8 || c.MinFace > 128) {
 		errs = append(errs, &FieldError{Key: key + ".min_face", Msg: fmt.Sprintf("%d is out of range; allowed 8..128 (or leave it out for detect.min_face)", c.MinFace)})
+	}
+	if z := c.OptinZone; z != nil && (len(z) != 4 || z[0] < 0 || z[1] < 0 || z[2] <= z[0] || z[3] <= z[1]) {
+		errs = append(errs, &FieldError{Key: key + ".optin_zone", Msg: fmt.Sprintf("%v is not an area; allowed [x0, y0, x1, y1] with 0 <= x0 < x1 and 0 <= y0 < y1", z)})
 	}
 	if c.Source == "" {
 		errs = append(errs, &FieldError{Key: key + ".source", Msg: `"" is empty; allowed a video file, rtsp://... URL or /dev/videoN`})

@@ -31,6 +31,18 @@ type Config struct {
 	Outbox   Outbox   `mapstructure:"outbox"`
 	HTTP     HTTP     `mapstructure:"http"`
 	Live     Live     `mapstructure:"live"`
+	Consent  Consent  `mapstructure:"consent"`
+}
+
+// Consent configures the shoppers' opt-in (cameras with an optin_zone).
+type Consent struct {
+	Ledger      string        `mapstructure:"ledger"`       // the hash-chained consent ledger file
+	KeyFile     string        `mapstructure:"key_file"`     // the box's Ed25519 key (created if missing) signing QR tokens and receipts
+	MaxDuration time.Duration `mapstructure:"max_duration"` // longest a consent lasts, 1m..12h
+	TokenTTL    time.Duration `mapstructure:"token_ttl"`    // how long a QR code is valid, 10s..10m
+	Retention   time.Duration `mapstructure:"retention"`    // ledger entries of ended consents are purged after this, 24h..87600h
+	PublicURL   string        `mapstructure:"public_url"`   // base URL in the QR codes; empty: the address the sign's page was opened with
+	NoticeFile  string        `mapstructure:"notice_file"`  // notice JSON (versioned, en and zh-CN); empty: the built-in notice
 }
 
 // Live configures how veil run schedules detection for its cameras, which
@@ -160,6 +172,7 @@ var Default = Config{
 	Outbox:   Outbox{Dir: "var/outbox", MaxEntries: 10000},
 	HTTP:     HTTP{Listen: "127.0.0.1:8080", User: "operator"},
 	Live:     Live{Every: 1, Deadline: 500 * time.Millisecond},
+	Consent:  Consent{Ledger: "var/consent/ledger.jsonl", KeyFile: "var/consent/box.key", MaxDuration: 2 * time.Hour, TokenTTL: time.Minute, Retention: 90 * 24 * time.Hour},
 }
 
 // RedactFrom returns the config form of blur options: the inverse of

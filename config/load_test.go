@@ -88,7 +88,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 // badFiles maps each testdata/config/NAME.bad.yaml to substrings its error
 // must contain: the key and what is allowed.
 var badFiles = map[string][]string{
-	"unknown-key":       {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output, site, footfall, mqtt, outbox, http, live"},
+	"unknown-key":       {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output, site, footfall, mqtt, outbox, http, live, consent"},
 	"typo-key":          {`unknown key "detect.scor_threshold"`, `did you mean "detect.score_threshold"?`},
 	"wrong-section":     {`unknown key "track.every"`, `did you mean "detect.every"?`},
 	"bad-detector":      {`detect.detector: "yolo" is not supported; allowed blazeface, haar`},
@@ -350,6 +350,13 @@ var envValues = map[string]struct {
 	"http.tls_key":           {"/etc/veil/key.pem", "/etc/veil/key.pem"},
 	"http.trusted_proxy":     {"10.0.0.1", "10.0.0.1"},
 	"live.detect_every":      {"3", 3},
+	"consent.ledger":         {"/var/lib/veil/consent.jsonl", "/var/lib/veil/consent.jsonl"},
+	"consent.key_file":       {"/var/lib/veil/box.key", "/var/lib/veil/box.key"},
+	"consent.max_duration":   {"30m", 30 * time.Minute},
+	"consent.token_ttl":      {"30s", 30 * time.Second},
+	"consent.retention":      {"720h", 720 * time.Hour},
+	"consent.public_url":     {"https://shop.example/", "https://shop.example/"},
+	"consent.notice_file":    {"/etc/veil/notice.json", "/etc/veil/notice.json"},
 	"live.detect_deadline":   {"250ms", 250 * time.Millisecond},
 }
 

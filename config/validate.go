@@ -160,6 +160,13 @@ var limits = map[string]limit{
 	"http.tls_cert":          {text: true},
 	"http.tls_key":           {text: true},
 	"http.trusted_proxy":     {ip: true},
+	"consent.ledger":         {dir: true},
+	"consent.key_file":       {dir: true},
+	"consent.max_duration":   durBetween(time.Minute, 12*time.Hour),
+	"consent.token_ttl":      durBetween(10*time.Second, 10*time.Minute),
+	"consent.retention":      durBetween(24*time.Hour, 87600*time.Hour),
+	"consent.public_url":     {text: true},
+	"consent.notice_file":    {text: true},
 	"live.detect_every":      between(1, 30),
 	"live.detect_deadline":   durBetween(time.Millisecond, 60*time.Second),
 }

@@ -3,7 +3,9 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"image"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -211,7 +213,7 @@ func (a *assembler) emitReady() error {
 			case !it.key && !a.prevOK:
 				plan = blur.WholePlan(a.prevReason)
 			default:
-				plan = blur.FacesPlan(a.tracker.Cover(it.t))
+				plan = blur.FacesPlan(a.cover(it.t))
 			}
 		} else {
 			next := -1 // the first keyframe at or after it
@@ -237,7 +239,7 @@ func (a *assembler) emitReady() error {
 			case !it.key && !a.prevOK:
 				plan = blur.WholePlan(a.prevReason)
 			default:
-				plan = blur.FacesPlan(a.tracker.Cover(it.t))
+				plan = blur.FacesPlan(a.cover(it.t))
 			}
 		}
 		rec := FrameRecord{Index: it.idx, Time: it.t, Keyframe: it.key}
@@ -259,6 +261,23 @@ func (a *assembler) emitReady() error {
 		}
 	}
 	return nil
+}
+
+// cover is the face boxes to redact at t: every tracked face but those the
+// consent gate exempts.
+func (a *assembler) cover(t time.Duration) []image.Rectangle {
+	faces := a.tracker.CoverTracks(t)
+	var exempt []uint64
+	if a.p.Consent != nil {
+		exempt = a.p.Consent.Exempt(faces)
+	}
+	out := make([]image.Rectangle, 0, len(faces))
+	for _, f := range faces {
+		if !slices.Contains(exempt, f.ID) {
+			out = append(out, f.Box)
+		}
+	}
+	return out
 }
 
 // submit queues a detection job on a copy of the keyframe. Without a

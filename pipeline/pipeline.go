@@ -121,6 +121,18 @@ type Pipeline struct {
 	Progress func(done int)
 	// Analyzer, if set, sees every raw frame as it is read (counting).
 	Analyzer Analyzer
+	// Consent, if set, may exempt tracked faces from redaction (shoppers
+	// who opted in). nil redacts every face. It is never asked about a
+	// frame redacted whole.
+	Consent Consent
+}
+
+// Consent decides, for each frame written, which of the faces the tracker
+// covers the frame may show. It sees track IDs and boxes only, never pixels.
+// Exempt is called from the Run goroutine, once per frame, in order; it
+// returns the IDs to leave unredacted (nil: none).
+type Consent interface {
+	Exempt(faces []track.Covered) []uint64
 }
 
 // ErrNoFrames is returned when a source ends before its first frame.

@@ -260,13 +260,29 @@ func (t *Tracker) Update(at time.Duration, dets []Detection) {
 // is extrapolated forward for up to Hold. Every box grows with the time to
 // its nearest observation.
 func (t *Tracker) Cover(at time.Duration) []image.Rectangle {
-	out := make([]image.Rectangle, 0, len(t.tracks))
+	cs := t.CoverTracks(at)
+	out := make([]image.Rectangle, len(cs))
+	for i, c := range cs {
+		out[i] = c.Box
+	}
+	return out
+}
+
+// Covered is a track's box to redact at one moment, with the track's ID.
+type Covered struct {
+	ID  uint64
+	Box image.Rectangle
+}
+
+// CoverTracks is Cover with the ID of the track behind each box.
+func (t *Tracker) CoverTracks(at time.Duration) []Covered {
+	out := make([]Covered, 0, len(t.tracks))
 	for _, tr := range t.tracks {
 		if !tr.confirmed {
 			continue
 		}
 		if b, ok := t.boxAt(tr, at); ok {
-			out = append(out, b.Rect())
+			out = append(out, Covered{ID: tr.ID, Box: b.Rect()})
 		}
 	}
 	return out

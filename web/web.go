@@ -216,6 +216,17 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, s.requireSession(h, false))
 }
 
+// HandlePublic mounts h at pattern without login (the shoppers' consent
+// pages and the sign's page); the security headers still apply, and h is
+// responsible for its own CSRF and rate limits.
+func (s *Server) HandlePublic(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+}
+
+// ClientIP is the request's client address as the server sees it: the
+// connection's, or behind the trusted proxy the forwarded one.
+func (s *Server) ClientIP(r *http.Request) string { return s.clientIP(r) }
+
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -50,6 +50,7 @@ and flags, in rising order of precedence. See docs/veil.example.yaml.`,
 		newRunCmd(),
 		newDemoCmd(),
 		newPasswdCmd(),
+		newConsentCmd(),
 	)
 	return root
 }

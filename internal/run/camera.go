@@ -44,6 +44,7 @@ type camera struct {
 	jr       journal
 	hub      *live.Hub            // live view; nil when it is off
 	newDet   pipeline.NewDetector // nil: no detector, every frame redacted whole
+	consent  pipeline.Consent     // nil: no opt-in on this camera
 
 	src              *media.LiveSource // the running source, nil between runs
 	inBase, dropBase int64             // frames in and dropped by earlier runs
@@ -210,7 +211,7 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 	c.log.Info("camera started", "source", c.cfg.Source, "size", fmt.Sprintf("%dx%d", info.Size.X, info.Size.Y), "fps", info.FPS)
 	p := &pipeline.Pipeline{
 		Source: src, Detector: c.newDet, Redactor: red, Sink: c.sink(), Log: c.log,
-		Options: app.LiveOptions(c.full), Analyzer: an, Observer: c.observe,
+		Options: app.LiveOptions(c.full), Analyzer: an, Observer: c.observe, Consent: c.consent,
 	}
 	_, err = p.Run(ctx)
 	return err

@@ -237,7 +237,7 @@ func goViewer(t testing.TB, offer func(body []byte) *http.Response) (*atomic.Int
 }
 
 // scrape reads a Prometheus text exposition into series -> value.
-func scrape(t *testing.T, url string) map[string]float64 {
+func scrape(t testing.TB, url string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {

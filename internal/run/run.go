@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/internal/app"
 	"github.com/veil-edge/veil/live"
@@ -47,6 +48,8 @@ type Service struct {
 	cams    []*camera
 	newDet  pipeline.NewDetector
 	started time.Time
+	consent *consent.Service // nil without a signage camera
+	ledger  *consent.Ledger
 }
 
 // New checks the cameras, opens the outbox and prepares the publisher.
@@ -85,6 +88,10 @@ func New(o Options) (*Service, error) {
 	} else {
 		o.Log.Warn("mqtt.broker is empty: count windows wait in the outbox until a broker is configured", "outbox", cfg.Outbox.Dir)
 	}
+	if s.consent, s.ledger, err = openConsent(cfg, o.Cameras, o.Log); err != nil {
+		box.Close()
+		return nil, err
+	}
 	s.newDet, err = app.DetectorFactory(cfg.Detect, cfg.Models.Dir, o.Log)
 	if err != nil {
 		o.Log.Error("no face detector: every frame will be redacted whole", "err", err)
@@ -99,6 +106,11 @@ func New(o Options) (*Service, error) {
 		if err != nil {
 			box.Close()
 			return nil, err
+		}
+		if s.consent != nil {
+			if g := s.consent.Gate(c.Name); g != nil {
+				cam.consent = g // a typed nil would not be a nil interface
+			}
 		}
 		cam.newDet = s.newDet
 		if c.MinFace != 0 && s.newDet != nil {
@@ -132,6 +144,11 @@ func (s *Service) Run(ctx context.Context) error {
 	s.started = time.Now()
 	defer s.box.Close()
 	var wg sync.WaitGroup
+	if s.ledger != nil {
+		defer s.ledger.Close()
+		wg.Add(1)
+		go func() { defer wg.Done(); s.purgeConsent(ctx) }()
+	}
 	pubCtx, stopPub := context.WithCancel(context.WithoutCancel(ctx))
 	pubDone := make(chan error, 1)
 	if s.pub != nil {

@@ -44,7 +44,7 @@ func BenchmarkSoak(b *testing.B) {
 
 type rssSample struct {
 	at                time.Duration
-	rssMB             float64
+	rssMB, goHeapMB   float64
 	framesA, framesB  int64
 	viewers, restarts int
 }
@@ -126,12 +126,12 @@ func soak(b *testing.B, d, every time.Duration) {
 		if !ok {
 			b.Fatalf("veil stopped answering /healthz after %s:\n%s", time.Since(start).Round(time.Second), v.stderr.String())
 		}
-		s := rssSample{at: time.Since(start), rssMB: rssMB(b, v.cmd.Process.Pid),
+		s := rssSample{at: time.Since(start), rssMB: rssMB(b, v.cmd.Process.Pid), goHeapMB: scrape(b, base+"/metrics")["go_memstats_heap_inuse_bytes"] / (1 << 20),
 			framesA: h.Cameras[0].Frames, framesB: h.Cameras[1].Frames,
 			viewers: h.Cameras[0].Viewers + h.Cameras[1].Viewers, restarts: h.Cameras[0].Restarts + h.Cameras[1].Restarts}
 		samples = append(samples, s)
 		if len(samples)%6 == 1 {
-			b.Logf("%6s  RSS %6.1f MB  frames door %d street %d  viewers %d  restarts %d", s.at.Round(time.Second), s.rssMB, s.framesA, s.framesB, s.viewers, s.restarts)
+			b.Logf("%6s  RSS %6.1f MB (Go heap %5.1f MB)  frames door %d street %d  viewers %d  restarts %d", s.at.Round(time.Second), s.rssMB, s.goHeapMB, s.framesA, s.framesB, s.viewers, s.restarts)
 		}
 		if s.at >= d {
 			break
@@ -174,9 +174,9 @@ func soak(b *testing.B, d, every time.Duration) {
 	}
 	if *soakOut != "" {
 		var sb strings.Builder
-		sb.WriteString("seconds,rss_mb,frames_door,frames_street,viewers,restarts\n")
+		sb.WriteString("seconds,rss_mb,go_heap_mb,frames_door,frames_street,viewers,restarts\n")
 		for _, s := range samples {
-			fmt.Fprintf(&sb, "%.0f,%.1f,%d,%d,%d,%d\n", s.at.Seconds(), s.rssMB, s.framesA, s.framesB, s.viewers, s.restarts)
+			fmt.Fprintf(&sb, "%.0f,%.1f,%.1f,%d,%d,%d,%d\n", s.at.Seconds(), s.rssMB, s.goHeapMB, s.framesA, s.framesB, s.viewers, s.restarts)
 		}
 		if err := os.WriteFile(*soakOut, []byte(sb.String()), 0o644); err != nil {
 			b.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/veil-edge/veil/live"
@@ -23,12 +24,16 @@ var liveJS []byte
 // /metrics; without one, only /healthz and /metrics.
 func (s *Service) webHandler() (http.Handler, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{s: s})
+	reg.MustRegister(&collector{s: s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := s.o.Config.HTTP
 	if cfg.PasswordHash == "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /healthz", s.Handler())
 		mux.Handle("GET /metrics", promHandler(reg))
+		if h := s.consentPages(nil); h != nil {
+			mux.Handle("/signage/", h)
+			mux.Handle("/c/", h)
+		}
 		return mux, nil
 	}
 	srv, err := web.New(web.Options{
@@ -43,6 +48,10 @@ func (s *Service) webHandler() (http.Handler, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if h := s.consentPages(srv.ClientIP); h != nil {
+		srv.HandlePublic("/signage/", h)
+		srv.HandlePublic("/c/", h)
 	}
 	srv.Handle("GET /live.js", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")

@@ -309,6 +309,40 @@ func (l *Ledger) Purge(before time.Time) (removed int, err error) {
 }
 
 // Close closes the ledger's file. Append and Purge fail after Close.
+// Active lists the consents whose last grant, withdraw or expire entry is
+// a grant: consents the ledger still shows as running.
+func (l *Ledger) Active() ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, fmt.Errorf("consent ledger: %w", err)
+	}
+	defer f.Close()
+	active := map[string]bool{}
+	var order []string
+	if _, _, err := readLedger(l.path, f, func(e Entry, _ []byte) {
+		switch e.Type {
+		case EventGrant:
+			if _, seen := active[e.ConsentID]; !seen {
+				order = append(order, e.ConsentID)
+			}
+			active[e.ConsentID] = true
+		case EventWithdraw, EventExpire:
+			active[e.ConsentID] = false
+		}
+	}); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, id := range order {
+		if active[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
 func (l *Ledger) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -103,6 +103,18 @@ func NewService(o Options) (*Service, error) {
 		}
 		s.cams[z.Camera] = &camState{zone: z}
 	}
+	// Consents still running when veil last stopped ended with it: their
+	// tracks are gone. The ledger says so.
+	active, err := o.Ledger.Active()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range active {
+		if _, err := o.Ledger.Append(Entry{Time: o.Now().UTC(), Type: EventExpire, ConsentID: id, Reason: "veil restarted"}); err != nil {
+			return nil, fmt.Errorf("consent ledger: %w", err)
+		}
+		s.log.Info("consent ended: veil restarted", "consent", id)
+	}
 	return s, nil
 }
 

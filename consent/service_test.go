@@ -375,3 +375,29 @@ func TestConsentEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestRestartEndsRunningConsents: a consent running when veil stopped is
+// ended in the ledger by the next start (its track is gone), so the ledger
+// never shows it running for ever and retention can purge it.
+func TestRestartEndsRunningConsents(t *testing.T) {
+	e := newEnv(t, 1000)
+	ph := e.phone()
+	tok := e.token()
+	ph.do(http.MethodGet, "/c/"+tok, nil, "en")
+	ph.post("/c/"+tok, "choice", "yes", "agree", "on")
+	l, err := OpenLedger(e.ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := NewService(Options{Box: "box-1", Key: testKey(t, 7), Ledger: l, Notice: DefaultNotice(), TokenTTL: time.Minute, MaxDuration: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	es := e.entries()
+	if got := types(es); got != "grant,expire" || es[1].Reason != "veil restarted" || es[1].ConsentID != es[0].ConsentID {
+		t.Fatalf("ledger %s after a restart (%+v)", got, es[len(es)-1])
+	}
+	if active, err := l.Active(); err != nil || len(active) != 0 {
+		t.Fatalf("still active after the restart: %v %v", active, err)
+	}
+}

@@ -233,8 +233,9 @@ func (s *Service) grant(id, secret string) (*Grant, error) {
 	return g, nil
 }
 
-// Status returns a copy of the grant.
-func (s *Service) Status(id, secret string) (Grant, error) {
+// withGrant runs op on the grant of id and secret, after ending expired
+// grants, and returns a copy of it.
+func (s *Service) withGrant(id, secret string, op func(g *Grant) error) (Grant, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expire()
@@ -242,28 +243,32 @@ func (s *Service) Status(id, secret string) (Grant, error) {
 	if err != nil {
 		return Grant{}, err
 	}
-	return *g, nil
+	err = op(g)
+	return *g, err
+}
+
+// Status returns a copy of the grant.
+func (s *Service) Status(id, secret string) (Grant, error) {
+	return s.withGrant(id, secret, func(*Grant) error { return nil })
 }
 
 // Confirm binds the grant to the one face track inside its camera's opt-in
 // zone now. None or several there is an error, and nothing is bound.
 func (s *Service) Confirm(id, secret string) (Grant, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.expire()
-	g, err := s.grant(id, secret)
-	if err != nil {
-		return Grant{}, err
-	}
+	return s.withGrant(id, secret, s.bind)
+}
+
+// bind binds g to the one track in its zone. s.mu is held.
+func (s *Service) bind(g *Grant) error {
 	if g.Ended != "" {
-		return *g, ErrEnded
+		return ErrEnded
 	}
 	if g.Bound {
-		return *g, nil
+		return nil
 	}
 	cs := s.cams[g.Camera]
 	if cs.at.IsZero() || s.o.Now().Sub(cs.at) > snapshotMaxAge {
-		return *g, ErrCameraDown
+		return ErrCameraDown
 	}
 	var in []uint64
 	for _, f := range cs.faces {
@@ -274,36 +279,31 @@ func (s *Service) Confirm(id, secret string) (Grant, error) {
 	}
 	switch {
 	case len(in) == 0:
-		return *g, ErrNoneInZone
+		return ErrNoneInZone
 	case len(in) > 1:
-		return *g, ErrSeveralInZone
+		return ErrSeveralInZone
 	}
 	for _, o := range s.grants {
 		if o.Bound && o.Camera == g.Camera && o.track == in[0] {
-			return *g, ErrSeveralInZone // that track is someone else's consent already
+			return ErrSeveralInZone // that track is someone else's consent already
 		}
 	}
 	if _, err := s.o.Ledger.Append(Entry{Time: s.o.Now().UTC(), Type: EventBind, ConsentID: g.ID, Camera: g.Camera, Zone: g.Zone}); err != nil {
-		return *g, fmt.Errorf("consent ledger: %w", err)
+		return fmt.Errorf("consent ledger: %w", err)
 	}
 	g.Bound, g.track = true, in[0]
 	s.log.Info("consent bound to a track", "consent", g.ID, "camera", g.Camera, "track", g.track)
-	return *g, nil
+	return nil
 }
 
 // Withdraw ends the grant now; its face is redacted from the next frame.
 func (s *Service) Withdraw(id, secret string) (Grant, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.expire()
-	g, err := s.grant(id, secret)
-	if err != nil {
-		return Grant{}, err
-	}
-	if g.Ended == "" {
-		s.end(g, EventWithdraw, "withdrawn")
-	}
-	return *g, nil
+	return s.withGrant(id, secret, func(g *Grant) error {
+		if g.Ended == "" {
+			s.end(g, EventWithdraw, "withdrawn")
+		}
+		return nil
+	})
 }
 
 // end unbinds and ends a grant, writing both to the ledger. s.mu is held.

@@ -93,17 +93,7 @@ func TestLiveViewEndToEnd(t *testing.T) {
 		t.Fatalf("offer without a session: %s", resp0.Status)
 	}
 	// Wrong password: refused.
-	post := func(pw string) *http.Response {
-		req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"user": {"operator"}, "password": {pw}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Origin", base)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
-	}
+	post := func(pw string) *http.Response { return postLogin(t, client, base, pw, nil) }
 	if resp := post("wrong"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("wrong password: %s", resp.Status)
 	}
@@ -277,14 +267,7 @@ func TestLiveViewHTTPS(t *testing.T) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"user": {"operator"}, "password": {"correct horse"}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", base)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := postLogin(t, client, base, "correct horse", nil)
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("login over HTTPS: %s", resp.Status)
 	}
@@ -313,15 +296,8 @@ func operatorClient(t testing.TB, base, camera string) func(body []byte) *http.R
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	client := &http.Client{Jar: jar, Transport: tr}
-	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"user": {"operator"}, "password": {"correct horse"}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", base)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	var page []byte
+	resp := postLogin(t, client, base, "correct horse", &page)
 	m := regexp.MustCompile(`<meta name="veil-csrf" content="([^"]+)">`).FindSubmatch(page)
 	if m == nil {
 		t.Fatalf("login: %s, no CSRF token on the page", resp.Status)
@@ -336,4 +312,22 @@ func operatorClient(t testing.TB, base, camera string) func(body []byte) *http.R
 		}
 		return resp
 	}
+}
+
+// postLogin posts the operator's login form with password pw; with body set
+// it also reads the response (after redirects the client follows).
+func postLogin(t testing.TB, client *http.Client, base, pw string, body *[]byte) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(url.Values{"user": {"operator"}, "password": {pw}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		*body, _ = io.ReadAll(resp.Body)
+	}
+	resp.Body.Close()
+	return resp
 }

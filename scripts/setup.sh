@@ -16,8 +16,9 @@ cd "$VEIL_ROOT"
 # (opencv-doc), scikit-image for the reference checks in tests, mosquitto (a
 # real MQTT broker the egress tests start), tcpdump, iproute2 and procps (the
 # egress proof: network namespaces, packet capture, sysctl), libvpx-dev (VP8 for
-# the live view) and chromium (the browser test of the live view).
-PACKAGES=(libopencv-dev opencv-data opencv-doc python3-skimage pkg-config gcc mosquitto tcpdump iproute2 procps libvpx-dev chromium)
+# the live view), chromium (the browser tests) and systemd (systemd-analyze
+# checks the shipped units).
+PACKAGES=(libopencv-dev opencv-data opencv-doc python3-skimage pkg-config gcc mosquitto tcpdump iproute2 procps libvpx-dev chromium systemd)
 
 installed() {
 	[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]

@@ -38,6 +38,7 @@ type camera struct {
 	whole    int64 // frames redacted whole (fail-closed)
 	fps      float64
 	lastOut  time.Time
+	lastFail time.Time // when the source last failed (the supervisor is retrying it)
 	rateFrom time.Time // start of the current frame-rate window
 	rateN    int       // frames in it
 	totals   []footfall.Tally
@@ -156,7 +157,7 @@ func (c *camera) supervise(ctx context.Context, s *Service) {
 			backoff = s.o.MinBackoff // it ran well for a while: start over
 		}
 		c.mu.Lock()
-		c.healthy, c.lastErr = false, err.Error()
+		c.healthy, c.lastErr, c.lastFail = false, err.Error(), time.Now()
 		c.restarts++
 		c.mu.Unlock()
 		c.log.Error("camera failed; retrying", "err", err, "in", backoff)

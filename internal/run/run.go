@@ -37,6 +37,10 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// MQTTRetry overrides the publisher's retry interval (tests); 0 keeps the default.
 	MQTTRetry time.Duration
+	// HungAfter is how long a camera may go with neither a frame nor a
+	// failure before veil counts itself hung and stops feeding systemd's
+	// watchdog; 0 means 90 s.
+	HungAfter time.Duration
 }
 
 // Service runs every camera of a box.
@@ -144,6 +148,8 @@ func (s *Service) Run(ctx context.Context) error {
 	s.started = time.Now()
 	defer s.box.Close()
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.watchdog(ctx) }()
 	if s.ledger != nil {
 		defer s.ledger.Close()
 		wg.Add(1)

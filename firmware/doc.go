@@ -1,7 +1,20 @@
-// Package firmware will hold signed over-the-air updates of veil and its
-// models (TUF metadata, staging, atomic switch, health check, rollback) and
-// the hardened systemd units (issue 6).
+// Package firmware is how the shop box updates itself without ever being
+// left without a working veil, and how it runs under systemd.
 //
-// Model integrity today: package models pins every model file by SHA-256 and
-// refuses to load one that does not match.
+//   - release: the release bundle (one tar: manifest.json first, then the veil
+//     binary and model files, each pinned by SHA-256 in the manifest) with
+//     Build, Verify and Extract (hash-checked, nothing outside the target).
+//   - tufrepo: head office's TUF repository (The Update Framework, go-tuf v2:
+//     signed, expiring, versioned metadata, thresholds, root key rotation)
+//     and the box's client, which verifies metadata and the downloaded
+//     bundle against it.
+//   - agent: the box's update state machine under one install root:
+//     releases/<version>, an atomically switched current (and previous)
+//     link, a durable journal, resumable downloads, a health check with
+//     automatic rollback, and recovery after a kill in any state.
+//   - systemd/: hardened units for veil and veil-hq (dedicated user,
+//     read-only system, no new privileges, watchdog).
+//
+// Not wired yet (issue 6 continues): the veil release and veil update
+// commands and the schedule inside veil run that join these three.
 package firmware

@@ -254,11 +254,24 @@ func TestBrowserConsentFlow(t *testing.T) {
 
 	// Yes, then Confirm while the one face stands on the spot.
 	open(scanQR())
-	if err := chromedp.Do(phone, chromedp.Click(`#agree`), chromedp.Click(`#yes`), chromedp.WaitVisible(`#confirm`), chromedp.Click(`#confirm`), chromedp.WaitVisible(`#msg`)); err != nil {
+	if err := chromedp.Do(phone, chromedp.Click(`#agree`), chromedp.Click(`#yes`), chromedp.WaitVisible(`#confirm`)); err != nil {
 		t.Fatal(err)
 	}
-	if body := text(); !strings.Contains(body, strings.SplitN(notice.Texts["en"].Bound, "%s", 2)[0]) {
-		t.Fatalf("after Confirm the phone says:\n%s", body)
+	// On a busy machine every keyframe can miss its deadline for a while
+	// (frames redacted whole, fail-closed), and the box then says its
+	// camera is not running: the shopper taps Confirm again.
+	for try := 1; ; try++ {
+		if err := chromedp.Do(phone, chromedp.Click(`#confirm`), chromedp.WaitVisible(`#msg`)); err != nil {
+			t.Fatal(err)
+		}
+		body := text()
+		if strings.Contains(body, strings.SplitN(notice.Texts["en"].Bound, "%s", 2)[0]) {
+			break
+		}
+		if !strings.Contains(body, consent.ErrCameraDown.Error()) || try == 5 {
+			t.Fatalf("after Confirm the phone says:\n%s", body)
+		}
+		time.Sleep(time.Second)
 	}
 	faces("opted in: the face on the spot shown", func(a float64) bool { return a >= 0.6 })
 

@@ -8,9 +8,11 @@ import (
 	"syscall"
 
 	"github.com/veil-edge/veil/internal/cli"
+	"github.com/veil-edge/veil/internal/malloc"
 )
 
 func main() {
+	malloc.FixMmapThreshold() // frame buffers: see package malloc
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Execute(ctx, os.Args[1:])
 	stop()

@@ -340,8 +340,9 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-// TestConsentEnds: a bound consent ends when its track leaves and when its
-// time is up; the face is redacted from that frame on.
+// TestConsentEnds: a bound consent ends when its track leaves, when its time
+// is up and when the notice changes (fresh consent needed); the face is
+// redacted from that frame on.
 func TestConsentEnds(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -350,6 +351,12 @@ func TestConsentEnds(t *testing.T) {
 	}{
 		{"track ended", func(e *env) []uint64 { return e.tracks(face(2, 600, 250)) }, "track ended"},
 		{"expired", func(e *env) []uint64 { e.advance(2*time.Hour + time.Second); return e.tracks(face(1, 200, 250)) }, "expired"},
+		{"notice changed", func(e *env) []uint64 {
+			n := DefaultNotice()
+			n.Version = "2027-01-1"
+			e.svc.SetNotice(n)
+			return e.tracks(face(1, 200, 250))
+		}, "notice changed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, 1000)

@@ -15,6 +15,7 @@
 //   - systemd/: hardened units for veil and veil-hq (dedicated user,
 //     read-only system, no new privileges, watchdog).
 //
-// Not wired yet (issue 6 continues): the veil release and veil update
-// commands and the schedule inside veil run that join these three.
+// `veil release` (internal/cli) drives release and tufrepo for head office.
+// Not wired yet (issue 6 continues): `veil update` on the box and the
+// schedule inside veil run that join tufrepo, release and agent.
 package firmware

@@ -51,6 +51,7 @@ and flags, in rising order of precedence. See docs/veil.example.yaml.`,
 		newDemoCmd(),
 		newPasswdCmd(),
 		newConsentCmd(),
+		newReleaseCmd(),
 	)
 	return root
 }

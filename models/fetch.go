@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/veil-edge/veil/internal/durable"
 )
 
 // maxTarballSize caps how much of an npm package tarball is read.
@@ -266,12 +268,7 @@ func writeAtomic(dir, name string, data []byte) (err error) {
 	if err = os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.SyncDir(dir)
 }
 
 func lastLines(s string, n int) string {

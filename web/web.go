@@ -91,7 +91,7 @@ type Options struct {
 	// server: for requests from it, the client address (for login limits
 	// and logs) is the last X-Forwarded-For entry. nil trusts no proxy.
 	TrustedProxy net.IP
-	Log        *slog.Logger  // nil discards
+	Log          *slog.Logger // nil discards
 	// Cameras is called on every request for / and /api/cameras; it must be
 	// safe for concurrent use. nil means no cameras.
 	Cameras func() []CameraStatus

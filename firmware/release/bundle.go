@@ -235,10 +235,7 @@ func Extract(bundlePath, destDir string) (m Manifest, err error) {
 			return nil, nil, err
 		}
 		commit := func() error {
-			err := f.Sync()
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
+			err := durable.SyncClose(f)
 			open = nil
 			if err != nil {
 				return fmt.Errorf("writing %s: %w", p, err)
@@ -303,11 +300,7 @@ func syncRootDir(root *os.Root, name string) error {
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := durable.SyncClose(d); err != nil {
 		return fmt.Errorf("syncing directory %s: %w", name, err)
 	}
 	return nil

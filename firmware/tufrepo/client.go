@@ -261,15 +261,7 @@ func syncStore(dir string) error {
 		return err
 	}
 	for _, name := range names {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		err = f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := durable.SyncPath(name); err != nil {
 			return fmt.Errorf("syncing %s: %w", name, err)
 		}
 	}

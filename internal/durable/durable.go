@@ -38,16 +38,26 @@ func WriteFile(dir, name, tmpPrefix string, data []byte) error {
 // SyncDir makes the directory's entries (creations, renames, removals)
 // durable.
 func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := SyncPath(dir); err != nil {
 		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// SyncPath fsyncs the file or directory at path.
+func SyncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return SyncClose(f)
+}
+
+// SyncClose fsyncs f and closes it, returning the first error.
+func SyncClose(f *os.File) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

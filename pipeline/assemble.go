@@ -199,48 +199,21 @@ func (a *assembler) applyDecided() {
 func (a *assembler) emitReady() error {
 	for len(a.queue) > 0 {
 		it := a.queue[0]
+		key, ready := a.decidingKey(it)
+		if !ready {
+			return nil
+		}
+		st := a.keyState[key]
 		var plan blur.Plan // zero: faces unknown, whole frame
-		var st keyState
-		if a.o.Live {
-			// Written once the keyframe at or before it is decided.
-			if it.ref < 0 || it.ref > a.applied {
-				return nil
-			}
-			st = a.keyState[it.ref]
-			switch {
-			case it.key && !st.ok:
-				plan = blur.WholePlan(st.reason)
-			case !it.key && !a.prevOK:
-				plan = blur.WholePlan(a.prevReason)
-			default:
-				plan = blur.FacesPlan(a.cover(it.t))
-			}
-		} else {
-			next := -1 // the first keyframe at or after it
-			for _, q := range a.queue {
-				if q.key {
-					next = q.idx
-					break
-				}
-			}
-			if next < 0 || next > a.applied {
-				return nil
-			}
-			if !a.eof && a.applied < it.idx+a.o.Lookahead {
-				return nil // wait until the keyframes ahead of it are known
-			}
-			if a.eof && a.headUndecided() >= 0 {
-				return nil
-			}
-			st = a.keyState[next]
-			switch {
-			case !st.ok:
-				plan = blur.WholePlan(st.reason)
-			case !it.key && !a.prevOK:
-				plan = blur.WholePlan(a.prevReason)
-			default:
-				plan = blur.FacesPlan(a.cover(it.t))
-			}
+		switch {
+		case (it.key || !a.o.Live) && !st.ok:
+			// Live, a frame's own keyframe; look-ahead, the next one. (A
+			// live keyframe before it was written already: prevOK.)
+			plan = blur.WholePlan(st.reason)
+		case !it.key && !a.prevOK:
+			plan = blur.WholePlan(a.prevReason)
+		default:
+			plan = blur.FacesPlan(a.cover(it.t))
 		}
 		rec := FrameRecord{Index: it.idx, Time: it.t, Keyframe: it.key}
 		if it.key && st.ok {
@@ -261,6 +234,32 @@ func (a *assembler) emitReady() error {
 		}
 	}
 	return nil
+}
+
+// decidingKey is the keyframe whose detection decides how it is redacted,
+// and whether it may be written now. Live: the keyframe at or before it, once
+// decided. Look-ahead: the first keyframe at or after it, once the keyframes
+// up to Lookahead frames after it are decided too.
+func (a *assembler) decidingKey(it frameItem) (int, bool) {
+	if a.o.Live {
+		return it.ref, it.ref >= 0 && it.ref <= a.applied
+	}
+	next := -1
+	for _, q := range a.queue {
+		if q.key {
+			next = q.idx
+			break
+		}
+	}
+	switch {
+	case next < 0 || next > a.applied:
+		return next, false
+	case !a.eof && a.applied < it.idx+a.o.Lookahead:
+		return next, false // wait until the keyframes ahead of it are known
+	case a.eof && a.headUndecided() >= 0:
+		return next, false
+	}
+	return next, true
 }
 
 // cover is the face boxes to redact at t: every tracked face but those the

@@ -321,12 +321,17 @@ func (s *Service) end(g *Grant, ev EventType, reason string) {
 	s.log.Info("consent ended", "consent", g.ID, "reason", reason)
 }
 
-// expire ends grants past their expiry. s.mu is held.
+// expire ends grants past their expiry, and forgets ended grants one
+// maximum duration after their expiry (until then the phone can still see
+// that its consent ended and get its receipt). s.mu is held.
 func (s *Service) expire() {
 	now := s.o.Now()
-	for _, g := range s.grants {
+	for id, g := range s.grants {
 		if g.Ended == "" && !now.Before(g.Expires) {
 			s.end(g, EventExpire, "expired")
+		}
+		if g.Ended != "" && now.After(g.Expires.Add(s.o.MaxDuration)) {
+			delete(s.grants, id)
 		}
 	}
 }

@@ -408,3 +408,30 @@ func TestRestartEndsRunningConsents(t *testing.T) {
 		t.Fatalf("still active after the restart: %v %v", active, err)
 	}
 }
+
+// TestEndedGrantsForgotten: the box does not keep ended consents in memory
+// for ever (a box runs for months; the gate walks them every frame): one
+// maximum duration after its expiry an ended grant is gone, and its phone
+// is told the consent is not known.
+func TestEndedGrantsForgotten(t *testing.T) {
+	e := newEnv(t, 1000)
+	ph := e.phone()
+	tok := e.token()
+	ph.do(http.MethodGet, "/c/"+tok, nil, "en")
+	ph.post("/c/"+tok, "choice", "yes", "agree", "on")
+	ph.do(http.MethodGet, "/c/consent", nil, "en")
+	ph.post("/c/consent/withdraw")
+	e.advance(2 * time.Hour) // expiry: still known, as ended
+	e.tracks()
+	if n := len(e.svc.grants); n != 1 {
+		t.Fatalf("%d grants kept at expiry, want the ended one", n)
+	}
+	e.advance(2*time.Hour + time.Second)
+	e.tracks()
+	if n := len(e.svc.grants); n != 0 {
+		t.Fatalf("%d grants kept after expiry + max duration, want 0", n)
+	}
+	if code, _ := ph.do(http.MethodGet, "/c/consent", nil, "en"); code != http.StatusForbidden {
+		t.Fatalf("status page for a forgotten consent: %d, want 403", code)
+	}
+}

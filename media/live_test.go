@@ -40,24 +40,31 @@ func frameNumber(m gocv.Mat) int {
 	return hi*16 + lo
 }
 
-// TestStreamKeepsNewestFrame: when veil reads a stream slower than the
-// camera sends, it gets the newest frame, not the next one in a growing
-// buffer, and the frames it skipped are counted as dropped.
-func TestStreamKeepsNewestFrame(t *testing.T) {
-	cam := camtest.Start(t, 50, numbered, false)
+// openCamera starts a numbered test camera at fps and opens it as veil run
+// does; the source and the frame Mat are closed when the test ends.
+func openCamera(t *testing.T, fps float64) (*camtest.Camera, *media.LiveSource, *gocv.Mat) {
+	t.Helper()
+	cam := camtest.Start(t, fps, numbered, false)
 	src, err := media.OpenLive(context.Background(), cam.URL(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.Close()
 	m := gocv.NewMat()
-	defer m.Close()
+	t.Cleanup(func() { m.Close(); src.Close() })
+	return cam, src, &m
+}
+
+// TestStreamKeepsNewestFrame: when veil reads a stream slower than the
+// camera sends, it gets the newest frame, not the next one in a growing
+// buffer, and the frames it skipped are counted as dropped.
+func TestStreamKeepsNewestFrame(t *testing.T) {
+	_, src, m := openCamera(t, 50)
 	var got []int
 	for range 4 {
-		if err := src.Read(&m); err != nil {
+		if err := src.Read(m); err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, frameNumber(m))
+		got = append(got, frameNumber(*m))
 		time.Sleep(300 * time.Millisecond) // veil busy: about 15 frames arrive
 	}
 	received, dropped := src.Counts()
@@ -75,21 +82,14 @@ func TestStreamKeepsNewestFrame(t *testing.T) {
 // TestStreamBreakIsAnError: a stream that goes away is an error (the
 // camera supervisor retries it), not an end of file, and Close returns.
 func TestStreamBreakIsAnError(t *testing.T) {
-	cam := camtest.Start(t, 25, numbered, false)
-	src, err := media.OpenLive(context.Background(), cam.URL(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	m := gocv.NewMat()
-	defer m.Close()
-	if err := src.Read(&m); err != nil {
+	cam, src, m := openCamera(t, 25)
+	if err := src.Read(m); err != nil {
 		t.Fatal(err)
 	}
 	cam.Stop()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := src.Read(&m)
+		err := src.Read(m)
 		if err != nil {
 			if want := fmt.Sprintf("source %s: stream ended or broke", cam.URL()); !strings.Contains(err.Error(), want) {
 				t.Fatalf("error %q does not say %q", err, want)

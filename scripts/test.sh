@@ -13,5 +13,5 @@ veil_go_env
 say "go vet ./..."
 go vet ./...
 
-say "go test -tags matprofile -count=1 -timeout 20m ./... $*"
-go test -tags matprofile -count=1 -timeout 20m ./... "$@"
+say "go test -tags matprofile -count=1 -timeout 10m ./... $*"
+go test -tags matprofile -count=1 -timeout 10m ./... "$@"

@@ -67,14 +67,17 @@ func fmtNumber(v float64, dur bool) string {
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
-// fmtDuration writes whole seconds and milliseconds the way people write them
-// ("60s", "1ms", "0") and anything else in Go syntax.
+// fmtDuration writes whole hours, minutes, seconds and milliseconds the way
+// people write them ("168h", "30m", "60s", "1ms", "0") and anything else in
+// Go syntax.
 func fmtDuration(d time.Duration) string {
 	switch {
 	case d == 0:
 		return "0"
 	case d%time.Hour == 0 && d >= 2*time.Hour:
 		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0 && d >= 2*time.Minute:
+		return fmt.Sprintf("%dm", d/time.Minute)
 	case d%time.Second == 0:
 		return fmt.Sprintf("%ds", d/time.Second)
 	case d%time.Millisecond == 0:

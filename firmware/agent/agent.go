@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// DefaultHealthTimeout bounds the health check when Options.HealthTimeout
-// is zero.
-const DefaultHealthTimeout = 2 * time.Minute
+// DefaultHealthTimeout is how long a switched-in release has to confirm its
+// health when Options.HealthTimeout is zero.
+const DefaultHealthTimeout = 3 * time.Minute
 
 // rollbackRestartTimeout bounds Restart during a rollback, which runs even
 // when the caller's context has been cancelled.
@@ -33,28 +33,33 @@ type Options struct {
 	Root string
 	// Log receives progress and problems; nil discards.
 	Log *slog.Logger
-	// Health decides whether the release in releaseDir works, after it
-	// has been switched in and veil restarted. Required: nothing is
-	// committed without it.
-	Health func(ctx context.Context, releaseDir string) error
-	// HealthTimeout bounds Health; zero means DefaultHealthTimeout.
+	// Running is the version of the release this process runs (see
+	// RunningVersion), "" for a tool that is not itself a release. Only
+	// the process running a switched-in release may confirm it.
+	Running string
+	// HealthTimeout is how long a switched-in release has, from the
+	// switch, to start and confirm its health; zero means
+	// DefaultHealthTimeout. After it, any process rolls the release back.
 	HealthTimeout time.Duration
-	// Restart restarts veil after current has changed (for example
-	// systemctl restart veil). Optional.
+	// Restart makes the release current points at run, after current has
+	// changed: in veil run it ends the process so that systemd starts
+	// current again; a command-line tool runs systemctl restart veil.
+	// Optional.
 	Restart func(ctx context.Context) error
 }
 
 // Agent installs, switches and rolls back releases under one root. Its
-// methods are safe for concurrent use; Apply, Rollback and Recover run one
-// at a time. Only one Agent (one process) may use a root at a time.
+// methods are safe for concurrent use, and several processes may each have
+// an Agent on the same root: Apply, Confirm, Rollback and Recover hold the
+// root's lock file and reread the journal, so they run one at a time.
 type Agent struct {
 	root          string
 	log           *slog.Logger
-	health        func(ctx context.Context, releaseDir string) error
+	running       string
 	healthTimeout time.Duration
 	restart       func(ctx context.Context) error
 
-	op sync.Mutex // held by Apply, Rollback and Recover
+	op sync.Mutex // held with the root's lock by Apply, Confirm, Rollback and Recover
 
 	mu    sync.Mutex // guards state
 	state State
@@ -90,9 +95,6 @@ func Open(o Options) (*Agent, error) {
 	if o.Root == "" {
 		return nil, errors.New("agent: Options.Root is empty")
 	}
-	if o.Health == nil {
-		return nil, errors.New("agent: Options.Health is required: a release is never committed without a health check")
-	}
 	root, err := filepath.Abs(o.Root)
 	if err != nil {
 		return nil, fmt.Errorf("agent: root %s: %w", o.Root, err)
@@ -100,7 +102,7 @@ func Open(o Options) (*Agent, error) {
 	a := &Agent{
 		root:          root,
 		log:           o.Log,
-		health:        o.Health,
+		running:       o.Running,
 		healthTimeout: o.HealthTimeout,
 		restart:       o.Restart,
 	}
@@ -148,21 +150,27 @@ func (a *Agent) Status() State {
 // Apply installs version and switches to it: fetch must leave the verified
 // bundle at dst (downloading and checking it against signed metadata is
 // the caller's job), install must unpack bundlePath into destDir checking
-// every file's hash. Then the release is switched in, veil restarted and
-// health checked; on success it is committed, otherwise rolled back and the
-// error wraps ErrRolledBack and the cause. A version that is not above the
-// current one and the highest one ever committed is refused (ErrNotNewer)
-// before anything is written.
+// every file's hash. Then the release is switched in, with a deadline of
+// HealthTimeout, and Restart makes it run. Apply returns nil with the
+// journal in state switched: the new release itself checks its health and
+// commits or rolls back (Confirm); if it never does, the first Recover
+// after the deadline rolls it back. A failure before the switch leaves
+// everything as it was; a failed switch or restart is rolled back and the
+// error wraps ErrRolledBack. A version that is not above the current one
+// and the highest one ever committed is refused (ErrNotNewer) before
+// anything is written.
 func (a *Agent) Apply(ctx context.Context, version string,
 	fetch func(ctx context.Context, dst string) error,
 	install func(bundlePath, destDir string) error,
 ) error {
-	a.op.Lock()
-	defer a.op.Unlock()
-
 	if fetch == nil || install == nil {
 		return errors.New("agent: Apply needs both fetch and install")
 	}
+	release, err := a.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	st := a.Status()
 	if !st.Phase.settled() {
 		return fmt.Errorf("agent: refusing update to %s: the journal says an update of %s is unfinished (state %s); restart the agent so that it recovers first",
@@ -183,7 +191,6 @@ func (a *Agent) Apply(ctx context.Context, version string,
 	}
 	bundle := filepath.Join(a.path(stagingDir), version+bundleExt)
 	unpacked := filepath.Join(a.path(stagingDir), version+unpackExt)
-	dest := a.releasePath(version)
 
 	next := State{Phase: Downloading, Version: version, From: from, Highest: st.Highest}
 	if err := a.setState(next); err != nil {
@@ -221,42 +228,19 @@ func (a *Agent) Apply(ctx context.Context, version string,
 	}
 
 	next.Phase = Switched
+	next.Deadline = time.Now().Add(a.healthTimeout).UTC()
 	if err := a.setState(next); err != nil {
 		return a.rollBack(ctx, next, "recording the switch failed", err)
 	}
+	// The bundle is no longer needed; staging is cleared at the commit.
+	if err := os.Remove(bundle); err != nil && !os.IsNotExist(err) {
+		a.log.Warn("agent: removing the bundle", "path", bundle, "err", err)
+	}
+	a.log.Info("agent: switched to the new release; it must confirm its health", "version", version, "from", from, "deadline", next.Deadline)
 	if a.restart != nil {
 		if err := a.restart(ctx); err != nil {
 			return a.rollBack(ctx, next, "restarting veil on the new release failed", err)
 		}
-	}
-
-	next.Phase = HealthChecking
-	if err := a.setState(next); err != nil {
-		return a.rollBack(ctx, next, "recording the health check failed", err)
-	}
-	hctx, cancel := context.WithTimeout(ctx, a.healthTimeout)
-	err := a.health(hctx, dest)
-	cancel()
-	if err != nil {
-		return a.rollBack(ctx, next, fmt.Sprintf("health check of %s failed (limit %s)", version, a.healthTimeout), err)
-	}
-
-	if err := a.setState(State{Phase: Committed, Version: version, From: from, Highest: version}); err != nil {
-		// The journal still says health-checking, which a restart would
-		// roll back; do it now so that disk and journal agree.
-		return a.rollBack(ctx, next, "recording the commit failed", err)
-	}
-	a.log.Info("agent: update committed", "version", version, "from", from)
-
-	// Tidying up; a failure here leaves only disk space behind.
-	if err := os.Remove(bundle); err != nil && !os.IsNotExist(err) {
-		a.log.Warn("agent: removing the bundle", "path", bundle, "err", err)
-	}
-	if err := a.clearStaging(""); err != nil {
-		a.log.Warn("agent: clearing staging", "err", err)
-	}
-	if err := a.prune(); err != nil {
-		a.log.Warn("agent: pruning old releases", "err", err)
 	}
 	return nil
 }

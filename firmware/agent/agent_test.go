@@ -46,7 +46,7 @@ func TestApplyHappyPath(t *testing.T) {
 		checked = append(checked, dir)
 		return nil
 	}
-	a, restarts := open(t, root, health)
+	a, restarts := open(t, root)
 	if st := a.Status(); st.Phase != Idle || st.Version != "1.0.0" || st.Highest != "1.0.0" {
 		t.Fatalf("first start: %+v", st)
 	}
@@ -61,8 +61,8 @@ func TestApplyHappyPath(t *testing.T) {
 	for i, s := range steps {
 		var seen []string
 		a.afterState = func(p string) { seen = append(seen, p) }
-		if err := a.Apply(context.Background(), s.version, fetchStub(s.version), installStub(s.version)); err != nil {
-			t.Fatalf("Apply %s: %v", s.version, err)
+		if err := update(t, a, s.version, health); err != nil {
+			t.Fatalf("update to %s: %v", s.version, err)
 		}
 		assertCurrent(t, root, s.version)
 		if got := linkTarget(t, root, "previous"); got != s.wantPrevious {
@@ -107,7 +107,7 @@ func TestApplyHappyPath(t *testing.T) {
 	}
 
 	// A restart keeps the journal as it was.
-	b, _ := open(t, root, healthy)
+	b, _ := open(t, root)
 	if st := b.Status(); st.Phase != Committed || st.Highest != "2.0.0" {
 		t.Errorf("after reopening: %+v", st)
 	}
@@ -133,7 +133,7 @@ func TestApplyRefusesNotNewer(t *testing.T) {
 			if tc.highest != "" {
 				writeJournal(t, root, State{Phase: RolledBack, Version: tc.highest, From: "1.0.0", Highest: tc.highest})
 			}
-			a, _ := open(t, root, healthy)
+			a, _ := open(t, root)
 			before, _ := os.ReadFile(filepath.Join(root, "state.json"))
 			fetched := false
 			fetch := func(context.Context, string) error { fetched = true; return nil }
@@ -179,7 +179,7 @@ func TestApplyFailures(t *testing.T) {
 			wantErr:       []string{"update to 2.0.0 was rolled back to 1.0.0", "health check of 2.0.0 failed", "boom"},
 			rolledBack:    true,
 			wantRestarts:  2,
-			wantLastError: "health check of 2.0.0 failed (limit 200ms): boom",
+			wantLastError: "health check of 2.0.0 failed: boom",
 		},
 		{
 			name: "health check times out",
@@ -190,7 +190,7 @@ func TestApplyFailures(t *testing.T) {
 			wantErr:       []string{"was rolled back to 1.0.0", "deadline exceeded"},
 			rolledBack:    true,
 			wantRestarts:  2,
-			wantLastError: "health check of 2.0.0 failed (limit 200ms): context deadline exceeded",
+			wantLastError: "health check of 2.0.0 failed: context deadline exceeded",
 		},
 		{
 			name:          "restart on the new release fails",
@@ -235,7 +235,7 @@ func TestApplyFailures(t *testing.T) {
 				}
 				return nil
 			}
-			a, err := Open(Options{Root: root, Health: health, HealthTimeout: 200 * time.Millisecond, Restart: restart})
+			a, err := Open(Options{Root: root, HealthTimeout: 200 * time.Millisecond, Restart: restart})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -247,6 +247,14 @@ func TestApplyFailures(t *testing.T) {
 				install = installStub("2.0.0")
 			}
 			err = a.Apply(context.Background(), "2.0.0", fetch, install)
+			if err == nil {
+				// The restarted process, running 2.0.0, checks itself.
+				b, oerr := Open(Options{Root: root, Running: "2.0.0", HealthTimeout: 200 * time.Millisecond, Restart: restart})
+				if oerr != nil {
+					t.Fatal(oerr)
+				}
+				_, err = b.Confirm(context.Background(), health)
+			}
 			if err == nil {
 				t.Fatal("Apply succeeded")
 			}
@@ -280,8 +288,7 @@ func TestApplyFailures(t *testing.T) {
 
 			// The same version may be tried again, since it was never
 			// committed, and this time it works.
-			a.health = healthy
-			if err := a.Apply(context.Background(), "2.0.0", fetchStub("2.0.0"), installStub("2.0.0")); err != nil {
+			if err := update(t, a, "2.0.0", healthy); err != nil {
 				t.Fatalf("retry: %v", err)
 			}
 			assertCurrent(t, root, "2.0.0")
@@ -291,7 +298,7 @@ func TestApplyFailures(t *testing.T) {
 
 func TestApplyKeepsPartialBundleForResume(t *testing.T) {
 	root := newRoot(t, "1.0.0")
-	a, _ := open(t, root, healthy)
+	a, _ := open(t, root)
 	var sizes []int64
 	fetch := func(_ context.Context, dst string) error {
 		if fi, err := os.Stat(dst); err == nil {
@@ -319,11 +326,11 @@ func TestApplyKeepsPartialBundleForResume(t *testing.T) {
 
 func TestRollback(t *testing.T) {
 	root := newRoot(t, "1.0.0")
-	a, restarts := open(t, root, healthy)
+	a, restarts := open(t, root)
 	if err := a.Rollback(context.Background()); err == nil || !strings.Contains(err.Error(), "no previous release") {
 		t.Fatalf("rollback without previous: %v", err)
 	}
-	if err := a.Apply(context.Background(), "2.0.0", fetchStub("2.0.0"), installStub("2.0.0")); err != nil {
+	if err := update(t, a, "2.0.0", healthy); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Rollback(context.Background()); err != nil {
@@ -344,7 +351,7 @@ func TestRollback(t *testing.T) {
 	if err := a.Apply(context.Background(), "2.0.0", fetchStub("2.0.0"), installStub("2.0.0")); !errors.Is(err, ErrNotNewer) {
 		t.Errorf("re-applying 2.0.0: %v", err)
 	}
-	if err := a.Apply(context.Background(), "2.0.1", fetchStub("2.0.1"), installStub("2.0.1")); err != nil {
+	if err := update(t, a, "2.0.1", healthy); err != nil {
 		t.Fatal(err)
 	}
 	assertCurrent(t, root, "2.0.1")
@@ -440,7 +447,7 @@ func TestRecoverRepairsCurrent(t *testing.T) {
 			if tc.prepare != nil {
 				tc.prepare(t, root)
 			}
-			a, restarts := open(t, root, healthy)
+			a, restarts := open(t, root)
 			if tc.wantCurrent == "" {
 				if _, err := os.Lstat(filepath.Join(root, "current")); err == nil {
 					t.Error("current exists")
@@ -469,14 +476,11 @@ func TestOpenRefusesBadJournal(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			root := newRoot(t, "1.0.0")
 			os.WriteFile(filepath.Join(root, "state.json"), []byte(body), 0o644)
-			_, err := Open(Options{Root: root, Health: healthy})
+			_, err := Open(Options{Root: root})
 			if err == nil || !strings.Contains(err.Error(), "move it aside") {
 				t.Fatalf("err = %v", err)
 			}
 			assertCurrent(t, root, "1.0.0")
 		})
-	}
-	if _, err := Open(Options{Root: t.TempDir()}); err == nil {
-		t.Error("Open without Health succeeded")
 	}
 }

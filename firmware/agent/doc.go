@@ -16,30 +16,44 @@
 // syncing the root directory, so it is always either the old or the new
 // target. Versions are MAJOR.MINOR.PATCH.
 //
-// The journal's "state" moves like this during Apply:
+// An update spans a restart: the process that applies it (veil run's
+// agent, or `veil update apply`) switches the release in and restarts veil;
+// the new release, starting, checks its own health and commits or rolls
+// back (Confirm). The journal's "state" moves like this:
 //
 //	idle|committed|rolled-back
 //	  -> downloading      fetch writes staging/<version>.bundle
 //	  -> verified         install unpacks it into staging/<version>.dir, which is synced and renamed to releases/<version>
 //	  -> staged           previous := the old release, then current := the new one
-//	  -> switched         Restart
-//	  -> health-checking  Health, bounded by HealthTimeout
-//	  -> committed        highest := version; bundle removed; releases other than current and previous pruned
+//	  -> switched         with a deadline (now + HealthTimeout); Restart
+//	  -> health-checking  Confirm, in the process running the new release, until the deadline
+//	  -> committed        highest := version; releases other than current and previous pruned
 //
 // A failure before the switch discards the new release and goes back to
 // idle (with last_error); current was never touched. A failure after it
 // (switch, restart, health check, or writing the journal) rolls back:
 // current := the old release, synced, Restart again, state rolled-back with
-// last_error.
+// last_error. In veil run, Restart ends the process and systemd starts
+// whatever current points at.
+//
+// Every operation holds the root's lock file (flock) and rereads the
+// journal first, so veil run and a `veil update` command never change the
+// install at the same time; Confirm holds it through the health check.
 //
 // Recover (run by Open) trusts only committed releases:
 //
 //   - downloading, verified, staged: current is pointed back at "from" if it
 //     is not already, staging and the new release directory are discarded,
 //     state idle.
-//   - switched, health-checking: rolled back as above (current := from, or
-//     previous), the new release discarded, Restart, state rolled-back with
-//     last_error "interrupted before health check passed".
+//   - switched: left alone if this process runs the new release (Confirm
+//     follows) or the deadline has not passed (it may still be starting);
+//     otherwise rolled back as below, last_error "the new release did not
+//     confirm its health before its deadline". RollBackUnconfirmed rolls it
+//     back at once (veil-recover.service, after systemd gave up starting it).
+//   - health-checking: the check was interrupted (a crash, a kill, a hang
+//     the watchdog ended): rolled back (current := from, or previous), the
+//     new release discarded, Restart, state rolled-back with last_error
+//     "interrupted before health check passed".
 //   - idle, committed, rolled-back: nothing but clearing staging.
 //
 // In every case current.new, previous.new and temporary journal files are

@@ -84,15 +84,44 @@ func (c *counter) restart(context.Context) error { c.n.Add(1); return nil }
 
 func healthy(context.Context, string) error { return nil }
 
-// open opens an agent on root with a counting Restart.
-func open(t *testing.T, root string, health func(context.Context, string) error) (*Agent, *counter) {
+// open opens an agent on root, as a tool (running no release), with a
+// counting Restart.
+func open(t *testing.T, root string) (*Agent, *counter) {
+	t.Helper()
+	return openAs(t, root, "")
+}
+
+// openAs opens an agent on root as the process running release running.
+func openAs(t *testing.T, root, running string) (*Agent, *counter) {
 	t.Helper()
 	c := &counter{}
-	a, err := Open(Options{Root: root, Health: health, Restart: c.restart})
+	a, err := Open(Options{Root: root, Running: running, Restart: c.restart})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return a, c
+}
+
+// update applies v with a and then, as the restarted process running v,
+// confirms it with health: the whole update across a restart.
+func update(t *testing.T, a *Agent, v string, health func(context.Context, string) error) error {
+	t.Helper()
+	if err := a.Apply(context.Background(), v, fetchStub(v), installStub(v)); err != nil {
+		return err
+	}
+	b, err := Open(Options{Root: a.root, Running: v, Restart: a.restart, HealthTimeout: a.healthTimeout})
+	if err != nil {
+		return err
+	}
+	b.afterState = a.afterState
+	confirmed, err := b.Confirm(context.Background(), health)
+	if err == nil && !confirmed {
+		return errors.New("nothing to confirm after Apply")
+	}
+	a.mu.Lock()
+	a.state = b.Status()
+	a.mu.Unlock()
+	return err
 }
 
 // linkTarget returns the version root/name points at, "" if missing.

@@ -6,18 +6,25 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"time"
 )
 
-// interruptedError is last_error after a crash between the switch and the
-// commit.
-const interruptedError = "interrupted before health check passed"
+// Reasons for a rollback at Recover, as last_error: a crash during the
+// health check, or a switched-in release that never started checking.
+const (
+	interruptedError  = "interrupted before health check passed"
+	notConfirmedError = "the new release did not confirm its health before its deadline"
+)
 
 // Recover brings the root back to a consistent state after a crash or kill
 // at any point, trusting only committed releases; see the package comment
 // for the rules. Open calls it; it is safe to call again.
 func (a *Agent) Recover(ctx context.Context) error {
-	a.op.Lock()
-	defer a.op.Unlock()
+	release, err := a.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 
 	if err := a.removeLeftovers(); err != nil {
 		return fmt.Errorf("agent: recover: %w", err)
@@ -38,6 +45,22 @@ func (a *Agent) Recover(ctx context.Context) error {
 			return fmt.Errorf("agent: recover: %w", err)
 		}
 	case Switched, HealthChecking:
+		if st.Phase == Switched && (st.Version == a.running || time.Now().Before(st.Deadline)) {
+			if st.Version == a.running {
+				a.log.Info("agent: this is the release just switched in; it confirms its health next", "version", st.Version, "deadline", st.Deadline)
+			} else {
+				a.log.Info("agent: an update is waiting for the new release to confirm its health", "version", st.Version, "deadline", st.Deadline)
+			}
+			// Only the bundle can be left in staging; it is not needed.
+			if err := a.clearStaging(""); err != nil {
+				return fmt.Errorf("agent: recover: %w", err)
+			}
+			break
+		}
+		why := interruptedError
+		if st.Phase == Switched {
+			why = notConfirmedError
+		}
 		back, err := a.revert(st)
 		if err != nil {
 			return fmt.Errorf("agent: recover: rolling back the uncommitted update to %s: %w", st.Version, err)
@@ -45,7 +68,7 @@ func (a *Agent) Recover(ctx context.Context) error {
 		restart = true
 		a.log.Error("agent: rolled back an update interrupted before its health check passed", "version", st.Version, "state", st.Phase, "current", orNone(back))
 		if err := a.setState(State{Phase: RolledBack, Version: st.Version, From: back, Highest: st.Highest,
-			LastError: interruptedError}); err != nil {
+			LastError: why}); err != nil {
 			return fmt.Errorf("agent: recover: %w", err)
 		}
 	default:
@@ -166,8 +189,11 @@ func (a *Agent) committedReleases(st State) []string {
 // complete release other than the current one, restarts veil and records
 // the state rolled-back. It does not lower "highest".
 func (a *Agent) Rollback(ctx context.Context) error {
-	a.op.Lock()
-	defer a.op.Unlock()
+	release, err := a.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 
 	st := a.Status()
 	if !st.Phase.settled() {

@@ -58,6 +58,16 @@ type State struct {
 	// LastError says why the last update failed, was discarded or was
 	// rolled back.
 	LastError string `json:"last_error"`
+	// Deadline, in states switched and health-checking, is when the new
+	// release must have confirmed its health; later, it is rolled back.
+	Deadline time.Time `json:"deadline,omitzero"`
+}
+
+// ReadStatus reads the journal of the install at root without taking its
+// lock or changing anything, for status reports. ok is false if there is
+// no journal yet.
+func ReadStatus(root string) (st State, ok bool, err error) {
+	return loadState(root)
 }
 
 const (

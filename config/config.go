@@ -32,6 +32,21 @@ type Config struct {
 	HTTP     HTTP     `mapstructure:"http"`
 	Live     Live     `mapstructure:"live"`
 	Consent  Consent  `mapstructure:"consent"`
+	Update   Update   `mapstructure:"update"`
+}
+
+// Update configures the over-the-air update agent inside veil run: it checks
+// head office's TUF repository for a newer release, installs it under Root
+// (releases/<version>, the current and previous links, state.json), switches
+// to it and rolls back if it does not prove healthy. It is off while
+// MetadataURL is empty.
+type Update struct {
+	Root          string        `mapstructure:"root"`           // install root: releases/, current, previous, state.json
+	MetadataURL   string        `mapstructure:"metadata_url"`   // base URL of the TUF repository's metadata (http or https); empty: the update agent is off
+	TargetsURL    string        `mapstructure:"targets_url"`    // base URL of its targets; set together with MetadataURL
+	TrustedRoot   string        `mapstructure:"trusted_root"`   // the TUF root metadata installed with the box, the start of trust
+	Interval      time.Duration `mapstructure:"interval"`       // how often veil run checks for a release, 1s..168h
+	HealthTimeout time.Duration `mapstructure:"health_timeout"` // how long a switched-in release has to prove healthy before it is rolled back, 10s..30m
 }
 
 // Consent configures the shoppers' opt-in (cameras with an optin_zone).
@@ -173,6 +188,7 @@ var Default = Config{
 	HTTP:     HTTP{Listen: "127.0.0.1:8080", User: "operator"},
 	Live:     Live{Every: 1, Deadline: 500 * time.Millisecond},
 	Consent:  Consent{Ledger: "var/consent/ledger.jsonl", KeyFile: "var/consent/box.key", MaxDuration: 2 * time.Hour, TokenTTL: time.Minute, Retention: 90 * 24 * time.Hour},
+	Update:   Update{Root: "/opt/veil", TrustedRoot: "/etc/veil/root.json", Interval: 6 * time.Hour, HealthTimeout: 3 * time.Minute},
 }
 
 // RedactFrom returns the config form of blur options: the inverse of

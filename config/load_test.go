@@ -88,42 +88,46 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 // badFiles maps each testdata/config/NAME.bad.yaml to substrings its error
 // must contain: the key and what is allowed.
 var badFiles = map[string][]string{
-	"unknown-key":       {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output, site, footfall, mqtt, outbox, http, live, consent"},
-	"typo-key":          {`unknown key "detect.scor_threshold"`, `did you mean "detect.score_threshold"?`},
-	"wrong-section":     {`unknown key "track.every"`, `did you mean "detect.every"?`},
-	"bad-detector":      {`detect.detector: "yolo" is not supported; allowed blazeface, haar`},
-	"threshold-range":   {"detect.score_threshold: 1.5 is out of range; allowed 0.05..0.95"},
-	"negative-duration": {"track.hold: -2s is negative; allowed 0..30s"},
-	"duration-no-unit":  {`detect.deadline: 2 has no unit; write it like "2s" or "2ms"; allowed 1ms..60s`},
-	"bad-duration":      {`detect.deadline: "2 seconds" is not a duration`, "allowed 1ms..60s"},
-	"sigma-divisor":     {"redact.sigma_divisor: 8 is weaker than the floor; allowed 1..6"},
-	"mosaic-blocks":     {"redact.mosaic_blocks: 10 is weaker than the floor; allowed 2..6"},
-	"padding":           {"redact.padding: 0.1 is weaker than the floor; allowed 0.2..1"},
-	"bad-colour":        {`redact.fill_color: "red" is not a colour; allowed #RRGGBB`},
-	"unquoted-colour":   {"redact.fill_color: has no value", "allowed #RRGGBB", `quote colours in YAML: "#404040"`},
-	"wrong-type":        {`detect.min_face: "big" is not a whole number; allowed 8..128`},
-	"fraction":          {"detect.every: 2.5 is not a whole number; allowed 1..30"},
-	"bool-number":       {"detect.threads: true is not a whole number; allowed 1..64"},
-	"list-value":        {"log.level: a list is not text; allowed debug, info, warn, error"},
-	"section-scalar":    {`detect: "fast" is not a section; allowed a mapping of detector, score_threshold`},
-	"value-mapping":     {"detect.score_threshold: a mapping is not a value; allowed 0.05..0.95"},
-	"malformed":         {"not valid YAML", "line 3"},
-	"top-level-list":    {"not valid YAML: the top level must be a mapping of sections (log, models, detect"},
-	"bad-level":         {`log.level: "verbose" is not supported; allowed debug, info, warn, error`},
-	"bad-format":        {`log.format: "xml" is not supported; allowed text, json`},
-	"bad-codec":         {`output.codec: "h264" is not supported; allowed auto, mjpg, mp4v, xvid`},
-	"empty-models-dir":  {`models.dir: "" is empty; allowed a directory path`},
-	"threads-range":     {"detect.threads: 0 is out of range; allowed 1..64"},
-	"nan":               {"track.growth: NaN is not a finite number; allowed 0..10"},
-	"short-lookahead":   {"track.lookahead: 4 frames cannot cover a face confirmed on its keyframe 3", "allowed 8..250"},
-	"two-documents":     {"line 4: a second YAML document starts here; veil reads one document per file"},
-	"bad-broker":        {`mqtt.broker: "http://hq:80" is not a broker URL; allowed empty (no egress) or a URL tcp://, ssl://, mqtt://, mqtts://host:port`},
-	"bad-store":         {`site.store: "shop 42/#" is not a name; allowed 1..64 of A-Z a-z 0-9 . _ -`},
-	"cert-without-key":  {"mqtt.key_file: mqtt.cert_file and mqtt.key_file go together; allowed both set or both empty"},
-	"short-window":      {"footfall.window: 500ms is out of range; allowed 1s..24h"},
-	"bad-proxy":         {`http.trusted_proxy: "proxy.lan" is not an IP address; allowed empty (none) or an IP address`},
-	"tls-cert-only":     {"http.tls_key: http.tls_cert and http.tls_key go together; allowed both set or both empty"},
-	"plain-password":    {"http.password_hash: is not a bcrypt hash (a password must never be written here); allowed empty (no login) or a bcrypt hash from veil passwd"},
+	"unknown-key":          {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output, site, footfall, mqtt, outbox, http, live, consent, update"},
+	"typo-key":             {`unknown key "detect.scor_threshold"`, `did you mean "detect.score_threshold"?`},
+	"wrong-section":        {`unknown key "track.every"`, `did you mean "detect.every"?`},
+	"bad-detector":         {`detect.detector: "yolo" is not supported; allowed blazeface, haar`},
+	"threshold-range":      {"detect.score_threshold: 1.5 is out of range; allowed 0.05..0.95"},
+	"negative-duration":    {"track.hold: -2s is negative; allowed 0..30s"},
+	"duration-no-unit":     {`detect.deadline: 2 has no unit; write it like "2s" or "2ms"; allowed 1ms..60s`},
+	"bad-duration":         {`detect.deadline: "2 seconds" is not a duration`, "allowed 1ms..60s"},
+	"sigma-divisor":        {"redact.sigma_divisor: 8 is weaker than the floor; allowed 1..6"},
+	"mosaic-blocks":        {"redact.mosaic_blocks: 10 is weaker than the floor; allowed 2..6"},
+	"padding":              {"redact.padding: 0.1 is weaker than the floor; allowed 0.2..1"},
+	"bad-colour":           {`redact.fill_color: "red" is not a colour; allowed #RRGGBB`},
+	"unquoted-colour":      {"redact.fill_color: has no value", "allowed #RRGGBB", `quote colours in YAML: "#404040"`},
+	"wrong-type":           {`detect.min_face: "big" is not a whole number; allowed 8..128`},
+	"fraction":             {"detect.every: 2.5 is not a whole number; allowed 1..30"},
+	"bool-number":          {"detect.threads: true is not a whole number; allowed 1..64"},
+	"list-value":           {"log.level: a list is not text; allowed debug, info, warn, error"},
+	"section-scalar":       {`detect: "fast" is not a section; allowed a mapping of detector, score_threshold`},
+	"value-mapping":        {"detect.score_threshold: a mapping is not a value; allowed 0.05..0.95"},
+	"malformed":            {"not valid YAML", "line 3"},
+	"top-level-list":       {"not valid YAML: the top level must be a mapping of sections (log, models, detect"},
+	"bad-level":            {`log.level: "verbose" is not supported; allowed debug, info, warn, error`},
+	"bad-format":           {`log.format: "xml" is not supported; allowed text, json`},
+	"bad-codec":            {`output.codec: "h264" is not supported; allowed auto, mjpg, mp4v, xvid`},
+	"empty-models-dir":     {`models.dir: "" is empty; allowed a directory path`},
+	"threads-range":        {"detect.threads: 0 is out of range; allowed 1..64"},
+	"nan":                  {"track.growth: NaN is not a finite number; allowed 0..10"},
+	"short-lookahead":      {"track.lookahead: 4 frames cannot cover a face confirmed on its keyframe 3", "allowed 8..250"},
+	"two-documents":        {"line 4: a second YAML document starts here; veil reads one document per file"},
+	"bad-broker":           {`mqtt.broker: "http://hq:80" is not a broker URL; allowed empty (no egress) or a URL tcp://, ssl://, mqtt://, mqtts://host:port`},
+	"bad-store":            {`site.store: "shop 42/#" is not a name; allowed 1..64 of A-Z a-z 0-9 . _ -`},
+	"cert-without-key":     {"mqtt.key_file: mqtt.cert_file and mqtt.key_file go together; allowed both set or both empty"},
+	"short-window":         {"footfall.window: 500ms is out of range; allowed 1s..24h"},
+	"bad-proxy":            {`http.trusted_proxy: "proxy.lan" is not an IP address; allowed empty (none) or an IP address`},
+	"tls-cert-only":        {"http.tls_key: http.tls_cert and http.tls_key go together; allowed both set or both empty"},
+	"plain-password":       {"http.password_hash: is not a bcrypt hash (a password must never be written here); allowed empty (no login) or a bcrypt hash from veil passwd"},
+	"update-interval":      {"update.interval: 336h0m0s is out of range; allowed 1s..168h"},
+	"update-metadata-only": {"update.targets_url: update.metadata_url and update.targets_url go together; allowed both set (update agent on) or both empty (off)"},
+	"update-bad-url":       {`update.metadata_url: "updates.example/veil/metadata" is not an absolute http:// or https:// URL; allowed an http:// or https:// URL, or empty`},
+	"update-empty-root":    {`update.trusted_root: "" is empty; allowed a file path`},
 }
 
 func TestBadFiles(t *testing.T) {
@@ -358,10 +362,21 @@ var envValues = map[string]struct {
 	"consent.public_url":     {"https://shop.example/", "https://shop.example/"},
 	"consent.notice_file":    {"/etc/veil/notice.json", "/etc/veil/notice.json"},
 	"live.detect_deadline":   {"250ms", 250 * time.Millisecond},
+	"update.root":            {"/srv/veil", "/srv/veil"},
+	"update.metadata_url":    {"https://updates.example/veil/metadata", "https://updates.example/veil/metadata"},
+	"update.targets_url":     {"http://127.0.0.1:8000/targets", "http://127.0.0.1:8000/targets"},
+	"update.trusted_root":    {"/opt/veil/root.json", "/opt/veil/root.json"},
+	"update.interval":        {"30m", 30 * time.Minute},
+	"update.health_timeout":  {"90s", 90 * time.Second},
 }
 
 // pairedKeys are set together or not at all.
-var pairedKeys = map[string]string{"http.tls_cert": "http.tls_key", "http.tls_key": "http.tls_cert"}
+var pairedKeys = map[string]string{
+	"http.tls_cert":       "http.tls_key",
+	"http.tls_key":        "http.tls_cert",
+	"update.metadata_url": "update.targets_url",
+	"update.targets_url":  "update.metadata_url",
+}
 
 // TestEnvEveryKey sets each key through its environment variable alone, with
 // and without a file that does not mention the key.
@@ -645,5 +660,44 @@ func TestPasswordNeverEchoed(t *testing.T) {
 	_, err := Load("../testdata/config/plain-password.bad.yaml", nil, nil)
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("err = %v; want a refusal that does not repeat the password", err)
+	}
+}
+
+// TestUpdateURLs: update.metadata_url and update.targets_url take empty or an
+// absolute http(s) URL with a host.
+func TestUpdateURLs(t *testing.T) {
+	for s, ok := range map[string]bool{
+		"":                                      true,
+		"https://updates.example/veil/metadata": true,
+		"https://updates.example:8443":          true,
+		"http://127.0.0.1:8000/metadata/":       true,
+		"http://[::1]:8000/":                    true,
+		"HTTPS://updates.example/":              true,
+		"updates.example/veil/metadata":         false,
+		"/veil/metadata":                        false,
+		"ftp://updates.example/":                false,
+		"file:///srv/tuf/metadata":              false,
+		"https://":                              false,
+		"https:///metadata":                     false,
+		"https://:8443/":                        false,
+		"https:updates.example":                 false,
+		"https://updates.example/a b":           false,
+		"https://updates.example/%zz":           false,
+	} {
+		for _, key := range []string{"update.metadata_url", "update.targets_url"} {
+			c := Default
+			c.Update.MetadataURL, c.Update.TargetsURL = "https://partner.example/", "https://partner.example/"
+			reflect.ValueOf(&c).Elem().FieldByIndex(keyByName[key].index).SetString(s)
+			if s == "" {
+				c.Update.MetadataURL, c.Update.TargetsURL = "", ""
+			}
+			err := c.Validate()
+			if (err == nil) != ok {
+				t.Errorf("%s = %q: err %v, want ok=%t", key, s, err, ok)
+			}
+			if err != nil && !strings.HasPrefix(err.Error(), key+": ") {
+				t.Errorf("%s = %q: error %q does not name the key", key, s, err)
+			}
+		}
 	}
 }

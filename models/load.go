@@ -8,20 +8,27 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // Load reads the named model from dir into memory, hashes the bytes it read and
-// returns them only if they match the pinned SHA-256. The bytes handed out are
-// the bytes that were hashed: the file is opened and read once, so replacing it
-// between a check and a later open cannot slip anything past.
+// returns them only if they match the pinned SHA-256: dir's PinsFile's if it
+// lists the file, else the compiled-in one. The bytes handed out are the bytes
+// that were hashed: the file is opened and read once, so replacing it between
+// a check and a later open cannot slip anything past.
 //
-// Errors wrap ErrUnknownModel, ErrMissing or ErrHashMismatch together with the
-// path and a hint; on any error the returned bytes are nil.
+// Errors wrap ErrUnknownModel, ErrBadPins, ErrMissing or ErrHashMismatch
+// together with the path and a hint; on any error the returned bytes are nil.
 func Load(dir, name string) ([]byte, Entry, error) {
 	e, err := Lookup(name)
 	if err != nil {
 		return nil, Entry{}, err
 	}
+	pinned, err := withPins(dir, []Entry{e})
+	if err != nil {
+		return nil, e, err
+	}
+	e = pinned[0]
 	b, err := loadEntry(dir, e)
 	if err != nil {
 		return nil, e, err
@@ -66,14 +73,27 @@ func sha256Hex(b []byte) string {
 
 func fileError(p string, e Entry, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("models: %s (%s): %w; %s", p, e.Name, ErrMissing, fetchHint)
+		return fmt.Errorf("models: %s (%s): %w; %s", p, e.Name, ErrMissing, hint(e))
 	}
 	return fmt.Errorf("models: %s (%s): %w", p, e.Name, err)
 }
 
 func mismatchError(p string, e Entry, got string) error {
-	return fmt.Errorf("models: %s (%s): %w: want %s, got %s; %s to replace it",
-		p, e.Name, ErrHashMismatch, e.SHA256, got, fetchHint)
+	pin := "the compiled-in pin"
+	if e.ReleasePinned {
+		pin = "the pin in " + filepath.Join(filepath.Dir(p), PinsFile)
+	}
+	return fmt.Errorf("models: %s (%s): %w: want %s (%s), got %s; %s",
+		p, e.Name, ErrHashMismatch, e.SHA256, pin, got, hint(e))
+}
+
+// hint says how to cure a missing or mismatched file: fetching cannot produce
+// a release's replacement file.
+func hint(e Entry) string {
+	if e.ReleasePinned {
+		return releaseHint
+	}
+	return fetchHint + " to replace it"
 }
 
 // State is the outcome of verifying one model file.
@@ -84,7 +104,7 @@ const (
 	StateOK       State = "ok"
 	StateMissing  State = "missing"
 	StateMismatch State = "hash mismatch"
-	StateError    State = "error" // could not be read for another reason (permissions, a directory, ...)
+	StateError    State = "error" // could not be read for another reason (permissions, a directory, a bad PinsFile, ...)
 )
 
 // Status is what Verify found for one manifest entry.
@@ -93,22 +113,32 @@ type Status struct {
 	Path  string // the file checked
 	State State
 	Got   string // SHA-256 found, for StateMismatch (Entry.SHA256 is the one wanted)
-	Err   error  // nil for StateOK; otherwise wraps ErrMissing, ErrHashMismatch or the I/O error
+	Err   error  // nil for StateOK; otherwise wraps ErrMissing, ErrHashMismatch, ErrBadPins or the I/O error
 }
 
 // OK reports whether the file is present with the pinned hash.
 func (s Status) OK() bool { return s.State == StateOK }
 
-// Verify checks every manifest entry's file in dir and returns one Status per
-// entry, in manifest order. The error is nil only if every file is OK;
-// otherwise it joins the per-entry errors, so errors.Is(err, ErrMissing) and
-// errors.Is(err, ErrHashMismatch) tell what kind of problem there was.
+// Verify checks every manifest entry's file in dir, against dir's PinsFile
+// where it lists the file, and returns one Status per entry, in manifest
+// order. The error is nil only if every file is OK; otherwise it joins the
+// per-entry errors, so errors.Is(err, ErrMissing) and errors.Is(err,
+// ErrHashMismatch) tell what kind of problem there was. If PinsFile is present
+// but unusable no file is checked: every Status is StateError and the error
+// wraps ErrBadPins.
 func Verify(dir string) ([]Status, error) {
 	return verifyEntries(dir, manifest)
 }
 
 func verifyEntries(dir string, entries []Entry) ([]Status, error) {
 	out := make([]Status, 0, len(entries))
+	entries, err := withPins(dir, entries)
+	if err != nil {
+		for _, e := range entries {
+			out = append(out, Status{Entry: e, Path: e.Path(dir), State: StateError, Err: err})
+		}
+		return out, err
+	}
 	var errs []error
 	for _, e := range entries {
 		st := verifyOne(dir, e)

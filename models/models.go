@@ -8,6 +8,16 @@
 // Fetch (`veil models fetch`) copies the files into a directory once, and Load
 // reads a file into memory, hashes exactly the bytes it read and hands them
 // out only if they match the pin.
+//
+// A release can replace a model file without a new binary. Its models
+// directory may then carry PinsFile (release-pins.json), written with
+// WritePins by the update agent from the release's signed manifest, against
+// which every file of the release was already checked at install. A pin there
+// takes precedence over the compiled-in one for the same file; it is trusted
+// exactly as much as the binary beside it, which came from the same signed
+// release. Load, Verify and Fetch apply it; if PinsFile is present but cannot
+// be read or parsed they fail (ErrBadPins) and load nothing, rather than fall
+// back to the compiled-in pins.
 package models
 
 import (
@@ -63,6 +73,12 @@ type Entry struct {
 	LicenceNote string `json:"licence_note"` // where the licence text is
 	Source      Source `json:"source"`
 	Input       Input  `json:"input"`
+
+	// ReleasePinned is set on entries returned by Load and Verify whose
+	// SHA256 comes from the directory's PinsFile rather than the compiled-in
+	// manifest; Size and Source then describe the compiled-in file, not the
+	// release's replacement.
+	ReleasePinned bool `json:"-"`
 }
 
 // Source says which package a model file comes from.

@@ -140,6 +140,13 @@ func Open(o Options) (*Agent, error) {
 	return a, nil
 }
 
+// Current is the version of the complete release current points at, ""
+// if there is none.
+func (a *Agent) Current() string { return a.currentRelease() }
+
+// Root is the install root, as an absolute path.
+func (a *Agent) Root() string { return a.root }
+
 // Status returns the journal as last written.
 func (a *Agent) Status() State {
 	a.mu.Lock()

@@ -10,12 +10,19 @@
 //     bundle against it.
 //   - agent: the box's update state machine under one install root:
 //     releases/<version>, an atomically switched current (and previous)
-//     link, a durable journal, resumable downloads, a health check with
-//     automatic rollback, and recovery after a kill in any state.
-//   - systemd/: hardened units for veil and veil-hq (dedicated user,
-//     read-only system, no new privileges, watchdog).
+//     link, a durable journal, resumable downloads, a lock between
+//     processes, and recovery after a kill in any state. An update spans
+//     veil's restart: the new release confirms its own health (Confirm) or
+//     is rolled back, by itself, after its deadline, or by
+//     veil-recover.service when it cannot start at all.
+//   - updater: the box's update client joining the three: it picks the next
+//     release from verified metadata, downloads and verifies the bundle
+//     before staging, and installs it with its manifest and model pins.
+//   - systemd/: hardened units for veil, veil-hq and veil-recover
+//     (dedicated user, read-only system, no new privileges, watchdog,
+//     OnFailure rollback).
 //
-// `veil release` (internal/cli) drives release and tufrepo for head office.
-// Not wired yet (issue 6 continues): `veil update` on the box and the
-// schedule inside veil run that join tufrepo, release and agent.
+// `veil release` (internal/cli) drives release and tufrepo for head office;
+// `veil update` and the agent inside `veil run` (internal/run) drive updater
+// on the box.
 package firmware

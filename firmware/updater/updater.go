@@ -125,6 +125,10 @@ func (u *Updater) Check(ctx context.Context) (Offer, error) {
 		pv, err := release.ParseVersion(v)
 		return pv, err == nil
 	}
+	if st.Phase == agent.Switched || st.Phase == agent.HealthChecking {
+		off.Reason = fmt.Sprintf("the update to %s awaits its health check (state %s, deadline %s)", st.Version, st.Phase, st.Deadline.Format(time.RFC3339))
+		return off, nil
+	}
 	cur, haveCur := floor(off.Current)
 	high, haveHigh := floor(st.Highest)
 	rels := u.client.Releases()

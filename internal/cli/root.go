@@ -52,6 +52,7 @@ and flags, in rising order of precedence. See docs/veil.example.yaml.`,
 		newPasswdCmd(),
 		newConsentCmd(),
 		newReleaseCmd(),
+		newUpdateCmd(),
 	)
 	return root
 }

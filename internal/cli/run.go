@@ -30,7 +30,13 @@ outbox only once the broker has acknowledged it. On shutdown the open window
 is written as a partial one.
 
 http.listen serves /healthz: JSON health of every camera, the outbox and the
-MQTT link (200 when all is well, 503 otherwise).`,
+MQTT link (200 when all is well, 503 otherwise).
+
+With update.metadata_url set and veil started as update.root/current/veil
+(veil.service), veil checks head office's signed repository every
+update.interval, installs a newer release and stops so that systemd starts
+it; the new release checks its own health before update.health_timeout and
+commits, or rolls back to the old one. See veil update --help.`,
 		Example: `  veil run -c /etc/veil/veil.yaml
   VEIL_MQTT_PASSWORD=... veil run -c veil.yaml --log-level debug`,
 		Args: cobra.NoArgs,
@@ -48,9 +54,15 @@ MQTT link (200 when all is well, 503 otherwise).`,
 			if err != nil {
 				return err
 			}
-			return serveAndRun(cmd.Context(), svc, cfg.HTTP.Listen, func(addr string) {
+			err = serveAndRun(cmd.Context(), svc, cfg.HTTP.Listen, func(addr string) {
 				fmt.Fprintf(cmd.OutOrStdout(), "health: http://%s/healthz\n", addr)
 			})
+			if errors.Is(err, run.ErrRestart) {
+				// Not a failure: systemd (Restart=always) starts veil again.
+				fmt.Fprintln(cmd.ErrOrStderr(), "veil:", err)
+				return nil
+			}
+			return err
 		},
 	}
 }

@@ -17,7 +17,8 @@ type Health struct {
 	Outbox  struct {
 		Pending int `json:"pending"`
 	} `json:"outbox"`
-	MQTT *egress.Status `json:"mqtt,omitempty"`
+	MQTT   *egress.Status `json:"mqtt,omitempty"`
+	Update *UpdateHealth  `json:"update,omitempty"`
 }
 
 // CameraHealth is one camera's state.
@@ -74,6 +75,9 @@ func (s *Service) Health() Health {
 		h.Cameras = append(h.Cameras, ch)
 	}
 	h.Outbox.Pending = s.box.Len()
+	if s.upd != nil {
+		h.Update = s.upd.health()
+	}
 	if s.pub != nil {
 		st := s.pub.Status()
 		h.MQTT = &st

@@ -54,6 +54,11 @@ type Service struct {
 	started time.Time
 	consent *consent.Service // nil without a signage camera
 	ledger  *consent.Ledger
+	upd     *updates // nil when veil neither runs from update.root nor checks for updates
+
+	restartMu     sync.Mutex
+	restartWanted bool                    // an update asked for a restart
+	stopRun       context.CancelCauseFunc // ends Run; nil until it starts
 }
 
 // New checks the cameras, opens the outbox and prepares the publisher.
@@ -93,6 +98,10 @@ func New(o Options) (*Service, error) {
 		o.Log.Warn("mqtt.broker is empty: count windows wait in the outbox until a broker is configured", "outbox", cfg.Outbox.Dir)
 	}
 	if s.consent, s.ledger, err = openConsent(cfg, o.Cameras, o.Log); err != nil {
+		box.Close()
+		return nil, err
+	}
+	if s.upd, err = openUpdates(cfg, s.requestRestart, s); err != nil {
 		box.Close()
 		return nil, err
 	}
@@ -144,9 +153,20 @@ func New(o Options) (*Service, error) {
 
 // Run runs every camera, the window closer and the publisher until ctx is
 // cancelled, then flushes open count windows into the outbox and returns.
+//
+// It returns ErrRestart when an update needs veil to start again on
+// another release.
 func (s *Service) Run(ctx context.Context) error {
 	s.started = time.Now()
 	defer s.box.Close()
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	s.restartMu.Lock()
+	s.stopRun = stop
+	if s.restartWanted {
+		stop(ErrRestart)
+	}
+	s.restartMu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); s.watchdog(ctx) }()
@@ -161,6 +181,10 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() { pubDone <- s.pub.Run(pubCtx) }()
 	} else {
 		pubDone <- nil
+	}
+	if s.upd != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.runUpdates(ctx) }()
 	}
 	for _, c := range s.cams {
 		wg.Add(2)
@@ -194,6 +218,9 @@ func (s *Service) Run(ctx context.Context) error {
 	s.log.Info("veil stopped", "pending_windows", s.box.Len())
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
+	}
+	if errors.Is(context.Cause(ctx), ErrRestart) {
+		return ErrRestart
 	}
 	return nil
 }

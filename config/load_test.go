@@ -126,7 +126,7 @@ var badFiles = map[string][]string{
 	"plain-password":       {"http.password_hash: is not a bcrypt hash (a password must never be written here); allowed empty (no login) or a bcrypt hash from veil passwd"},
 	"update-interval":      {"update.interval: 336h0m0s is out of range; allowed 1s..168h"},
 	"update-metadata-only": {"update.targets_url: update.metadata_url and update.targets_url go together; allowed both set (update agent on) or both empty (off)"},
-	"update-bad-url":       {`update.metadata_url: "updates.example/veil/metadata" is not an absolute http:// or https:// URL; allowed an http:// or https:// URL, or empty`},
+	"update-bad-url":       {`update.metadata_url: "updates.example/veil/metadata" is not an absolute https:// URL (or http:// to a loopback address); allowed an https:// URL (http:// only to a loopback address), or empty`},
 	"update-empty-root":    {`update.trusted_root: "" is empty; allowed a file path`},
 }
 
@@ -664,7 +664,7 @@ func TestPasswordNeverEchoed(t *testing.T) {
 }
 
 // TestUpdateURLs: update.metadata_url and update.targets_url take empty or an
-// absolute http(s) URL with a host.
+// absolute https URL with a host, or http to a loopback address.
 func TestUpdateURLs(t *testing.T) {
 	for s, ok := range map[string]bool{
 		"":                                      true,
@@ -672,6 +672,8 @@ func TestUpdateURLs(t *testing.T) {
 		"https://updates.example:8443":          true,
 		"http://127.0.0.1:8000/metadata/":       true,
 		"http://[::1]:8000/":                    true,
+		"http://localhost:8000/":                true,
+		"http://updates.example/metadata":       false, // plain http beyond loopback
 		"HTTPS://updates.example/":              true,
 		"updates.example/veil/metadata":         false,
 		"/veil/metadata":                        false,

@@ -98,7 +98,7 @@ func (l limit) allowed() string {
 	case l.file:
 		return "a file path"
 	case l.http:
-		return "an http:// or https:// URL, or empty"
+		return "an https:// URL (http:// only to a loopback address), or empty"
 	case l.colour:
 		return "#RRGGBB"
 	case l.name && l.text:
@@ -208,7 +208,7 @@ func (l limit) check(v reflect.Value) string {
 		case l.addr && s != "" && !validAddr(s):
 			return fmt.Sprintf("%q is not host:port; allowed %s", s, l.allowed())
 		case l.http && s != "" && !validHTTPURL(s):
-			return fmt.Sprintf("%q is not an absolute http:// or https:// URL; allowed %s", s, l.allowed())
+			return fmt.Sprintf("%q is not an absolute https:// URL (or http:// to a loopback address); allowed %s", s, l.allowed())
 		case l.url != nil && s != "" && !validURL(s, l.url):
 			return fmt.Sprintf("%q is not a broker URL; allowed %s", s, l.allowed())
 		case l.colour:
@@ -435,10 +435,22 @@ func validURL(s string, schemes []string) bool {
 
 // validHTTPURL reports whether s is an absolute http or https URL with a
 // host name or address.
+// validHTTPURL accepts https, and plain http only to a loopback address
+// (the update client refuses anything else: metadata and bundles would
+// travel unencrypted).
 func validHTTPURL(s string) bool {
 	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Hostname() != "" &&
-		!strings.ContainsAny(s, " \t\r\n")
+	if err != nil || u.Hostname() == "" || strings.ContainsAny(s, " \t\r\n") {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		ip := net.ParseIP(u.Hostname())
+		return u.Hostname() == "localhost" || ip != nil && ip.IsLoopback()
+	}
+	return false
 }
 
 func validAddr(s string) bool {

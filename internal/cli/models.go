@@ -120,6 +120,10 @@ and exits non-zero if any model is not ok. Run 'veil models fetch' to fix.`,
 					fmt.Fprintf(out, "ERROR     %-26s %v\n", st.Entry.Name, st.Err)
 				}
 			}
+			if verr != nil && releasePinned(sts) {
+				return fmt.Errorf("models verify: %d of %d models not ok in %s, a release's models directory (%s): the release is damaged; reinstall it or roll back (veil update rollback)",
+					bad, len(sts), dir, models.PinsFile)
+			}
 			if verr != nil {
 				return fmt.Errorf("models verify: %d of %d models not ok in %s; run `veil models fetch --dir %s`",
 					bad, len(sts), dir, dir)
@@ -154,4 +158,15 @@ func writeModelTable(w io.Writer, sts []models.Status) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Name, e.File, e.Source, e.Licence, st.State)
 	}
 	return tw.Flush()
+}
+
+// releasePinned reports whether any model was checked against a release's
+// pins, or the pins file itself was unusable.
+func releasePinned(sts []models.Status) bool {
+	for _, st := range sts {
+		if st.Entry.ReleasePinned || errors.Is(st.Err, models.ErrBadPins) {
+			return true
+		}
+	}
+	return false
 }

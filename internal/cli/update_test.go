@@ -371,3 +371,26 @@ func TestUpdateCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestModelsVerifyReleaseHint: a damaged release's models directory is not
+// something `veil models fetch` can mend; verify says so.
+func TestModelsVerifyReleaseHint(t *testing.T) {
+	cases := []struct {
+		name, pins, want string
+	}{
+		{"no pins", "", "run `veil models fetch"},
+		{"unusable pins", "{", "the release is damaged"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.pins != "" {
+				os.WriteFile(filepath.Join(dir, "release-pins.json"), []byte(tc.pins), 0o644)
+			}
+			_, err := veil(t, "models", "verify", "--dir", dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

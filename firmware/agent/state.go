@@ -70,6 +70,17 @@ func ReadStatus(root string) (st State, ok bool, err error) {
 	return loadState(root)
 }
 
+// ReadLinks returns the versions current and previous point at under root
+// ("" for a link that is missing or not releases/<version>), for status
+// reports; it changes nothing.
+func ReadLinks(root string) (current, previous string) {
+	if abs, err := filepath.Abs(root); err == nil {
+		root = abs
+	}
+	a := &Agent{root: root}
+	return a.linkVersion(currentLink), a.linkVersion(prevLink)
+}
+
 const (
 	stateFile = "state.json"
 	tmpPrefix = ".tmp-"

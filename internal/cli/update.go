@@ -65,7 +65,7 @@ func newUpdateStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cur, prev := linkVersion(cfg.Update.Root, "current"), linkVersion(cfg.Update.Root, "previous")
+			cur, prev := agent.ReadLinks(cfg.Update.Root)
 			if asJSON {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(struct {
 					agent.State
@@ -199,14 +199,7 @@ func newUpdateRollbackCmd() *cobra.Command {
 		Short: "Switch back to the previous release and restart veil (the highest version stays: no downgrade by update)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, log, err := loadConfig(cmd, nil)
-			if err != nil {
-				return err
-			}
-			if err := checkOwner(cfg.Update.Root); err != nil {
-				return err
-			}
-			a, err := agent.Open(agent.Options{Root: cfg.Update.Root, Log: log, Restart: restarter(restartCmd, cmd.ErrOrStderr())})
+			a, err := openAgent(cmd, restarter(restartCmd, cmd.ErrOrStderr()))
 			if err != nil {
 				return err
 			}
@@ -239,14 +232,7 @@ exits non-zero when there was nothing to roll back, so that veil is not
 restarted into the same failure.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, log, err := loadConfig(cmd, nil)
-			if err != nil {
-				return err
-			}
-			if err := checkOwner(cfg.Update.Root); err != nil {
-				return err
-			}
-			a, err := agent.Open(agent.Options{Root: cfg.Update.Root, Log: log, HealthTimeout: cfg.Update.HealthTimeout})
+			a, err := openAgent(cmd, nil)
 			if err != nil {
 				return err
 			}
@@ -269,6 +255,19 @@ restarted into the same failure.`,
 	}
 	cmd.Flags().BoolVar(&failed, "failed", false, "roll back an unconfirmed update now (veil-recover.service)")
 	return cmd
+}
+
+// openAgent loads the config and opens the install agent on update.root
+// as a tool, after checking that this user owns it.
+func openAgent(cmd *cobra.Command, restart func(context.Context) error) (*agent.Agent, error) {
+	cfg, log, err := loadConfig(cmd, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOwner(cfg.Update.Root); err != nil {
+		return nil, err
+	}
+	return agent.Open(agent.Options{Root: cfg.Update.Root, Log: log, HealthTimeout: cfg.Update.HealthTimeout, Restart: restart})
 }
 
 // openUpdater loads the config and opens the updater on update.root as a
@@ -340,15 +339,6 @@ func checkOwner(root string) error {
 		return nil
 	}
 	return fmt.Errorf("update.root %s belongs to uid %d and this is uid %d: run the command as its owner (sudo -u veil veil update ...), or veil run could not write what it creates", root, st.Uid, os.Geteuid())
-}
-
-// linkVersion reads root/name's target version for status.
-func linkVersion(root, name string) string {
-	t, err := os.Readlink(root + "/" + name)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimPrefix(t, "releases/")
 }
 
 func orNone(v string) string {

@@ -163,6 +163,40 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 	}
 }
 
+// updateRepo is head office's update repository, made with veil release
+// (one key per role, threshold 1) and served over loopback HTTP.
+type updateRepo struct {
+	t      *testing.T
+	dir    string
+	online []string // the online role key flags
+	srv    *httptest.Server
+}
+
+func newUpdateRepo(t *testing.T, dir string) *updateRepo {
+	t.Helper()
+	key := func(n string) string { return filepath.Join(dir, "keys", n+".pem") }
+	if _, err := veil(t, "release", "keygen", key("root"), key("targets"), key("snapshot"), key("timestamp")); err != nil {
+		t.Fatal(err)
+	}
+	r := &updateRepo{t: t, dir: filepath.Join(dir, "repo"),
+		online: []string{"--targets-key", key("targets"), "--snapshot-key", key("snapshot"), "--timestamp-key", key("timestamp")}}
+	if _, err := veil(t, append([]string{"release", "init", "--repo", r.dir, "--threshold", "1", "--root-key", key("root")}, r.online...)...); err != nil {
+		t.Fatal(err)
+	}
+	r.srv = httptest.NewServer(http.FileServer(http.Dir(r.dir)))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// publish adds release version (from 1.0.0 or later) of bin and modelsDir.
+func (r *updateRepo) publish(version, bin, modelsDir string) {
+	r.t.Helper()
+	args := append([]string{"release", "add", "--repo", r.dir, "--version", version, "--min-from", "1.0.0", "--binary", bin, "--models", modelsDir}, r.online...)
+	if out, err := veil(r.t, args...); err != nil {
+		r.t.Fatalf("release add %s: %v\n%s", version, err, out)
+	}
+}
+
 // TestOverTheAirUpdate is the whole path with the real binary: head office
 // publishes 1.1.0 with veil release; veil run on the box's factory release
 // 1.0.0 finds it, installs it, switches and restarts; 1.1.0 passes its
@@ -178,26 +212,8 @@ func TestOverTheAirUpdate(t *testing.T) {
 	}
 	bin := testenv.BuildVeil(t)
 	dir := t.TempDir()
-
-	// Head office: keys and a repository, served over loopback HTTP.
-	key := func(n string) string { return filepath.Join(dir, "keys", n+".pem") }
-	if _, err := veil(t, "release", "keygen", key("root"), key("targets"), key("snapshot"), key("timestamp")); err != nil {
-		t.Fatal(err)
-	}
-	repo := filepath.Join(dir, "repo")
-	online := []string{"--targets-key", key("targets"), "--snapshot-key", key("snapshot"), "--timestamp-key", key("timestamp")}
-	if _, err := veil(t, append([]string{"release", "init", "--repo", repo, "--threshold", "1", "--root-key", key("root")}, online...)...); err != nil {
-		t.Fatal(err)
-	}
-	publish := func(version, modelsDir string) {
-		t.Helper()
-		args := append([]string{"release", "add", "--repo", repo, "--version", version, "--min-from", "1.0.0", "--binary", bin, "--models", modelsDir}, online...)
-		if out, err := veil(t, args...); err != nil {
-			t.Fatalf("release add %s: %v\n%s", version, err, out)
-		}
-	}
-	srv := httptest.NewServer(http.FileServer(http.Dir(repo)))
-	defer srv.Close()
+	hq := newUpdateRepo(t, dir)
+	repo, srv := hq.dir, hq.srv
 
 	// The box: factory release 1.0.0 (this veil and the verified models).
 	root := filepath.Join(dir, "opt-veil")
@@ -237,7 +253,7 @@ func TestOverTheAirUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	publish("1.1.0", testenv.ModelsDir())
+	hq.publish("1.1.0", bin, testenv.ModelsDir())
 	s := supervise(t, root, cfg)
 
 	st := waitJournal(t, s, 3*time.Minute, "1.1.0 committed", func(st agent.State) bool {
@@ -261,7 +277,7 @@ func TestOverTheAirUpdate(t *testing.T) {
 			copyFile(t, filepath.Join(testenv.ModelsDir(), e.Name()), filepath.Join(broken, e.Name()), 0o644)
 		}
 	}
-	publish("1.2.0", broken)
+	hq.publish("1.2.0", bin, broken)
 	st = waitJournal(t, s, 3*time.Minute, "1.2.0 rolled back", func(st agent.State) bool {
 		return st.Phase == agent.RolledBack && st.Version == "1.2.0"
 	})
@@ -304,25 +320,14 @@ func TestOverTheAirUpdate(t *testing.T) {
 // by hand on a box whose veil is not running (--restart-cmd "").
 func TestUpdateCommands(t *testing.T) {
 	dir := t.TempDir()
-	key := func(n string) string { return filepath.Join(dir, "keys", n+".pem") }
-	if _, err := veil(t, "release", "keygen", key("root"), key("targets"), key("snapshot"), key("timestamp")); err != nil {
-		t.Fatal(err)
-	}
-	repo := filepath.Join(dir, "repo")
-	online := []string{"--targets-key", key("targets"), "--snapshot-key", key("snapshot"), "--timestamp-key", key("timestamp")}
-	if _, err := veil(t, append([]string{"release", "init", "--repo", repo, "--threshold", "1", "--root-key", key("root")}, online...)...); err != nil {
-		t.Fatal(err)
-	}
+	hq := newUpdateRepo(t, dir)
+	repo, srv := hq.dir, hq.srv
 	bin := filepath.Join(dir, "veil-1.1.0")
 	os.WriteFile(bin, []byte("#!/bin/sh\nexit 1\n"), 0o755) // a release that cannot start
 	modelsDir := filepath.Join(dir, "models")
 	os.MkdirAll(modelsDir, 0o755)
 	os.WriteFile(filepath.Join(modelsDir, "extra.bin"), []byte("x"), 0o644)
-	if out, err := veil(t, append([]string{"release", "add", "--repo", repo, "--version", "1.1.0", "--min-from", "1.0.0", "--binary", bin, "--models", modelsDir}, online...)...); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	srv := httptest.NewServer(http.FileServer(http.Dir(repo)))
-	defer srv.Close()
+	hq.publish("1.1.0", bin, modelsDir)
 
 	root := filepath.Join(dir, "opt-veil")
 	copyFile(t, bin, filepath.Join(root, "releases", "1.0.0", "veil"), 0o755)

@@ -101,7 +101,7 @@ func New(o Options) (*Service, error) {
 		box.Close()
 		return nil, err
 	}
-	if s.upd, err = openUpdates(cfg, s.requestRestart, s); err != nil {
+	if s.upd, err = s.openUpdates(); err != nil {
 		box.Close()
 		return nil, err
 	}

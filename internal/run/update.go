@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/veil-edge/veil/blur"
-	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/firmware/agent"
 	"github.com/veil-edge/veil/firmware/updater"
 	"github.com/veil-edge/veil/internal/durable"
@@ -55,9 +54,9 @@ type UpdateHealth struct {
 // openUpdates opens the install at update.root when this process is one of
 // its releases (it may have to confirm itself) or update.metadata_url is
 // set. Recovery runs here: an interrupted update may be rolled back, and
-// then restart is called.
-func openUpdates(cfg config.Config, restart func(context.Context) error, s *Service) (*updates, error) {
-	c := cfg.Update
+// then Run ends at once with ErrRestart.
+func (s *Service) openUpdates() (*updates, error) {
+	c := s.o.Config.Update
 	running := agent.RunningVersion(c.Root)
 	if running == "" && c.MetadataURL == "" {
 		return nil, nil
@@ -75,7 +74,7 @@ func openUpdates(cfg config.Config, restart func(context.Context) error, s *Serv
 	}
 	u, err := updater.Open(updater.Options{
 		Root: c.Root, TrustedRoot: trusted, MetadataURL: c.MetadataURL, TargetsURL: c.TargetsURL,
-		HealthTimeout: c.HealthTimeout, Running: running, Restart: restart, Log: s.log,
+		HealthTimeout: c.HealthTimeout, Running: running, Restart: s.requestRestart, Log: s.log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("update.root %s: %w", c.Root, err)

@@ -35,15 +35,16 @@ type Result struct {
 	Correlation float64 // detail left in the face after redaction (leak.Correlate); below leak.DefaultThreshold passes
 }
 
-// Canary decodes the canary image; the caller closes it.
+// Canary decodes the canary image; the caller closes it. On error there is
+// nothing to close.
 func Canary() (gocv.Mat, error) {
 	m, err := gocv.IMDecode(canaryJPEG, gocv.IMReadColor)
-	if err != nil {
-		return gocv.NewMat(), fmt.Errorf("selftest: decoding the canary: %w", err)
+	if err != nil { // IMDecode made no Mat
+		return gocv.Mat{}, fmt.Errorf("selftest: decoding the canary: %w", err)
 	}
 	if m.Empty() {
 		m.Close()
-		return gocv.NewMat(), errors.New("selftest: decoding the canary gave an empty image")
+		return gocv.Mat{}, errors.New("selftest: decoding the canary gave an empty image")
 	}
 	return m, nil
 }

@@ -1,179 +1,64 @@
 // Package store is head office's storage of footfall windows: the counting
-// reports (egress.Report) that shop boxes publish, kept in an embedded SQLite
-// database, de-duplicated on their identity and summed for queries.
+// reports (egress.Report) that shop boxes publish, de-duplicated on their
+// identity and summed for queries, and what head office knows of each device
+// (status, last report). Store is the interface; SQLite (embedded, pure Go,
+// the default) and Postgres implement it.
 //
 // # Storage
 //
 // One table, windows, holds one row per report, keyed by (device, boot, seq),
 // the identity a report keeps forever. Because delivery is at least once, Add
 // ignores a report whose key is already stored, even when its content differs:
-// the first copy stored wins.
+// the first copy stored wins. A second table, devices, keyed by (store,
+// device), holds each device's last status and last report time.
 //
 // Times are stored as UTC Unix time, whole seconds and nanoseconds in separate
 // integer columns (start_s, start_ns, end_s, end_ns), so they round-trip
 // exactly and bucket by arithmetic. Boot and Seq are uint64 on the wire but
-// SQLite integers are signed 64-bit: they are stored bit for bit as int64, so
+// SQL integers are signed 64-bit: they are stored bit for bit as int64, so
 // values above math.MaxInt64 read back negative in SQL yet stay distinct.
 //
-// The database runs in WAL mode with a busy timeout, and write transactions
-// begin IMMEDIATE, so several writers (or several processes) wait for each
-// other instead of failing with SQLITE_BUSY.
+// SQLite runs in WAL mode with a busy timeout, and write transactions begin
+// IMMEDIATE, so several writers (or several processes) wait for each other
+// instead of failing with SQLITE_BUSY.
 package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
-	"net/url"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/veil-edge/veil/egress"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
-// schemaVersion is stored in PRAGMA user_version; Open refuses a database
-// written by a newer schema.
-const schemaVersion = 1
-
-// busyTimeout is how long a statement waits for another connection's lock.
-const busyTimeout = 10 * time.Second
-
-const schema = `
-CREATE TABLE IF NOT EXISTS windows (
-	device    TEXT    NOT NULL,
-	boot      INTEGER NOT NULL, -- uint64 stored bit for bit as int64
-	seq       INTEGER NOT NULL, -- likewise
-	store     TEXT    NOT NULL,
-	camera    TEXT    NOT NULL,
-	line      TEXT    NOT NULL,
-	start_s   INTEGER NOT NULL, -- window start, Unix seconds (UTC)
-	start_ns  INTEGER NOT NULL, -- and nanoseconds within that second
-	end_s     INTEGER NOT NULL, -- window end, likewise
-	end_ns    INTEGER NOT NULL,
-	in_count  INTEGER NOT NULL,
-	out_count INTEGER NOT NULL,
-	PRIMARY KEY (device, boot, seq)
-) STRICT;
-CREATE INDEX IF NOT EXISTS windows_store_camera_start ON windows (store, camera, start_s);
-CREATE INDEX IF NOT EXISTS windows_start ON windows (start_s);
-`
-
-// Store is a database of footfall windows. It is safe for concurrent use.
-type Store struct {
-	db *sql.DB
-}
-
-// Open opens the SQLite database at path, creating the file and its schema if
-// missing, and sets WAL mode and a busy timeout. Close the Store when done.
-func Open(ctx context.Context, path string) (*Store, error) {
-	if path == "" {
-		return nil, errors.New("store: empty database path")
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Set("_txlock", "immediate")
-	// A file: URI with the path escaped, so that '?', '#' or '%' in it are
-	// not taken for the query.
-	dsn := (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}).String()
-
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("store: opening %s: %w", path, err)
-	}
-	s := &Store{db: db}
-	if err := s.init(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: opening %s: %w", path, err)
-	}
-	return s, nil
-}
-
-// init checks the schema version and creates the schema if missing.
-func (s *Store) init(ctx context.Context) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return err
-	}
-	if v > schemaVersion {
-		return fmt.Errorf("schema version %d is newer than this program's %d", v, schemaVersion)
-	}
-	if _, err := tx.ExecContext(ctx, schema); err != nil {
-		return fmt.Errorf("creating schema: %w", err)
-	}
-	if v < schemaVersion {
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
-}
-
-// Close closes the database.
-func (s *Store) Close() error {
-	return s.db.Close()
-}
-
-// Add stores reports in one transaction and returns how many were new. It
-// validates every report first and stores nothing if any is invalid; the
-// error then names the report and its bad field, and wraps egress.ErrInvalid.
-// A report whose (Device, Boot, Seq) is already stored, or appears earlier in
-// the same call, is skipped without error, even if its content differs: the
-// first copy stays.
-func (s *Store) Add(ctx context.Context, reports ...egress.Report) (added int, err error) {
-	for i, r := range reports {
-		if err := r.Validate(); err != nil {
-			return 0, fmt.Errorf("store: report %d of %d (device %q boot %d seq %d): %w",
-				i+1, len(reports), r.Device, r.Boot, r.Seq, err)
-		}
-	}
-	if len(reports) == 0 {
-		return 0, nil
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("store: adding reports: %w", err)
-	}
-	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO windows
-		(device, boot, seq, store, camera, line, start_s, start_ns, end_s, end_ns, in_count, out_count)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (device, boot, seq) DO NOTHING`)
-	if err != nil {
-		return 0, fmt.Errorf("store: adding reports: %w", err)
-	}
-	defer stmt.Close()
-	for _, r := range reports {
-		res, err := stmt.ExecContext(ctx,
-			r.Device, int64(r.Boot), int64(r.Seq), r.Store, r.Camera, r.Line,
-			r.Start.Unix(), r.Start.Nanosecond(), r.End.Unix(), r.End.Nanosecond(),
-			r.In, r.Out)
-		if err != nil {
-			return 0, fmt.Errorf("store: adding report (device %q boot %d seq %d): %w", r.Device, r.Boot, r.Seq, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return 0, fmt.Errorf("store: adding reports: %w", err)
-		}
-		added += int(n)
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("store: adding reports: %w", err)
-	}
-	return added, nil
+// Store is head office's database of footfall windows and of the devices
+// that sent them. SQLite (embedded, the default) and Postgres implement it;
+// both are safe for concurrent use and behave the same (conformance_test.go
+// runs one suite against both).
+type Store interface {
+	// Add stores reports in one transaction and returns how many were new.
+	// It validates every report first and stores nothing if any is invalid;
+	// the error then names the report and its bad field, and wraps
+	// egress.ErrInvalid. A report whose (Device, Boot, Seq) is already
+	// stored, or appears earlier in the same call, is skipped without error,
+	// even if its content differs: the first copy stays. Every device with a
+	// report in the call gets LastReport set to now, and Reports increased by
+	// its new reports.
+	Add(ctx context.Context, reports ...egress.Report) (added int, err error)
+	// Totals sums In and Out of the stored windows q selects, grouped by
+	// store, camera, line and the UTC hour or day in which each window starts
+	// (a window counts wholly in the bucket of its Start). The result is
+	// sorted by store, camera, line, then Start.
+	Totals(ctx context.Context, q Query) ([]Total, error)
+	// SetStatus records a device's status as published on its status topic
+	// (egress.StatusOnline or egress.StatusOffline) at time at. A status
+	// older than the one stored is ignored.
+	SetStatus(ctx context.Context, store, device string, online bool, at time.Time) error
+	// Devices lists every device that sent a report or a status, sorted by
+	// store then device.
+	Devices(ctx context.Context) ([]Device, error)
+	// Close closes the database.
+	Close() error
 }
 
 // Bucket sizes for Query.Bucket.
@@ -199,11 +84,21 @@ type Total struct {
 	In, Out             int64
 }
 
-// Totals sums In and Out of the stored windows q selects, grouped by store,
-// camera, line and the UTC hour or day in which each window starts (a window
-// counts wholly in the bucket of its Start). The result is sorted by store,
-// camera, line, then Start.
-func (s *Store) Totals(ctx context.Context, q Query) ([]Total, error) {
+// Device is one shop box as head office knows it.
+type Device struct {
+	Store, Device string
+	// Online is the last status the device published (its retained status
+	// or, when the connection was lost, its last will); false if none yet.
+	Online   bool
+	StatusAt time.Time // when that status was received; zero if none yet
+	// LastReport is when head office last received a new report from it;
+	// zero if none yet.
+	LastReport time.Time
+	Reports    int64 // reports stored, duplicates not counted
+}
+
+// bucketSeconds checks q and returns its bucket size in seconds.
+func (q Query) bucketSeconds() (int64, error) {
 	var size int64
 	switch q.Bucket {
 	case Hour:
@@ -211,58 +106,42 @@ func (s *Store) Totals(ctx context.Context, q Query) ([]Total, error) {
 	case Day:
 		size = 86400 // Unix time has no leap seconds: days are exact
 	default:
-		return nil, fmt.Errorf("store: query bucket %q; allowed %q or %q", q.Bucket, Hour, Day)
+		return 0, fmt.Errorf("store: query bucket %q; allowed %q or %q", q.Bucket, Hour, Day)
 	}
 	if !q.From.IsZero() && !q.To.IsZero() && !q.To.After(q.From) {
-		return nil, fmt.Errorf("store: query to %s is not after from %s",
+		return 0, fmt.Errorf("store: query to %s is not after from %s",
 			q.To.UTC().Format(time.RFC3339Nano), q.From.UTC().Format(time.RFC3339Nano))
 	}
-	var where []string
-	args := []any{size}
-	if q.Store != "" {
-		where = append(where, "store = ?")
-		args = append(args, q.Store)
-	}
-	if q.Camera != "" {
-		where = append(where, "camera = ?")
-		args = append(args, q.Camera)
-	}
-	if !q.From.IsZero() {
-		where = append(where, "(start_s > ? OR start_s = ? AND start_ns >= ?)")
-		args = append(args, q.From.Unix(), q.From.Unix(), q.From.Nanosecond())
-	}
-	if !q.To.IsZero() {
-		where = append(where, "(start_s < ? OR start_s = ? AND start_ns < ?)")
-		args = append(args, q.To.Unix(), q.To.Unix(), q.To.Nanosecond())
-	}
-	query := `SELECT store, camera, line,
-		start_s - start_s % ? AS bucket,
-		SUM(in_count), SUM(out_count)
-		FROM windows`
-	// start_s is never negative (egress.Report allows years 1970..9999), so
-	// start_s % size is the offset into the bucket.
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " GROUP BY store, camera, line, bucket ORDER BY store, camera, line, bucket"
+	return size, nil
+}
 
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: totals: %w", err)
-	}
-	defer rows.Close()
-	var out []Total
-	for rows.Next() {
-		var t Total
-		var bucket int64
-		if err := rows.Scan(&t.Store, &t.Camera, &t.Line, &bucket, &t.In, &t.Out); err != nil {
-			return nil, fmt.Errorf("store: totals: %w", err)
+// validate checks every report of a call to Add.
+func validate(reports []egress.Report) error {
+	for i, r := range reports {
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("store: report %d of %d (device %q boot %d seq %d): %w",
+				i+1, len(reports), r.Device, r.Boot, r.Seq, err)
 		}
-		t.Start = time.Unix(bucket, 0).UTC()
-		out = append(out, t)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: totals: %w", err)
+	return nil
+}
+
+// checkDevice checks the names of SetStatus by the rules of a report's.
+func checkDevice(store, device string) error {
+	r := egress.Report{Device: device, Store: store, Camera: "c", Line: "l",
+		Start: time.Unix(0, 0), End: time.Unix(1, 0), Boot: 1, Seq: 1}
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("store: status of %q/%q: %w", store, device, err)
 	}
-	return out, nil
+	return nil
+}
+
+type deviceKey struct{ store, device string }
+
+// unixNano is the time of ns Unix nanoseconds in UTC, or zero for 0.
+func unixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
 }

@@ -29,9 +29,9 @@ func report(d string, boot, seq uint64) egress.Report {
 	}
 }
 
-func open(t testing.TB, path string) *Store {
+func open(t testing.TB, path string) *SQLite {
 	t.Helper()
-	s, err := Open(context.Background(), path)
+	s, err := OpenSQLite(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func open(t testing.TB, path string) *Store {
 	return s
 }
 
-func count(t testing.TB, s *Store) int {
+func count(t testing.TB, s *SQLite) int {
 	t.Helper()
 	var n int
 	if err := s.db.QueryRow("SELECT count(*) FROM windows").Scan(&n); err != nil {
@@ -83,7 +83,7 @@ func TestAddDedupe(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			path := filepath.Join(t.TempDir(), "hq.db")
-			s, err := Open(ctx, path)
+			s, err := OpenSQLite(ctx, path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,7 +93,7 @@ func TestAddDedupe(t *testing.T) {
 					if err := s.Close(); err != nil {
 						t.Fatal(err)
 					}
-					if s, err = Open(ctx, path); err != nil {
+					if s, err = OpenSQLite(ctx, path); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -346,7 +346,7 @@ func TestReopen(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(ctx, path)
+	s, err := OpenSQLite(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,10 +392,10 @@ func TestReopen(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	if _, err := Open(ctx, ""); err == nil {
+	if _, err := OpenSQLite(ctx, ""); err == nil {
 		t.Error("Open accepted an empty path")
 	}
-	if s, err := Open(ctx, dir); err == nil {
+	if s, err := OpenSQLite(ctx, dir); err == nil {
 		s.Close()
 		t.Error("Open accepted a directory")
 	}
@@ -405,7 +405,7 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if s, err := Open(ctx, path); err == nil || !strings.Contains(err.Error(), "newer") {
+	if s, err := OpenSQLite(ctx, path); err == nil || !strings.Contains(err.Error(), "newer") {
 		if err == nil {
 			s.Close()
 		}
@@ -418,7 +418,7 @@ func TestAddConcurrent(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hq.db")
 	// Two Stores on one file, as two processes would have, plus concurrent
 	// calls on each: overlapping batches must all succeed and count once.
-	stores := []*Store{open(t, path), open(t, path)}
+	stores := []*SQLite{open(t, path), open(t, path)}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	total := 0

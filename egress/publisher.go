@@ -147,7 +147,7 @@ func NewPublisher(o MQTTOptions, box *Outbox, log *slog.Logger) (*Publisher, err
 	if err := checkTopicPrefix(o.TopicPrefix); err != nil {
 		return nil, err
 	}
-	broker, useTLS, err := parseBroker(o.Broker)
+	broker, tlsConf, err := o.Client()
 	if err != nil {
 		return nil, err
 	}
@@ -158,17 +158,35 @@ func NewPublisher(o MQTTOptions, box *Outbox, log *slog.Logger) (*Publisher, err
 		broker:   broker,
 		footfall: o.TopicPrefix + "/" + box.o.Store + "/" + box.o.Device + "/footfall",
 		status:   o.TopicPrefix + "/" + box.o.Store + "/" + box.o.Device + "/status",
+		tls:      tlsConf,
 		lost:     make(chan struct{}, 1),
-	}
-	if useTLS {
-		if p.tls, err = loadTLS(o); err != nil {
-			return nil, err
-		}
-	} else if o.CAFile != "" || o.CertFile != "" || o.KeyFile != "" {
-		return nil, fmt.Errorf("mqtt broker %s is not TLS but CA, certificate or key files are set; use ssl:// or mqtts://: %w", o.Broker, ErrInvalid)
 	}
 	return p, nil
 }
+
+// Client checks o's broker URL and loads the TLS files it names, for any MQTT
+// client of veil (the publisher, head office's subscribers). It returns the
+// broker URL in the form paho takes and the TLS configuration, nil for a
+// plain broker. Errors name the option or file and wrap ErrInvalid when a
+// value is malformed.
+func (o MQTTOptions) Client() (broker string, tlsConf *tls.Config, err error) {
+	broker, useTLS, err := parseBroker(o.Broker)
+	if err != nil {
+		return "", nil, err
+	}
+	if useTLS {
+		if tlsConf, err = loadTLS(o); err != nil {
+			return "", nil, err
+		}
+	} else if o.CAFile != "" || o.CertFile != "" || o.KeyFile != "" {
+		return "", nil, fmt.Errorf("mqtt broker %s is not TLS but CA, certificate or key files are set; use ssl:// or mqtts://: %w", o.Broker, ErrInvalid)
+	}
+	return broker, tlsConf, nil
+}
+
+// CheckTopicPrefix accepts 1..128 characters of names joined by "/": no
+// wildcards, empty levels or leading or trailing "/".
+func CheckTopicPrefix(s string) error { return checkTopicPrefix(s) }
 
 // parseBroker checks a broker URL and returns it with the scheme paho
 // knows and whether it is TLS.

@@ -57,6 +57,14 @@ type Options struct {
 	// Password refuses anonymous clients; the one user is User with
 	// password UserPassword.
 	Password bool
+	// MaxInflight is mosquitto's max_inflight_messages: how many QoS 1
+	// messages it sends a client before waiting for acknowledgements; 0
+	// keeps mosquitto's default (20).
+	MaxInflight int
+	// MaxQueued is mosquitto's max_queued_messages: how many messages it
+	// keeps for a disconnected persistent session; 0 keeps its default
+	// (1000), -1 means no limit.
+	MaxQueued int
 }
 
 // Broker is a mosquitto process on a loopback port with persistence in its
@@ -107,6 +115,15 @@ func Start(t testing.TB, o Options) *Broker {
 		"log_dest file " + b.logFile(),
 		"log_type error", "log_type warning", "log_type notice", "log_type information",
 		"connection_messages true",
+	}
+	if o.MaxInflight != 0 {
+		conf = append(conf, fmt.Sprintf("max_inflight_messages %d", o.MaxInflight))
+	}
+	switch {
+	case o.MaxQueued < 0:
+		conf = append(conf, "max_queued_messages 0")
+	case o.MaxQueued > 0:
+		conf = append(conf, fmt.Sprintf("max_queued_messages %d", o.MaxQueued))
 	}
 	if os.Geteuid() == 0 {
 		conf = append(conf, "user root") // else it drops to user mosquitto, who cannot read t.TempDir()

@@ -1,0 +1,223 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/veil-edge/veil/egress"
+)
+
+// Run connects to the broker, subscribes and stores what arrives until ctx
+// is cancelled; then it disconnects and returns nil. Messages not yet
+// stored are not acknowledged, so the broker delivers them again to the
+// next session.
+func (in *Ingest) Run(ctx context.Context) error {
+	if !in.ran.CompareAndSwap(false, true) {
+		return errors.New("ingest: Run called twice")
+	}
+	in.log.Info("hq ingest: connecting to broker", "broker", in.broker, "client_id", in.o.MQTT.ClientID)
+	c := mqtt.NewClient(in.clientOpts)
+	c.Connect() // with ConnectRetry it keeps trying; OnConnect subscribes
+	defer func() {
+		close(in.done) // releases handlers blocked on a full queue
+		c.Disconnect(250)
+		in.setConnected(false)
+	}()
+	batch := make([]mqtt.Message, 0, in.o.Batch)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-in.msgs:
+			batch = append(batch[:0], m)
+		}
+	fill:
+		for len(batch) < in.o.Batch {
+			select {
+			case m := <-in.msgs:
+				batch = append(batch, m)
+			default:
+				break fill
+			}
+		}
+		if !in.process(ctx, batch) {
+			return nil
+		}
+	}
+}
+
+// kind of a message, from its topic.
+const (
+	kindFootfall = "footfall"
+	kindStatus   = "status"
+)
+
+// topicParts splits <prefix>/<store>/<device>/<kind>.
+func (in *Ingest) topicParts(topic string) (st, device, kind string, ok bool) {
+	rest, ok := strings.CutPrefix(topic, in.o.MQTT.TopicPrefix+"/")
+	if !ok {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
+// process stores one batch and acknowledges its messages. It returns false
+// if ctx ended first (nothing of the batch left unstored is acknowledged).
+func (in *Ingest) process(ctx context.Context, batch []mqtt.Message) bool {
+	var (
+		reports []egress.Report
+		acks    []mqtt.Message
+	)
+	for _, m := range batch {
+		st, device, kind, ok := in.topicParts(m.Topic())
+		switch {
+		case ok && kind == kindStatus:
+			if !in.status(ctx, m, st, device) {
+				return false
+			}
+		case ok && kind == kindFootfall:
+			in.m.received.Inc()
+			r, err := egress.ParseReport(m.Payload())
+			if err == nil && (r.Store != st || r.Device != device) {
+				err = fmt.Errorf("report of store %q device %q on the topic of store %q device %q", r.Store, r.Device, st, device)
+				in.refuse(m, "topic", err)
+				continue
+			}
+			if err != nil {
+				in.refuse(m, "malformed", err)
+				continue
+			}
+			reports = append(reports, r)
+			acks = append(acks, m)
+		default:
+			in.refuse(m, "topic", errors.New("not a footfall or status topic"))
+		}
+	}
+	if len(reports) == 0 {
+		return true
+	}
+	var added int
+	if !in.retry(ctx, "storing reports", func() error {
+		start := time.Now()
+		n, err := in.o.Store.Add(ctx, reports...)
+		in.m.storeSeconds.Observe(time.Since(start).Seconds())
+		added = n
+		return err
+	}) {
+		return false
+	}
+	for _, m := range acks {
+		m.Ack()
+	}
+	in.m.batch.Observe(float64(len(reports)))
+	in.m.stored.Add(float64(added))
+	in.m.duplicates.Add(float64(len(reports) - added))
+	in.mu.Lock()
+	in.st.Received += int64(len(reports))
+	in.st.Stored += int64(added)
+	in.st.Duplicates += int64(len(reports) - added)
+	in.st.LastReport = in.o.Now()
+	in.mu.Unlock()
+	return true
+}
+
+// status records a device's status message and acknowledges it.
+func (in *Ingest) status(ctx context.Context, m mqtt.Message, st, device string) bool {
+	var online bool
+	switch string(m.Payload()) {
+	case egress.StatusOnline:
+		online = true
+	case egress.StatusOffline:
+	case "": // a cleared retained status
+		m.Ack()
+		return true
+	default:
+		in.refuse(m, "status", fmt.Errorf("status %.32q; allowed %q or %q", m.Payload(), egress.StatusOnline, egress.StatusOffline))
+		return true
+	}
+	at := in.o.Now()
+	if !in.retry(ctx, "storing a status", func() error { return in.o.Store.SetStatus(ctx, st, device, online, at) }) {
+		return false
+	}
+	in.m.statuses.Inc()
+	m.Ack()
+	return true
+}
+
+// retry runs op until it succeeds, with doubling pauses up to retryMax. It
+// returns false if ctx ends first.
+func (in *Ingest) retry(ctx context.Context, what string, op func() error) bool {
+	pause := 100 * time.Millisecond
+	for {
+		err := op()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if errors.Is(err, egress.ErrInvalid) {
+			// Cannot happen: every report was parsed, which validates it.
+			// Retrying would not help; say so loudly and keep going.
+			in.log.Error("hq ingest: store refused a parsed report", "err", err)
+		}
+		in.m.storeErrors.Inc()
+		in.setError(fmt.Errorf("%s: %w", what, err))
+		in.log.Warn("hq ingest: "+what+" failed; retrying, nothing acknowledged", "retry_in", pause, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, retryMax)
+	}
+}
+
+// refuse acknowledges a message that will never be stored, counting it and
+// logging it at most once a minute per topic.
+func (in *Ingest) refuse(m mqtt.Message, reason string, err error) {
+	m.Ack()
+	in.m.refused.WithLabelValues(reason).Inc()
+	now := in.o.Now()
+	in.mu.Lock()
+	in.st.Refused++
+	last, seen := in.refusedLogged[m.Topic()]
+	log := !seen || now.Sub(last) >= refuseLogEvery
+	if log {
+		if len(in.refusedLogged) > 10000 {
+			clear(in.refusedLogged)
+		}
+		in.refusedLogged[m.Topic()] = now
+	}
+	in.mu.Unlock()
+	if log {
+		in.log.Warn("hq ingest: message refused (further ones on this topic are not logged for a minute)",
+			"topic", m.Topic(), "reason", reason, "err", err)
+	}
+}
+
+func (in *Ingest) setError(err error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.st.LastError, in.st.LastErrorAt = err.Error(), in.o.Now()
+}
+
+func (in *Ingest) setConnected(up bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.st.Connected = up
+	if up {
+		in.m.connected.Set(1)
+	} else {
+		in.m.connected.Set(0)
+	}
+}

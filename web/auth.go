@@ -49,6 +49,17 @@ func UserFromContext(ctx context.Context) (string, bool) {
 	return s.user, true
 }
 
+// CSRFFromContext returns the session's CSRF token in a handler mounted
+// with Server.Handle or as Options.Home, for the pages' logout form (field
+// "csrf") and <meta name="veil-csrf">.
+func CSRFFromContext(ctx context.Context) (string, bool) {
+	s, ok := ctx.Value(ctxKey{}).(*session)
+	if !ok {
+		return "", false
+	}
+	return s.csrf, true
+}
+
 func sessionFrom(ctx context.Context) *session {
 	s, _ := ctx.Value(ctxKey{}).(*session)
 	return s

@@ -1,5 +1,7 @@
 // Package web is the operator web server of the shop box: login, sessions,
-// the camera list, /healthz and /metrics.
+// the camera list, /healthz and /metrics. Head office's dashboard
+// (hq/dashboard) reuses it with its own home page (Options.Home) and title
+// (Options.Title).
 //
 // Its parts:
 //
@@ -16,6 +18,7 @@
 //	POST /login         form fields user, password      public (rate limited)
 //	POST /logout        deletes the session             session + CSRF
 //	GET  /              camera list with <video> slots  session
+//	                    (or Options.Home when set)
 //	GET  /api/cameras   the same as JSON                session
 //	GET  /static/veil.css                               public
 //	     /healthz       Options.Health                  public
@@ -104,6 +107,14 @@ type Options struct {
 	// Scripts are same-origin script paths (each starting with "/") the
 	// index page loads, e.g. the live view's JavaScript mounted with Handle.
 	Scripts []string
+	// Home, when set, is served at GET / behind login in place of the
+	// camera list (which Cameras and Scripts then no longer show; GET
+	// /api/cameras stays). It can read the user with UserFromContext and
+	// the CSRF token for its logout form with CSRFFromContext.
+	Home http.Handler
+	// Title names the site on the login page (its <title> and heading) and
+	// on the camera list; "" means "Veil".
+	Title string
 }
 
 // Server is the operator web server. Its methods are safe for concurrent use.
@@ -114,6 +125,7 @@ type Server struct {
 	secure  bool
 	cameras func() []CameraStatus
 	scripts []string
+	title   string
 
 	users []user
 	dummy []byte // bcrypt hash compared for unknown users, so they take as long
@@ -141,6 +153,7 @@ func New(o Options) (*Server, error) {
 		secure:   o.Secure,
 		proxy:    o.TrustedProxy,
 		cameras:  o.Cameras,
+		title:    o.Title,
 		now:      time.Now,
 		checks:   make(chan struct{}, 2),
 		sessions: make(map[[32]byte]*session),
@@ -157,6 +170,9 @@ func New(o Options) (*Server, error) {
 	}
 	if s.cameras == nil {
 		s.cameras = func() []CameraStatus { return nil }
+	}
+	if s.title == "" {
+		s.title = "Veil"
 	}
 	for i, p := range o.Scripts {
 		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
@@ -180,7 +196,11 @@ func New(o Options) (*Server, error) {
 	s.mux.HandleFunc("GET /login", s.loginForm)
 	s.mux.HandleFunc("POST /login", s.login)
 	s.mux.Handle("POST /logout", s.requireSession(http.HandlerFunc(s.logout), true))
-	s.mux.Handle("GET /{$}", s.requireSession(http.HandlerFunc(s.index), false))
+	home := http.Handler(http.HandlerFunc(s.index))
+	if o.Home != nil {
+		home = o.Home
+	}
+	s.mux.Handle("GET /{$}", s.requireSession(home, false))
 	s.mux.Handle("GET /api/cameras", s.requireSession(http.HandlerFunc(s.apiCameras), false))
 	s.mux.HandleFunc("GET /static/veil.css", serveCSS)
 	if o.Health != nil {
@@ -231,6 +251,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	err := indexPage.Execute(w, indexData{
+		Title:   s.title,
 		User:    sess.user,
 		CSRF:    sess.csrf,
 		Cameras: s.cameras(),

@@ -24,6 +24,7 @@
 //	     /healthz       Options.Health                  public
 //	GET  /metrics       Options.Metrics                 public: keep the port on the shop network
 //	     anything mounted with Server.Handle            session (+ CSRF for unsafe methods)
+//	     anything mounted with Server.HandleAPI         likewise, but 401 instead of a redirect
 //
 // CSRF: session cookies are SameSite=Strict, and every request with an
 // unsafe method (anything but GET, HEAD, OPTIONS) to an authenticated
@@ -195,13 +196,13 @@ func New(o Options) (*Server, error) {
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /login", s.loginForm)
 	s.mux.HandleFunc("POST /login", s.login)
-	s.mux.Handle("POST /logout", s.requireSession(http.HandlerFunc(s.logout), true))
+	s.mux.Handle("POST /logout", s.requireSession(http.HandlerFunc(s.logout), true, false))
 	home := http.Handler(http.HandlerFunc(s.index))
 	if o.Home != nil {
 		home = o.Home
 	}
-	s.mux.Handle("GET /{$}", s.requireSession(home, false))
-	s.mux.Handle("GET /api/cameras", s.requireSession(http.HandlerFunc(s.apiCameras), false))
+	s.mux.Handle("GET /{$}", s.requireSession(home, false, false))
+	s.mux.Handle("GET /api/cameras", s.requireSession(http.HandlerFunc(s.apiCameras), false, false))
 	s.mux.HandleFunc("GET /static/veil.css", serveCSS)
 	if o.Health != nil {
 		s.mux.Handle("/healthz", o.Health)
@@ -233,7 +234,14 @@ func (s *Server) Handler() http.Handler { return s.h }
 // UserFromContext. Like ServeMux.Handle, Handle panics when pattern
 // conflicts with a route already registered.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, s.requireSession(h, false))
+	s.mux.Handle(pattern, s.requireSession(h, false, false))
+}
+
+// HandleAPI is Handle for machine-readable endpoints outside /api/ (such
+// as a CSV download): a request without a valid session always gets 401,
+// never a redirect to the login form.
+func (s *Server) HandleAPI(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.requireSession(h, false, true))
 }
 
 // HandlePublic mounts h at pattern without login (the shoppers' consent

@@ -115,6 +115,7 @@ func newEnv(t *testing.T, o Options) *env {
 	})
 	srv.Handle("POST /api/echo", echo)
 	srv.Handle("GET /live", echo)
+	srv.HandleAPI("GET /export.txt", echo)
 	e.srv = srv
 	if o.Secure {
 		e.ts = httptest.NewTLSServer(srv.Handler())
@@ -464,6 +465,8 @@ func TestPublicAndMounted(t *testing.T) {
 		{"mounted page, no session", anon, "GET", "/live", nil, 303, ""},
 		{"mounted POST, session, CSRF", alice, "POST", "/api/echo", []string{CSRFHeader, aliceCSRF}, 200, "alice"},
 		{"mounted page, session", alice, "GET", "/live", nil, 200, "alice"},
+		{"mounted API, no session", anon, "GET", "/export.txt", nil, 401, ""},
+		{"mounted API, session", alice, "GET", "/export.txt", nil, 200, "alice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := e.do(tc.c, tc.method, tc.path, nil, tc.hdr...)

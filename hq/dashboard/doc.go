@@ -25,8 +25,9 @@
 // previous period of equal length; the stores ranked by people in, each
 // against its previous period (absolute and %, "new" when it was 0), with
 // a chart of the stores side by side; a chart per store and per camera by
-// hour or day; and the devices with their status, last report and
-// reports, marking as stale those with no report for Options.StaleAfter.
+// hour or day; and the devices (of the store filter, if any) with their
+// status, last report and reports, marking as stale those with no report
+// for Options.StaleAfter or none at all.
 // Charts are inline SVG drawn on the server, each bucket a
 // <g class="bucket" data-bucket="RFC 3339 start" data-in="…" data-out="…">
 // with a <title> tooltip and a bar each for in and out (the stores chart

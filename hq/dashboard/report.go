@@ -161,15 +161,12 @@ func newDeviceRows(ds []store.Device, now time.Time, staleAfter time.Duration) [
 			StatusAt: d.StatusAt.UTC(), LastReport: d.LastReport.UTC(), Reports: d.Reports,
 			Stale: d.LastReport.IsZero() || now.Sub(d.LastReport) > staleAfter,
 		}
-		if d.StatusAt.IsZero() {
-			r.StatusAt = time.Time{}
-		} else if d.Online {
+		switch {
+		case d.StatusAt.IsZero():
+		case d.Online:
 			r.Status = "online"
-		} else {
+		default:
 			r.Status = "offline"
-		}
-		if d.LastReport.IsZero() {
-			r.LastReport = time.Time{}
 		}
 		rows = append(rows, r)
 	}

@@ -49,6 +49,17 @@ func UserFromContext(ctx context.Context) (string, bool) {
 	return s.user, true
 }
 
+// CSRFFromContext returns the session's CSRF token in a handler mounted
+// with Server.Handle or as Options.Home, for the pages' logout form (field
+// "csrf") and <meta name="veil-csrf">.
+func CSRFFromContext(ctx context.Context) (string, bool) {
+	s, ok := ctx.Value(ctxKey{}).(*session)
+	if !ok {
+		return "", false
+	}
+	return s.csrf, true
+}
+
 func sessionFrom(ctx context.Context) *session {
 	s, _ := ctx.Value(ctxKey{}).(*session)
 	return s
@@ -187,12 +198,14 @@ func (s *Server) deleteSession(r *http.Request) {
 
 // requireSession admits requests with a valid session (and, for unsafe
 // methods, the CSRF token; formCSRF also accepts it as the form field
-// "csrf") and puts the session in the request context.
-func (s *Server) requireSession(next http.Handler, formCSRF bool) http.Handler {
+// "csrf") and puts the session in the request context. Without a session,
+// a GET or HEAD outside /api/ is redirected to /login unless api is set;
+// anything else gets 401.
+func (s *Server) requireSession(next http.Handler, formCSRF, api bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sess, why := s.lookup(r)
 		if sess == nil {
-			if (r.Method == http.MethodGet || r.Method == http.MethodHead) && !strings.HasPrefix(r.URL.Path, "/api/") {
+			if !api && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !strings.HasPrefix(r.URL.Path, "/api/") {
 				s.log.Info("refused request", "reason", why, "method", r.Method, "path", r.URL.Path, "remote", s.clientIP(r))
 				http.Redirect(w, r, "/login", http.StatusSeeOther)
 				return

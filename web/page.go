@@ -9,6 +9,7 @@ import (
 // forbids both) and no external assets; they work without JavaScript.
 
 type indexData struct {
+	Title   string
 	User    string
 	CSRF    string
 	Cameras []CameraStatus
@@ -24,13 +25,13 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="veil-csrf" content="{{.CSRF}}">
-<title>Veil</title>
+<title>{{.Title}}</title>
 <link rel="stylesheet" href="/static/veil.css">
 {{range .Scripts}}<script src="{{.}}" defer></script>
 {{end}}</head>
 <body>
 <header>
-<h1>Veil</h1>
+<h1>{{.Title}}</h1>
 <form method="post" action="/logout"><input type="hidden" name="csrf" value="{{.CSRF}}"><span>{{.User}}</span> <button type="submit">Log out</button></form>
 </header>
 <main>
@@ -50,6 +51,7 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 `))
 
 type loginData struct {
+	Title   string
 	Message string
 }
 
@@ -58,12 +60,12 @@ var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Veil: log in</title>
+<title>{{.Title}}: log in</title>
 <link rel="stylesheet" href="/static/veil.css">
 </head>
 <body>
 <main class="login">
-<h1>Veil</h1>
+<h1>{{.Title}}</h1>
 {{with .Message}}<p class="bad" role="alert">{{.}}</p>
 {{end}}<form method="post" action="/login">
 <label>User <input name="user" autocomplete="username" required autofocus></label>
@@ -78,7 +80,7 @@ var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 func (s *Server) renderLogin(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	if err := loginPage.Execute(w, loginData{Message: msg}); err != nil {
+	if err := loginPage.Execute(w, loginData{Title: s.title, Message: msg}); err != nil {
 		s.log.Warn("rendering login page", "err", err)
 	}
 }

@@ -1,5 +1,7 @@
 // Package web is the operator web server of the shop box: login, sessions,
-// the camera list, /healthz and /metrics.
+// the camera list, /healthz and /metrics. Head office's dashboard
+// (hq/dashboard) reuses it with its own home page (Options.Home) and title
+// (Options.Title).
 //
 // Its parts:
 //
@@ -16,11 +18,13 @@
 //	POST /login         form fields user, password      public (rate limited)
 //	POST /logout        deletes the session             session + CSRF
 //	GET  /              camera list with <video> slots  session
+//	                    (or Options.Home when set)
 //	GET  /api/cameras   the same as JSON                session
 //	GET  /static/veil.css                               public
 //	     /healthz       Options.Health                  public
 //	GET  /metrics       Options.Metrics                 public: keep the port on the shop network
 //	     anything mounted with Server.Handle            session (+ CSRF for unsafe methods)
+//	     anything mounted with Server.HandleAPI         likewise, but 401 instead of a redirect
 //
 // CSRF: session cookies are SameSite=Strict, and every request with an
 // unsafe method (anything but GET, HEAD, OPTIONS) to an authenticated
@@ -104,6 +108,14 @@ type Options struct {
 	// Scripts are same-origin script paths (each starting with "/") the
 	// index page loads, e.g. the live view's JavaScript mounted with Handle.
 	Scripts []string
+	// Home, when set, is served at GET / behind login in place of the
+	// camera list (which Cameras and Scripts then no longer show; GET
+	// /api/cameras stays). It can read the user with UserFromContext and
+	// the CSRF token for its logout form with CSRFFromContext.
+	Home http.Handler
+	// Title names the site on the login page (its <title> and heading) and
+	// on the camera list; "" means "Veil".
+	Title string
 }
 
 // Server is the operator web server. Its methods are safe for concurrent use.
@@ -114,6 +126,7 @@ type Server struct {
 	secure  bool
 	cameras func() []CameraStatus
 	scripts []string
+	title   string
 
 	users []user
 	dummy []byte // bcrypt hash compared for unknown users, so they take as long
@@ -141,6 +154,7 @@ func New(o Options) (*Server, error) {
 		secure:   o.Secure,
 		proxy:    o.TrustedProxy,
 		cameras:  o.Cameras,
+		title:    o.Title,
 		now:      time.Now,
 		checks:   make(chan struct{}, 2),
 		sessions: make(map[[32]byte]*session),
@@ -157,6 +171,9 @@ func New(o Options) (*Server, error) {
 	}
 	if s.cameras == nil {
 		s.cameras = func() []CameraStatus { return nil }
+	}
+	if s.title == "" {
+		s.title = "Veil"
 	}
 	for i, p := range o.Scripts {
 		if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
@@ -179,9 +196,13 @@ func New(o Options) (*Server, error) {
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /login", s.loginForm)
 	s.mux.HandleFunc("POST /login", s.login)
-	s.mux.Handle("POST /logout", s.requireSession(http.HandlerFunc(s.logout), true))
-	s.mux.Handle("GET /{$}", s.requireSession(http.HandlerFunc(s.index), false))
-	s.mux.Handle("GET /api/cameras", s.requireSession(http.HandlerFunc(s.apiCameras), false))
+	s.mux.Handle("POST /logout", s.requireSession(http.HandlerFunc(s.logout), true, false))
+	home := http.Handler(http.HandlerFunc(s.index))
+	if o.Home != nil {
+		home = o.Home
+	}
+	s.mux.Handle("GET /{$}", s.requireSession(home, false, false))
+	s.mux.Handle("GET /api/cameras", s.requireSession(http.HandlerFunc(s.apiCameras), false, false))
 	s.mux.HandleFunc("GET /static/veil.css", serveCSS)
 	if o.Health != nil {
 		s.mux.Handle("/healthz", o.Health)
@@ -213,7 +234,14 @@ func (s *Server) Handler() http.Handler { return s.h }
 // UserFromContext. Like ServeMux.Handle, Handle panics when pattern
 // conflicts with a route already registered.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, s.requireSession(h, false))
+	s.mux.Handle(pattern, s.requireSession(h, false, false))
+}
+
+// HandleAPI is Handle for machine-readable endpoints outside /api/ (such
+// as a CSV download): a request without a valid session always gets 401,
+// never a redirect to the login form.
+func (s *Server) HandleAPI(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.requireSession(h, false, true))
 }
 
 // HandlePublic mounts h at pattern without login (the shoppers' consent
@@ -231,6 +259,7 @@ func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	sess := sessionFrom(r.Context())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	err := indexPage.Execute(w, indexData{
+		Title:   s.title,
 		User:    sess.user,
 		CSRF:    sess.csrf,
 		Cameras: s.cameras(),

@@ -115,6 +115,7 @@ func newEnv(t *testing.T, o Options) *env {
 	})
 	srv.Handle("POST /api/echo", echo)
 	srv.Handle("GET /live", echo)
+	srv.HandleAPI("GET /export.txt", echo)
 	e.srv = srv
 	if o.Secure {
 		e.ts = httptest.NewTLSServer(srv.Handler())
@@ -464,6 +465,8 @@ func TestPublicAndMounted(t *testing.T) {
 		{"mounted page, no session", anon, "GET", "/live", nil, 303, ""},
 		{"mounted POST, session, CSRF", alice, "POST", "/api/echo", []string{CSRFHeader, aliceCSRF}, 200, "alice"},
 		{"mounted page, session", alice, "GET", "/live", nil, 200, "alice"},
+		{"mounted API, no session", anon, "GET", "/export.txt", nil, 401, ""},
+		{"mounted API, session", alice, "GET", "/export.txt", nil, 200, "alice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := e.do(tc.c, tc.method, tc.path, nil, tc.hdr...)
@@ -650,5 +653,69 @@ func TestClientIP(t *testing.T) {
 				t.Errorf("clientIP = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestHomeAndTitle checks Options.Home and Options.Title: the home handler
+// replaces the camera list at / behind login, sees the user and the CSRF
+// token, and that token logs out; the title names the login page. Without
+// them, the camera list and "Veil" stay.
+func TestHomeAndTitle(t *testing.T) {
+	home := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, uok := UserFromContext(r.Context())
+		tok, tok2 := CSRFFromContext(r.Context())
+		fmt.Fprintf(w, "home of %s (%v) csrf=%s (%v)", u, uok, tok, tok2)
+	})
+	for _, tc := range []struct {
+		name      string
+		o         Options
+		loginPage []string // substrings of GET /login
+		homePage  *regexp.Regexp
+	}{{
+		name:      "default",
+		o:         Options{},
+		loginPage: []string{"<title>Veil: log in</title>", "<h1>Veil</h1>"},
+		homePage:  regexp.MustCompile(`(?s)<title>Veil</title>.*<h1>Veil</h1>.*data-camera="front".*data-camera="till"`),
+	}, {
+		name:      "home and title",
+		o:         Options{Home: home, Title: "Veil HQ"},
+		loginPage: []string{"<title>Veil HQ: log in</title>", "<h1>Veil HQ</h1>"},
+		homePage:  regexp.MustCompile(`^home of alice \(true\) csrf=([A-Za-z0-9_-]{43}) \(true\)$`),
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.o)
+			anon := e.client()
+			resp := e.do(anon, "GET", "/login", nil)
+			body := string(readAll(t, resp))
+			for _, want := range tc.loginPage {
+				if !strings.Contains(body, want) {
+					t.Errorf("login page lacks %q:\n%s", want, body)
+				}
+			}
+			if resp := e.do(anon, "GET", "/", nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+				t.Errorf("GET / without a session: %d to %q, want 303 to /login", resp.StatusCode, resp.Header.Get("Location"))
+			}
+			alice := e.loggedIn("alice", alicePW)
+			resp = e.do(alice, "GET", "/", nil)
+			body = string(readAll(t, resp))
+			m := tc.homePage.FindStringSubmatch(body)
+			if resp.StatusCode != http.StatusOK || m == nil {
+				t.Fatalf("GET /: %d %q, want 200 matching %s", resp.StatusCode, body, tc.homePage)
+			}
+			if tc.o.Home == nil {
+				return
+			}
+			// The token Home saw is the session's: it logs out.
+			form := url.Values{"csrf": {m[1]}}
+			if resp := e.do(alice, "POST", "/logout", strings.NewReader(form.Encode())); resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("logout with Home's token: %d, want 303", resp.StatusCode)
+			}
+			if resp := e.do(alice, "GET", "/", nil); resp.StatusCode != http.StatusSeeOther {
+				t.Errorf("GET / after logout: %d, want 303", resp.StatusCode)
+			}
+		})
+	}
+	if tok, ok := CSRFFromContext(t.Context()); ok || tok != "" {
+		t.Errorf("CSRFFromContext without a session: %q, %v", tok, ok)
 	}
 }

@@ -1,0 +1,9 @@
+package dashboard
+
+import (
+	"testing"
+
+	"github.com/veil-edge/veil/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }

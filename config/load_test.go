@@ -88,7 +88,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 // badFiles maps each testdata/config/NAME.bad.yaml to substrings its error
 // must contain: the key and what is allowed.
 var badFiles = map[string][]string{
-	"unknown-key":          {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output, site, footfall, mqtt, outbox, http, live, consent, update"},
+	"unknown-key":          {`unknown key "retention.days"`, "allowed sections log, models, detect, track, redact, output, site, footfall, mqtt, outbox, http, live, consent, update, hq"},
 	"typo-key":             {`unknown key "detect.scor_threshold"`, `did you mean "detect.score_threshold"?`},
 	"wrong-section":        {`unknown key "track.every"`, `did you mean "detect.every"?`},
 	"bad-detector":         {`detect.detector: "yolo" is not supported; allowed blazeface, haar`},
@@ -128,6 +128,9 @@ var badFiles = map[string][]string{
 	"update-metadata-only": {"update.targets_url: update.metadata_url and update.targets_url go together; allowed both set (update agent on) or both empty (off)"},
 	"update-bad-url":       {`update.metadata_url: "updates.example/veil/metadata" is not an absolute https:// URL (or http:// to a loopback address); allowed an https:// URL (http:// only to a loopback address), or empty`},
 	"update-empty-root":    {`update.trusted_root: "" is empty; allowed a file path`},
+	"hq-postgres-no-dsn":   {`hq.postgres_dsn: is empty but hq.store is "postgres"; allowed a PostgreSQL connection string`},
+	"hq-bad-store":         {`hq.store: "mysql" is not supported; allowed sqlite, postgres`},
+	"hq-bad-group":         {`hq.group: "a/b" is not a shared-subscription group; allowed a name without / + #`},
 }
 
 func TestBadFiles(t *testing.T) {
@@ -368,6 +371,19 @@ var envValues = map[string]struct {
 	"update.trusted_root":    {"/opt/veil/root.json", "/opt/veil/root.json"},
 	"update.interval":        {"30m", 30 * time.Minute},
 	"update.health_timeout":  {"90s", 90 * time.Second},
+	"hq.listen":              {":9443", ":9443"},
+	"hq.user":                {"head-office", "head-office"},
+	"hq.password_hash":       {"$2a$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234", "$2a$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234"},
+	"hq.tls_cert":            {"/etc/veil/hq.pem", "/etc/veil/hq.pem"},
+	"hq.tls_key":             {"/etc/veil/hq-key.pem", "/etc/veil/hq-key.pem"},
+	"hq.trusted_proxy":       {"10.0.0.2", "10.0.0.2"},
+	"hq.store":               {"postgres", "postgres"},
+	"hq.sqlite_path":         {"/var/lib/veil-hq/hq.db", "/var/lib/veil-hq/hq.db"},
+	"hq.postgres_dsn":        {"postgres://hq@db.example/veil", "postgres://hq@db.example/veil"},
+	"hq.client_id":           {"veil-hq-2", "veil-hq-2"},
+	"hq.group":               {"-", "-"},
+	"hq.batch":               {"100", 100},
+	"hq.stale_after":         {"1h", time.Hour},
 }
 
 // pairedKeys are set together or not at all.
@@ -376,6 +392,9 @@ var pairedKeys = map[string]string{
 	"http.tls_key":        "http.tls_cert",
 	"update.metadata_url": "update.targets_url",
 	"update.targets_url":  "update.metadata_url",
+	"hq.tls_cert":         "hq.tls_key",
+	"hq.tls_key":          "hq.tls_cert",
+	"hq.store":            "hq.postgres_dsn", // postgres needs a DSN
 }
 
 // TestEnvEveryKey sets each key through its environment variable alone, with

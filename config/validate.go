@@ -47,6 +47,7 @@ type limit struct {
 	dur    bool     // lo, hi are durations
 	blur   bool     // checked by blur.Options.Validate, not here
 	text   bool     // strings: anything, empty included
+	group  bool     // with text: an MQTT shared-subscription group (checked in crossErrors)
 	name   bool     // strings: [A-Za-z0-9._-], 1..64 characters
 	url    []string // strings: empty, or a URL with one of these schemes
 	addr   bool     // strings: empty or host:port
@@ -103,6 +104,8 @@ func (l limit) allowed() string {
 		return "#RRGGBB"
 	case l.name && l.text:
 		return "1..128 of A-Z a-z 0-9 . _ - / (no leading or trailing /)"
+	case l.group:
+		return "a name without / + #, or - for a plain subscription"
 	case l.text:
 		return "any text"
 	case l.addr:
@@ -185,6 +188,19 @@ var limits = map[string]limit{
 	"update.trusted_root":    {file: true},
 	"update.interval":        durBetween(time.Second, 168*time.Hour),
 	"update.health_timeout":  durBetween(10*time.Second, 30*time.Minute),
+	"hq.listen":              {addr: true},
+	"hq.user":                {name: true},
+	"hq.password_hash":       {bcrypt: true},
+	"hq.tls_cert":            {text: true},
+	"hq.tls_key":             {text: true},
+	"hq.trusted_proxy":       {ip: true},
+	"hq.store":               oneOf("sqlite", "postgres"),
+	"hq.sqlite_path":         {dir: true},
+	"hq.postgres_dsn":        {text: true},
+	"hq.client_id":           {text: true},
+	"hq.group":               {text: true, group: true},
+	"hq.batch":               between(1, 10000),
+	"hq.stale_after":         durBetween(time.Minute, 168*time.Hour),
 }
 
 // check returns what is wrong with v, or "".
@@ -383,6 +399,15 @@ func (c Config) crossErrors() []*FieldError {
 	}
 	if m := c.MQTT; m.Broker != "" && (m.CertFile == "") != (m.KeyFile == "") {
 		errs = append(errs, &FieldError{Key: "mqtt.key_file", Msg: "mqtt.cert_file and mqtt.key_file go together; allowed both set or both empty"})
+	}
+	if h := c.HQ; (h.TLSCert == "") != (h.TLSKey == "") {
+		errs = append(errs, &FieldError{Key: "hq.tls_key", Msg: "hq.tls_cert and hq.tls_key go together; allowed both set or both empty"})
+	}
+	if h := c.HQ; h.Store == "postgres" && h.PostgresDSN == "" {
+		errs = append(errs, &FieldError{Key: "hq.postgres_dsn", Msg: `is empty but hq.store is "postgres"; allowed a PostgreSQL connection string (postgres://user@host/db or key=value form)`})
+	}
+	if g := c.HQ.Group; g != "-" && (g == "" || strings.ContainsAny(g, "/+#")) {
+		errs = append(errs, &FieldError{Key: "hq.group", Msg: fmt.Sprintf("%q is not a shared-subscription group; allowed a name without / + # (e.g. veil-hq), or - for a plain subscription", g)})
 	}
 	if u := c.Update; (u.MetadataURL == "") != (u.TargetsURL == "") {
 		errs = append(errs, &FieldError{Key: "update.targets_url", Msg: "update.metadata_url and update.targets_url go together; allowed both set (update agent on) or both empty (off)"})

@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/veil-edge/veil/config"
 )
 
 // Execute runs the veil command line and returns the process exit code.
@@ -59,11 +61,5 @@ and flags, in rising order of precedence. See docs/veil.example.yaml.`,
 
 // newLogger builds the process logger for a level and format from config.
 func newLogger(level, format string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return config.Log{Level: level, Format: format}.Logger(os.Stderr)
 }

@@ -1,0 +1,225 @@
+// Package server is veil-hq, head office's process: it opens the store the
+// config names, runs the MQTT ingest of every box's reports and statuses,
+// and serves the dashboard with /healthz and /metrics. cmd/veil-hq and
+// `veil demo` run it.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/egress"
+	"github.com/veil-edge/veil/hq/dashboard"
+	"github.com/veil-edge/veil/hq/ingest"
+	"github.com/veil-edge/veil/hq/store"
+	"github.com/veil-edge/veil/web"
+)
+
+// Options configure a Server.
+type Options struct {
+	Config config.Config // the hq, mqtt and log sections are read
+	Log    *slog.Logger  // nil: slog.Default()
+}
+
+// Server is one veil-hq process. Make it with New, then Run it once.
+type Server struct {
+	o       Options
+	log     *slog.Logger
+	store   store.Store
+	ingest  *ingest.Ingest
+	dash    *dashboard.Dashboard
+	metrics *prometheus.Registry
+
+	mu      sync.Mutex
+	started time.Time
+}
+
+// New opens the store and prepares the ingest and the dashboard. Errors
+// name the config key at fault. Close the Server if Run is not called.
+func New(ctx context.Context, o Options) (*Server, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	cfg := o.Config
+	if cfg.MQTT.Broker == "" {
+		return nil, errors.New("mqtt.broker is empty: veil-hq needs head office's broker (e.g. tcp://broker.example:1883 or ssl://broker.example:8883)")
+	}
+	if cfg.HQ.PasswordHash == "" {
+		return nil, errors.New("hq.password_hash is empty: nobody could log in to the dashboard; make one with `veil passwd` and set hq.password_hash (or VEIL_HQ_PASSWORD_HASH)")
+	}
+	st, err := Open(ctx, cfg.HQ)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{o: o, log: o.Log, store: st, metrics: prometheus.NewRegistry()}
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := cfg.MQTT
+	s.ingest, err = ingest.New(ingest.Options{
+		MQTT: egress.MQTTOptions{Broker: m.Broker, ClientID: cfg.HQ.ClientID, Username: m.Username, Password: m.Password,
+			CAFile: m.CAFile, CertFile: m.CertFile, KeyFile: m.KeyFile, TopicPrefix: m.TopicPrefix},
+		Group:   cfg.HQ.Group,
+		Store:   st,
+		Batch:   cfg.HQ.Batch,
+		Metrics: s.metrics,
+		Log:     o.Log,
+	})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	s.dash, err = dashboard.New(dashboard.Options{
+		Store:        st,
+		Users:        []web.User{{Name: cfg.HQ.User, PasswordHash: cfg.HQ.PasswordHash}},
+		Log:          o.Log,
+		Secure:       cfg.HQ.TLSCert != "" || cfg.HQ.TrustedProxy != "",
+		TrustedProxy: net.ParseIP(cfg.HQ.TrustedProxy),
+		Metrics:      s.metrics,
+		Health:       http.HandlerFunc(s.health),
+		StaleAfter:   cfg.HQ.StaleAfter,
+	})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("hq dashboard: %w", err)
+	}
+	return s, nil
+}
+
+// Open opens the store h names: SQLite at h.SQLitePath or PostgreSQL at
+// h.PostgresDSN.
+func Open(ctx context.Context, h config.HQ) (store.Store, error) {
+	switch h.Store {
+	case "sqlite":
+		st, err := store.OpenSQLite(ctx, h.SQLitePath)
+		if err != nil {
+			return nil, fmt.Errorf("hq.sqlite_path: %w", err)
+		}
+		return st, nil
+	default:
+		return nil, fmt.Errorf("hq.store: %q is not supported; allowed sqlite", h.Store)
+	}
+}
+
+// Store is the server's store (for tests and tools).
+func (s *Server) Store() store.Store { return s.store }
+
+// Ingest is the server's MQTT ingest.
+func (s *Server) Ingest() *ingest.Ingest { return s.ingest }
+
+// Handler is the dashboard with /healthz and /metrics.
+func (s *Server) Handler() http.Handler { return s.dash.Handler() }
+
+// Close closes the store. Run closes it itself when it returns.
+func (s *Server) Close() error { return s.store.Close() }
+
+// Run serves the dashboard on l (HTTPS with hq.tls_cert) and runs the
+// ingest until ctx is cancelled, then closes the store. ready, if not nil,
+// is called with the dashboard's URL once it listens.
+func (s *Server) Run(ctx context.Context, l net.Listener, ready func(url string)) error {
+	defer s.store.Close()
+	s.mu.Lock()
+	s.started = time.Now()
+	s.mu.Unlock()
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	scheme := "http"
+	if cert, key := s.o.Config.HQ.TLSCert, s.o.Config.HQ.TLSKey; cert != "" {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return fmt.Errorf("hq.tls_cert/hq.tls_key: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
+		l = tls.NewListener(l, srv.TLSConfig)
+		scheme = "https"
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := s.ingest.Run(ctx); err != nil {
+			errs <- fmt.Errorf("ingest: %w", err)
+			cancel()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("dashboard: %w", err)
+			cancel()
+		}
+	}()
+	url := scheme + "://" + l.Addr().String() + "/"
+	s.log.Info("veil-hq: dashboard listening", "url", url, "store", s.o.Config.HQ.Store)
+	if ready != nil {
+		ready(url)
+	}
+	<-ctx.Done()
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = srv.Shutdown(sctx)
+	scancel()
+	wg.Wait()
+	close(errs)
+	return errors.Join(collect(errs)...)
+}
+
+func collect(ch <-chan error) []error {
+	var out []error
+	for err := range ch {
+		out = append(out, err)
+	}
+	return out
+}
+
+// Health is what /healthz reports.
+type Health struct {
+	Status  string        `json:"status"` // ok, or degraded (not subscribed, or the store fails)
+	Ingest  ingest.Status `json:"ingest"`
+	Store   string        `json:"store"` // ok, or the store's error
+	Devices int           `json:"devices"`
+	Online  int           `json:"online"`
+	Uptime  string        `json:"uptime"`
+}
+
+// health serves /healthz: 200 when subscribed and the store answers, 503
+// otherwise.
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	h := Health{Status: "ok", Ingest: s.ingest.Status(), Store: "ok"}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	ds, err := s.store.Devices(ctx)
+	if err != nil {
+		h.Store = err.Error()
+	}
+	h.Devices = len(ds)
+	for _, d := range ds {
+		if d.Online {
+			h.Online++
+		}
+	}
+	s.mu.Lock()
+	if !s.started.IsZero() {
+		h.Uptime = time.Since(s.started).Round(time.Second).String()
+	}
+	s.mu.Unlock()
+	code := http.StatusOK
+	if err != nil || !h.Ingest.Connected {
+		h.Status, code = "degraded", http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(h)
+}

@@ -1,0 +1,91 @@
+// Package hqcli builds veil-hq's command line. cmd/veil-hq only calls
+// Execute.
+package hqcli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/hq/server"
+)
+
+// Execute runs the veil-hq command line and returns the process exit code.
+func Execute(ctx context.Context, args []string) int {
+	root := NewRoot()
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "veil-hq: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// NewRoot returns the veil-hq root command.
+func NewRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "veil-hq -c hq.yaml",
+		Short: "Head office: aggregate every shop's footfall counts and serve the dashboard",
+		Long: `veil-hq is head office's server for a fleet of veil boxes.
+
+It subscribes to every box's footfall reports and status on head office's MQTT
+broker (the mqtt section: broker, credentials, TLS files, topic_prefix) with
+a persistent session and a shared subscription (hq.group), so several veil-hq
+processes split the load. A report is acknowledged to the broker only once it
+is stored; repeats (delivery is at least once) are recognised by the box's
+(device, boot, seq) and counted once.
+
+Windows are stored in SQLite (hq.store: sqlite, hq.sqlite_path; the default)
+or PostgreSQL (hq.store: postgres, hq.postgres_dsn).
+
+hq.listen serves the dashboard (login: hq.user and hq.password_hash, made with
+veil passwd): footfall per store and camera by hour or day, comparisons with
+the previous period, devices online or offline with their last report, CSV
+export (/export.csv) and a JSON API (/api/totals, /api/devices). /healthz
+(JSON, 200 when subscribed and the store answers, else 503) and /metrics
+(Prometheus) need no login.
+
+Configuration comes from a YAML file (--config), VEIL_* environment variables
+and flags, in rising order of precedence. See the hq section of
+docs/veil.example.yaml.`,
+		Example: `  veil-hq -c /etc/veil/hq.yaml
+  VEIL_MQTT_BROKER=ssl://broker.example:8883 VEIL_HQ_PASSWORD_HASH='$2a$...' veil-hq
+  veil-hq -c hq.yaml --listen :8443 --log-level debug`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE:          run,
+	}
+	root.Flags().StringP("config", "c", "", "YAML config file (see the hq section of docs/veil.example.yaml)")
+	root.Flags().String("log-level", "", "log level: debug | info | warn | error (overrides log.level)")
+	root.Flags().String("listen", "", "dashboard address host:port (overrides hq.listen)")
+	return root
+}
+
+func run(cmd *cobra.Command, _ []string) error {
+	path, _ := cmd.Flags().GetString("config")
+	cfg, err := config.Load(path, cmd.Flags(), map[string]string{"log-level": "log.level", "listen": "hq.listen"})
+	if err != nil {
+		return err
+	}
+	log := cfg.Log.Logger(os.Stderr)
+	if cfg.HQ.Listen == "" {
+		return fmt.Errorf("hq.listen is empty: veil-hq serves its dashboard and /healthz there; allowed host:port, e.g. 127.0.0.1:8090")
+	}
+	srv, err := server.New(cmd.Context(), server.Options{Config: cfg, Log: log})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.HQ.Listen)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("hq.listen %s: %w", cfg.HQ.Listen, err)
+	}
+	return srv.Run(cmd.Context(), l, func(url string) {
+		fmt.Fprintf(cmd.OutOrStdout(), "dashboard: %s (health: %shealthz)\n", url, url)
+	})
+}

@@ -86,9 +86,10 @@ WITH added AS (
 SELECT coalesce(sum(n), 0)::bigint FROM news`
 
 // pgRetries is how often Add and SetStatus try a statement that failed with
-// a serialization failure or a deadlock (possible when the database's
-// default isolation is SERIALIZABLE, or with other writers): each try is a
-// whole transaction, so trying again is safe.
+// a deadlock or a serialization failure. Adds do not deadlock each other
+// (key order) and sessions run READ COMMITTED, so only another writer on the
+// tables could cause one; each try is a whole transaction, so trying again
+// is safe.
 const pgRetries = 5
 
 // Postgres is a Store in a PostgreSQL database, for a head office that runs
@@ -157,7 +158,10 @@ func pgHost(cfg *pgx.ConnConfig) string {
 // pgPasswords finds the password values in a DSN: in a URL's user info and
 // in password= or sslpassword= (URL query or key=value), raw and decoded.
 var pgPasswords = []*regexp.Regexp{
+	// user:password@ of a URL, up to the first '@' and, for a malformed
+	// one, up to the last
 	regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/?#]*:([^@/?#]*)@`),
+	regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*://[^:@/?#]*:(.*)@`),
 	regexp.MustCompile(`(?:^|[\s?&])(?:ssl)?password\s*=\s*'((?:[^'\\]|\\.)*)'`),
 	regexp.MustCompile(`(?:^|[\s?&])(?:ssl)?password\s*=\s*([^\s&']+)`),
 }

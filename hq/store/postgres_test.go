@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -109,6 +110,35 @@ func TestPostgresOpenErrors(t *testing.T) {
 			}
 			if strings.Contains(msg, pw) || strings.Contains(msg, "Sup3r") {
 				t.Errorf("error shows the password: %q", msg)
+			}
+		})
+	}
+}
+
+func TestRedactError(t *testing.T) {
+	const pw = "Sup3rSecretPw"
+	for _, tc := range []struct {
+		name, dsn, msg string
+		redacted       bool
+	}{
+		{"no password", "host=/x dbname=hq", "cannot parse `host=/x dbname=hq`", false},
+		{"masked by pgx", "postgres://hq:" + pw + "@h/hq", "cannot parse `postgres://hq:xxxxx@h/hq`", false},
+		{"URL password", "postgres://hq:" + pw + "@h/hq", "cannot parse `postgres://hq:" + pw + "@h/hq`", true},
+		{"URL password decoded", "postgres://hq:" + pw + "%21@h/hq", "password " + pw + "! is wrong", true},
+		{"URL password with @", "postgres://hq:a@" + pw + "@h:x/hq", "near " + "a@" + pw, true},
+		{"URL query password", "postgres://h/hq?sslmode=disable&password=" + pw, "bad `" + pw + "`", true},
+		{"keyword", "host=/x password=" + pw + " port=x", "`host=/x password=" + pw + " port=x`", true},
+		{"keyword spaced", "host=/x password = " + pw, "`password = " + pw + "`", true},
+		{"keyword quoted", `host=/x password='` + pw + ` x\'y'`, "`" + pw + ` x'y` + "`", true},
+		{"sslpassword", "host=/x sslpassword=" + pw, "key " + pw, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := redactError(errors.New(tc.msg), tc.dsn)
+			if strings.Contains(err.Error(), pw) {
+				t.Errorf("%q shows the password", err)
+			}
+			if got := err.Error() != tc.msg; got != tc.redacted {
+				t.Errorf("redacted %v, want %v: %q", got, tc.redacted, err)
 			}
 		})
 	}

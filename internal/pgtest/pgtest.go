@@ -238,6 +238,9 @@ func start(bin string) (_ *Server, err error) {
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 	)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	// If the test binary dies without Stop (a panic, a timeout), the
+	// server shuts down at once (SIGQUIT) rather than live on.
+	s.cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
 	if err := s.cmd.Start(); err != nil {
 		s.cmd = nil
 		return nil, fmt.Errorf("starting postgres: %w", err)

@@ -16,9 +16,11 @@ cd "$VEIL_ROOT"
 # (opencv-doc), scikit-image for the reference checks in tests, mosquitto (a
 # real MQTT broker the egress tests start), tcpdump, iproute2 and procps (the
 # egress proof: network namespaces, packet capture, sysctl), libvpx-dev (VP8 for
-# the live view), chromium (the browser tests) and systemd (systemd-analyze
-# checks the shipped units).
-PACKAGES=(libopencv-dev opencv-data opencv-doc python3-skimage pkg-config gcc mosquitto tcpdump iproute2 procps libvpx-dev chromium systemd)
+# the live view), chromium (the browser tests), systemd (systemd-analyze
+# checks the shipped units) and postgresql (a real PostgreSQL server that
+# internal/pgtest starts for head office's store tests; it also makes the
+# postgres user the server runs as when the tests run as root).
+PACKAGES=(libopencv-dev opencv-data opencv-doc python3-skimage pkg-config gcc mosquitto tcpdump iproute2 procps libvpx-dev chromium systemd postgresql)
 
 installed() {
 	[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]

@@ -21,6 +21,15 @@
 // SQLite runs in WAL mode with a busy timeout, and write transactions begin
 // IMMEDIATE, so several writers (or several processes) wait for each other
 // instead of failing with SQLITE_BUSY.
+//
+// Postgres has the same tables and columns (bigint, text collated "C" so
+// that sorting is byte order as in SQLite, boolean online) and a
+// schema_version table in place of SQLite's user_version. Its Add is one
+// statement whatever the batch size: the batch's columns travel as arrays,
+// unnested into an INSERT ... ON CONFLICT DO NOTHING RETURNING whose rows
+// update devices in the same statement. Rows are inserted in key order, and
+// sessions run READ COMMITTED, so processes adding overlapping batches wait
+// for each other and then skip what the other stored, without deadlock.
 package store
 
 import (

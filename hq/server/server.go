@@ -106,8 +106,14 @@ func Open(ctx context.Context, h config.HQ) (store.Store, error) {
 			return nil, fmt.Errorf("hq.sqlite_path: %w", err)
 		}
 		return st, nil
+	case "postgres":
+		st, err := store.OpenPostgres(ctx, h.PostgresDSN)
+		if err != nil {
+			return nil, fmt.Errorf("hq.postgres_dsn: %w", err)
+		}
+		return st, nil
 	default:
-		return nil, fmt.Errorf("hq.store: %q is not supported; allowed sqlite", h.Store)
+		return nil, fmt.Errorf("hq.store: %q is not supported; allowed sqlite, postgres", h.Store)
 	}
 }
 

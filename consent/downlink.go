@@ -223,3 +223,10 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// DownlinkTopic is the MQTT topic of a box's down-link messages:
+// <prefix>/<store>/<device>/consent, beside the footfall and status topics
+// the box publishes on.
+func DownlinkTopic(prefix, store, device string) string {
+	return prefix + "/" + store + "/" + device + "/consent"
+}

@@ -128,6 +128,7 @@ var badFiles = map[string][]string{
 	"update-metadata-only": {"update.targets_url: update.metadata_url and update.targets_url go together; allowed both set (update agent on) or both empty (off)"},
 	"update-bad-url":       {`update.metadata_url: "updates.example/veil/metadata" is not an absolute https:// URL (or http:// to a loopback address); allowed an https:// URL (http:// only to a loopback address), or empty`},
 	"update-empty-root":    {`update.trusted_root: "" is empty; allowed a file path`},
+	"bad-relay-key":        {`consent.relay_key: "aGVhZCBvZmZpY2U=" is not an Ed25519 public key; allowed empty (relay off) or head office's Ed25519 public key in standard base64 (44 characters)`},
 }
 
 func TestBadFiles(t *testing.T) {
@@ -361,6 +362,7 @@ var envValues = map[string]struct {
 	"consent.retention":      {"720h", 720 * time.Hour},
 	"consent.public_url":     {"https://shop.example/", "https://shop.example/"},
 	"consent.notice_file":    {"/etc/veil/notice.json", "/etc/veil/notice.json"},
+	"consent.relay_key":      {"ERERERERERERERERERERERERERERERERERERERERERE=", "ERERERERERERERERERERERERERERERERERERERERERE="},
 	"live.detect_deadline":   {"250ms", 250 * time.Millisecond},
 	"update.root":            {"/srv/veil", "/srv/veil"},
 	"update.metadata_url":    {"https://updates.example/veil/metadata", "https://updates.example/veil/metadata"},

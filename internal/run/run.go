@@ -57,7 +57,7 @@ type Service struct {
 	ledger  *consent.Ledger
 	relay   *consent.Receiver   // nil without consent.relay_key
 	relayIn *mqttsub.Subscriber // its MQTT subscription
-	upd     *updates // nil when veil neither runs from update.root nor checks for updates
+	upd     *updates            // nil when veil neither runs from update.root nor checks for updates
 
 	restartMu     sync.Mutex
 	restartWanted bool                    // an update asked for a restart

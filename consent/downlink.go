@@ -118,7 +118,7 @@ func ParseDownlink(data []byte, hq ed25519.PublicKey) (Downlink, error) {
 		}
 		msg := err.Error()
 		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-			field, msg = strings.Trim(f, `"`), "unknown field"
+			field, msg = clip(strings.Trim(f, `"`)), "unknown field"
 		}
 		return Downlink{}, &DownlinkError{field, "not a down-link message: " + msg}
 	}

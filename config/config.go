@@ -79,6 +79,11 @@ type Consent struct {
 	Retention   time.Duration `mapstructure:"retention"`    // ledger entries of ended consents are purged after this, 24h..87600h
 	PublicURL   string        `mapstructure:"public_url"`   // base URL in the QR codes; empty: the address the sign's page was opened with
 	NoticeFile  string        `mapstructure:"notice_file"`  // notice JSON (versioned, en and zh-CN); empty: the built-in notice
+	// RelayKey is head office's consent-relay Ed25519 public key, standard
+	// base64 (44 characters). With it and mqtt.broker set, the box takes
+	// grants and withdrawals given on head office's phone pages from the
+	// MQTT down-link <prefix>/<store>/<device>/consent, signed with that key.
+	RelayKey string `mapstructure:"relay_key"`
 }
 
 // Live configures how veil run schedules detection for its cameras, which

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"image/color"
@@ -54,6 +56,7 @@ type limit struct {
 	bcrypt bool     // strings: empty or a bcrypt hash
 	ip     bool     // strings: empty or an IP address
 	http   bool     // strings: empty or an absolute http:// or https:// URL
+	edkey  bool     // strings: empty or an Ed25519 public key in standard base64
 }
 
 func oneOf(v ...string) limit      { return limit{enum: v} }
@@ -100,6 +103,8 @@ func (l limit) allowed() string {
 		return "a file path"
 	case l.http:
 		return "an https:// URL (http:// only to a loopback address), or empty"
+	case l.edkey:
+		return "empty (relay off) or head office's Ed25519 public key in standard base64 (44 characters)"
 	case l.colour:
 		return "#RRGGBB"
 	case l.name && l.text:
@@ -180,6 +185,7 @@ var limits = map[string]limit{
 	"consent.retention":      durBetween(24*time.Hour, 87600*time.Hour),
 	"consent.public_url":     {text: true},
 	"consent.notice_file":    {text: true},
+	"consent.relay_key":      {edkey: true},
 	"live.detect_every":      between(1, 30),
 	"live.detect_deadline":   durBetween(time.Millisecond, 60*time.Second),
 	"update.root":            {dir: true},
@@ -223,6 +229,8 @@ func (l limit) check(v reflect.Value) string {
 			return fmt.Sprintf("%q is not an IP address; allowed %s", s, l.allowed())
 		case l.addr && s != "" && !validAddr(s):
 			return fmt.Sprintf("%q is not host:port; allowed %s", s, l.allowed())
+		case l.edkey && s != "" && !validEd25519Key(s):
+			return fmt.Sprintf("%q is not an Ed25519 public key; allowed %s", s, l.allowed())
 		case l.http && s != "" && !validHTTPURL(s):
 			return fmt.Sprintf("%q is not an absolute https:// URL (or http:// to a loopback address); allowed %s", s, l.allowed())
 		case l.url != nil && s != "" && !validURL(s, l.url):
@@ -413,6 +421,12 @@ func (c Config) crossErrors() []*FieldError {
 		errs = append(errs, &FieldError{Key: "update.targets_url", Msg: "update.metadata_url and update.targets_url go together; allowed both set (update agent on) or both empty (off)"})
 	}
 	return errs
+}
+
+// validEd25519Key reports whether s is 32 bytes in standard base64.
+func validEd25519Key(s string) bool {
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	return err == nil && len(b) == ed25519.PublicKeySize
 }
 
 // validName reports whether s is a store or device name: it goes into MQTT

@@ -43,6 +43,9 @@ var genesisPrev = strings.Repeat("0", 64)
 // (unknown fields are refused). ConsentID is the only link between entries
 // of one consent.
 //
+// Box and Relayed were added with head office's consent relay; being
+// omitted when empty, lines written before them stay canonical and verify.
+//
 // Hash rule: Hash is the lowercase hex SHA-256 of the entry's canonical JSON
 // with Hash set to "". The canonical JSON is what encoding/json's Marshal
 // makes of an Entry: keys in the order of the fields below, empty omitempty
@@ -78,7 +81,9 @@ type Entry struct {
 	Camera        string     `json:"camera,omitempty"`
 	Zone          string     `json:"zone,omitempty"`
 	Expires       *time.Time `json:"expires,omitempty"`
-	Reason        string     `json:"reason,omitempty"` // e.g. why unbound: "track ended", "withdrawn", "expired"
+	Reason        string     `json:"reason,omitempty"`  // e.g. why unbound: "track ended", "withdrawn", "expired"
+	Box           string     `json:"box,omitempty"`     // head office's copy: the box (site.device) the consent was for
+	Relayed       bool       `json:"relayed,omitempty"` // given on head office's pages and relayed to the box
 	Prev          string     `json:"prev"`
 	Hash          string     `json:"hash"`
 }

@@ -43,7 +43,16 @@ var (
 	ErrSeveralInZone = errors.New("more than one person is on the marked spot")
 	ErrCameraDown    = errors.New("the sign's camera is not running")
 	ErrNotSignage    = errors.New("this camera has no opt-in zone")
+	ErrConsentExists = errors.New("a consent with this id is already known on this box")
+	// ErrUnavailable: head office could not reach the shop's camera box.
+	ErrUnavailable = errors.New("the shop's camera box cannot be reached right now, so nothing was recorded; please try again in a moment")
 )
+
+// RelayBindWindow is how long a relayed grant has to be bound: the box
+// tries on every pipeline update of the signage camera (Gate.Exempt) until
+// it finds exactly one face track on the opt-in zone, and ends the grant
+// when the window passes without one.
+const RelayBindWindow = 30 * time.Second
 
 // Grant is one shopper's consent on this box.
 type Grant struct {
@@ -57,7 +66,9 @@ type Grant struct {
 	Expires time.Time // at the latest
 	Bound   bool      // bound to a track now
 	Ended   string    // why it ended ("" while active)
+	Relayed bool      // given on head office's pages and relayed to the box
 	track   uint64
+	bindBy  time.Time // a relayed grant not yet bound: keep trying until then
 }
 
 // Service is the box's consent state: tokens issued and used, grants and
@@ -222,6 +233,82 @@ func (s *Service) Decide(tok, lang string, yes bool) (*Grant, error) {
 	s.log.Info("consent granted", "consent", g.ID, "camera", g.Camera, "lang", lang, "notice", g.Notice)
 	cp := *g
 	return &cp, nil
+}
+
+// GrantRelayed records a grant given on head office's pages and relayed to
+// the box (see Receiver), under head office's consent id. tok, the QR
+// code's token, must pass the same checks as for Decide (this box's
+// signature, not expired, the notice in force, unused, a signage camera),
+// and is used up. There is no phone to tap Confirm on the box, so the grant
+// is bound to the one face track on the camera's opt-in zone on the next
+// pipeline update that has exactly one there, within RelayBindWindow;
+// otherwise it ends (ledger reason "not bound: ..."). The ledger's grant
+// entry is marked relayed.
+func (s *Service) GrantRelayed(consentID, tok, lang string) (Grant, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire()
+	t, err := s.check(tok)
+	if err != nil {
+		return Grant{}, err
+	}
+	if _, dup := s.grants[consentID]; dup || consentID == "" {
+		return Grant{}, ErrConsentExists
+	}
+	s.used[t.Nonce] = t.ExpiresAt()
+	if _, ok := s.notice.Texts[lang]; !ok {
+		lang = "en"
+	}
+	now := s.o.Now().UTC()
+	g := &Grant{ID: consentID, Secret: NewNonce() + NewNonce(), Camera: t.Camera, Zone: t.Zone, Lang: lang,
+		Notice: s.notice.Version, Granted: now, Expires: now.Add(s.o.MaxDuration), Relayed: true, bindBy: now.Add(RelayBindWindow)}
+	exp := g.Expires
+	if _, err := s.o.Ledger.Append(Entry{Time: now, Type: EventGrant, ConsentID: g.ID, NoticeVersion: s.notice.Version,
+		NoticeHash: s.notice.Hash(), Lang: lang, Purposes: s.notice.Purposes, Camera: g.Camera, Zone: g.Zone, Expires: &exp, Relayed: true}); err != nil {
+		return Grant{}, fmt.Errorf("consent ledger: %w", err)
+	}
+	s.grants[g.ID] = g
+	s.log.Info("relayed consent granted; binding on the next update with one person on the spot", "consent", g.ID, "camera", g.Camera, "lang", lang, "notice", g.Notice, "bind_window", RelayBindWindow)
+	_ = s.bind(g) // one person there already: bound now; otherwise Gate.Exempt keeps trying
+	return *g, nil
+}
+
+// WithdrawRelayed ends a relayed grant by its consent id, at once: its face
+// is redacted from the next frame. Withdrawing an ended grant again does
+// nothing; an unknown id is ErrNoSuchConsent.
+func (s *Service) WithdrawRelayed(consentID string) (Grant, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire()
+	g, ok := s.grants[consentID]
+	if !ok || !g.Relayed {
+		return Grant{}, ErrNoSuchConsent
+	}
+	if g.Ended == "" {
+		s.end(g, EventWithdraw, "withdrawn")
+	}
+	return *g, nil
+}
+
+// bindRelayed tries to bind the camera's relayed grants that are not yet
+// bound, and ends those whose bind window has passed. s.mu is held.
+func (s *Service) bindRelayed(camera string) {
+	now := s.o.Now()
+	for _, g := range s.grants {
+		if !g.Relayed || g.Bound || g.Ended != "" || g.Camera != camera {
+			continue
+		}
+		err := s.bind(g)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrNoneInZone), errors.Is(err, ErrSeveralInZone), errors.Is(err, ErrCameraDown):
+			if !now.Before(g.bindBy) {
+				s.end(g, EventExpire, fmt.Sprintf("not bound: not exactly one person on the marked spot within %s", RelayBindWindow))
+			}
+		default:
+			s.log.Error("binding a relayed consent", "consent", g.ID, "err", err)
+		}
+	}
 }
 
 // grant finds an active or ended grant by id and secret.
@@ -412,6 +499,7 @@ func (g *Gate) Exempt(faces []track.Covered) []uint64 {
 	cs.faces = append(cs.faces[:0], faces...)
 	cs.at = s.o.Now()
 	s.expire()
+	s.bindRelayed(g.camera)
 	var out []uint64
 	for _, gr := range s.grants {
 		if !gr.Bound || gr.Camera != g.camera {

@@ -15,8 +15,10 @@ import (
 	"rsc.io/qr"
 )
 
-// The pages a shopper and the sign see, all served by the box without a
-// login (they carry no operator data):
+// The pages a shopper and the sign see, all served without a login (they
+// carry no operator data). The box serves all of them (Service.Handler);
+// head office's consent relay serves the phone pages (/c/...) only, with
+// PhoneHandler and its own Backend:
 //
 //	GET  /signage/{camera}          the sign's full-screen page: notice summary and QR code, rotating
 //	GET  /signage/{camera}/qr.png   a fresh token's QR code
@@ -52,11 +54,54 @@ type WebOptions struct {
 	Log      *slog.Logger
 }
 
+// Backend is what the phone pages ask of whoever serves them: the box's
+// Service, or head office's consent relay (hq/relay). Errors are worded for
+// the shopper (the Err... values of this package); a Backend that cannot
+// reach the box returns ErrUnavailable.
+type Backend interface {
+	Notice() Notice             // the notice in force
+	MaxDuration() time.Duration // the longest a consent lasts
+	// Check verifies a QR code's token for showing the notice, without
+	// using it up.
+	Check(tok string) (Token, error)
+	// Decide records the shopper's answer: no records nothing and returns
+	// nil; yes returns the new grant (its ID and Secret go into the
+	// phone's cookie).
+	Decide(tok, lang string, yes bool) (*Grant, error)
+	Status(id, secret string) (Grant, error)
+	// Confirm binds the grant to the one track on the opt-in zone; a
+	// relayed grant (Grant.Relayed) is bound by the box on its own.
+	Confirm(id, secret string) (Grant, error)
+	Withdraw(id, secret string) (Grant, error)
+	Receipt(id, secret string) ([]byte, error) // the signed receipt, JSON
+}
+
+var _ Backend = (*Service)(nil)
+
 // Handler serves the signage and phone pages.
 func (s *Service) Handler(o WebOptions) http.Handler {
 	if o.Rotate <= 0 {
 		o.Rotate = s.o.TokenTTL / 2
 	}
+	if o.Log == nil {
+		o.Log = s.log
+	}
+	w := newWebUI(s, s, o)
+	w.mux.HandleFunc("GET /signage/{camera}", w.signage)
+	w.mux.HandleFunc("GET /signage/{camera}/qr.png", w.qr)
+	return w.mux
+}
+
+// PhoneHandler serves the phone pages (/c/...) over b: the same pages and
+// templates the box serves, for head office's consent relay.
+func PhoneHandler(b Backend, o WebOptions) http.Handler {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return newWebUI(b, nil, o).mux
+}
+
+func newWebUI(b Backend, s *Service, o WebOptions) *webUI {
 	if o.RateLimit <= 0 {
 		o.RateLimit = 30
 	}
@@ -69,25 +114,22 @@ func (s *Service) Handler(o WebOptions) http.Handler {
 			return h
 		}
 	}
-	if o.Log == nil {
-		o.Log = s.log
-	}
-	w := &webUI{s: s, o: o, hits: map[string]*hits{}}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /signage/{camera}", w.signage)
-	mux.HandleFunc("GET /signage/{camera}/qr.png", w.qr)
+	w := &webUI{b: b, s: s, o: o, hits: map[string]*hits{}, mux: http.NewServeMux()}
+	mux := w.mux
 	mux.HandleFunc("GET /c/consent", w.limited(w.status))
 	mux.HandleFunc("POST /c/consent/confirm", w.limited(w.csrf(w.confirm)))
 	mux.HandleFunc("POST /c/consent/withdraw", w.limited(w.csrf(w.withdraw)))
 	mux.HandleFunc("GET /c/consent/receipt", w.limited(w.receipt))
 	mux.HandleFunc("GET /c/{token}", w.limited(w.notice))
 	mux.HandleFunc("POST /c/{token}", w.limited(w.csrf(w.decide)))
-	return mux
+	return w
 }
 
 type webUI struct {
-	s *Service
-	o WebOptions
+	b   Backend
+	s   *Service // the box's, for the sign's pages; nil at head office
+	o   WebOptions
+	mux *http.ServeMux
 
 	mu   sync.Mutex
 	hits map[string]*hits
@@ -191,7 +233,7 @@ func (w *webUI) qr(rw http.ResponseWriter, r *http.Request) {
 // lang picks the page language: ?lang= or the form's lang, else the
 // browser's Accept-Language.
 func (w *webUI) lang(r *http.Request) string {
-	n := w.s.Notice()
+	n := w.b.Notice()
 	if l := r.FormValue("lang"); l != "" {
 		if _, ok := n.Texts[l]; ok {
 			return l
@@ -203,18 +245,22 @@ func (w *webUI) lang(r *http.Request) string {
 func (w *webUI) notice(rw http.ResponseWriter, r *http.Request) {
 	tok := r.PathValue("token")
 	lang := w.lang(r)
-	n := w.s.Notice()
-	if _, err := w.s.Check(tok); err != nil {
+	n := w.b.Notice()
+	if _, err := w.b.Check(tok); err != nil {
 		w.tokenRefused(rw, r, err)
 		return
 	}
 	p := page{Notice: true, Token: tok, Lang: lang, T: n.Texts[lang], CSRF: w.csrfToken(rw, r), Langs: n.Langs(), Names: names(n),
-		Duration: fmt.Sprintf(n.Texts[lang].Duration, w.s.MaxDuration()), NoticeVersion: n.Version}
+		Duration: fmt.Sprintf(n.Texts[lang].Duration, w.b.MaxDuration()), NoticeVersion: n.Version}
 	w.page(rw, r, http.StatusOK, p)
 }
 
 func (w *webUI) tokenRefused(rw http.ResponseWriter, r *http.Request, err error) {
 	w.o.Log.Warn("consent: refused a code", "err", err, "remote", w.o.ClientIP(r))
+	if errors.Is(err, ErrUnavailable) {
+		w.page(rw, r, http.StatusServiceUnavailable, page{Message: "Sorry: " + err.Error() + ". / 抱歉，暂时无法连接店内的摄像设备，未记录任何内容，请稍后再试。"})
+		return
+	}
 	status := http.StatusBadRequest
 	if errors.Is(err, ErrTokenExpired) || errors.Is(err, ErrTokenUsed) || errors.Is(err, ErrNoticeChanged) {
 		status = http.StatusGone
@@ -225,20 +271,20 @@ func (w *webUI) tokenRefused(rw http.ResponseWriter, r *http.Request, err error)
 func (w *webUI) decide(rw http.ResponseWriter, r *http.Request) {
 	tok := r.PathValue("token")
 	lang := w.lang(r)
-	n := w.s.Notice()
+	n := w.b.Notice()
 	t := n.Texts[lang]
 	yes := r.PostFormValue("choice") == "yes"
 	if yes && r.PostFormValue("agree") != "on" {
 		// Not agreed: show the notice again, the code still unused.
-		if _, err := w.s.Check(tok); err != nil {
+		if _, err := w.b.Check(tok); err != nil {
 			w.tokenRefused(rw, r, err)
 			return
 		}
 		w.page(rw, r, http.StatusOK, page{Notice: true, Token: tok, Lang: lang, T: t, CSRF: w.csrfToken(rw, r), Langs: n.Langs(), Names: names(n),
-			Duration: fmt.Sprintf(t.Duration, w.s.MaxDuration()), Message: t.AgreeFirst, NoticeVersion: n.Version})
+			Duration: fmt.Sprintf(t.Duration, w.b.MaxDuration()), Message: t.AgreeFirst, NoticeVersion: n.Version})
 		return
 	}
-	g, err := w.s.Decide(tok, lang, yes)
+	g, err := w.b.Decide(tok, lang, yes)
 	if err != nil {
 		w.tokenRefused(rw, r, err)
 		return
@@ -248,7 +294,7 @@ func (w *webUI) decide(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(rw, &http.Cookie{Name: cookieConsent, Value: g.ID + "." + g.Secret, Path: "/c/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(w.s.MaxDuration().Seconds())})
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(w.b.MaxDuration().Seconds())})
 	http.Redirect(rw, r, "/c/consent?lang="+lang, http.StatusSeeOther)
 }
 
@@ -263,21 +309,21 @@ func (w *webUI) mine(r *http.Request) (id, secret string, ok bool) {
 }
 
 func (w *webUI) status(rw http.ResponseWriter, r *http.Request) {
-	w.show(rw, r, func(id, secret string) (Grant, error) { return w.s.Status(id, secret) })
+	w.show(rw, r, func(id, secret string) (Grant, error) { return w.b.Status(id, secret) })
 }
 
 func (w *webUI) confirm(rw http.ResponseWriter, r *http.Request) {
-	w.show(rw, r, func(id, secret string) (Grant, error) { return w.s.Confirm(id, secret) })
+	w.show(rw, r, func(id, secret string) (Grant, error) { return w.b.Confirm(id, secret) })
 }
 
 func (w *webUI) withdraw(rw http.ResponseWriter, r *http.Request) {
-	w.show(rw, r, func(id, secret string) (Grant, error) { return w.s.Withdraw(id, secret) })
+	w.show(rw, r, func(id, secret string) (Grant, error) { return w.b.Withdraw(id, secret) })
 }
 
 // show runs op on the phone's consent and shows the result.
 func (w *webUI) show(rw http.ResponseWriter, r *http.Request, op func(id, secret string) (Grant, error)) {
 	lang := w.lang(r)
-	n := w.s.Notice()
+	n := w.b.Notice()
 	t := n.Texts[lang]
 	id, secret, ok := w.mine(r)
 	if !ok {
@@ -307,6 +353,8 @@ func (w *webUI) show(rw http.ResponseWriter, r *http.Request, op func(id, secret
 		p.Message = t.Ended
 	case g.Bound:
 		p.Message = fmt.Sprintf(t.Bound, g.Expires.Local().Format("15:04"))
+	case g.Relayed && p.Message == "":
+		p.Message = relayedText(lang)
 	}
 	w.page(rw, r, status, p)
 }
@@ -317,7 +365,7 @@ func (w *webUI) receipt(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, ErrNoSuchConsent.Error(), http.StatusForbidden)
 		return
 	}
-	b, err := w.s.Receipt(id, secret)
+	b, err := w.b.Receipt(id, secret)
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusForbidden)
 		return
@@ -325,6 +373,26 @@ func (w *webUI) receipt(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("Content-Type", "application/json")
 	rw.Header().Set("Content-Disposition", `attachment; filename="veil-consent-`+id+`.json"`)
 	_, _ = rw.Write(b)
+}
+
+// relayedTexts is what head office's consent page says once the grant was
+// sent: head office cannot see whether the box bound it.
+var relayedTexts = map[string]string{
+	"en": "Your consent was sent to the shop's camera box. Stand alone on the marked spot in front of the sign now: " +
+		"for %d seconds after receiving it, the camera looks for exactly one person there and leaves that person unredacted. " +
+		"This page cannot show whether that happened. If nobody or more than one person was on the spot, nothing changes; " +
+		"scan the code on the sign again to retry. Your consent also ends when you leave the camera's view.",
+	"zh-CN": "您的同意已发送到店内的摄像设备。请现在独自站在标牌前的标记位置：设备收到后的%d秒内，" +
+		"会在该位置寻找唯一一人，并对其不做遮挡处理。本页面无法显示是否已成功。如果标记位置无人或多于一人，" +
+		"则不会有任何变化，您可以重新扫描标牌上的二维码。离开摄像头画面后，您的同意也会结束。",
+}
+
+func relayedText(lang string) string {
+	t, ok := relayedTexts[lang]
+	if !ok {
+		t = relayedTexts["en"]
+	}
+	return fmt.Sprintf(t, int(RelayBindWindow.Seconds()))
 }
 
 func names(n Notice) map[string]string {
@@ -398,7 +466,7 @@ p.msg{background:#f3f3f3;padding:.75rem;border-radius:.5rem}
 {{else if .Consent}}
 {{if .Message}}<p class="msg" role="status" id="msg">{{.Message}}</p>{{end}}
 {{if not .G.Ended}}
-{{if not .G.Bound}}<p>{{.T.Stand}}</p>
+{{if and (not .G.Bound) (not .G.Relayed)}}<p>{{.T.Stand}}</p>
 <form method="post" action="/c/consent/confirm"><input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="lang" value="{{.Lang}}">
 <div class="choices"><button type="submit" id="confirm">{{.T.Confirm}}</button></div></form>{{end}}
 <form method="post" action="/c/consent/withdraw"><input type="hidden" name="csrf" value="{{.CSRF}}"><input type="hidden" name="lang" value="{{.Lang}}">

@@ -262,6 +262,50 @@ func loadTLS(o MQTTOptions) (*tls.Config, error) {
 	return c, nil
 }
 
+// ClientOptions are paho options for another MQTT client connecting to the
+// broker o names with o's credentials and TLS files: the broker URL is
+// checked and the files are loaded as NewPublisher does (errors name the
+// option and the file), and o.ConnectTimeout (or DefaultConnectTimeout)
+// bounds connecting and writing. o.ClientID is required: each client needs
+// its own. The caller sets the session, reconnection and handlers. It is
+// for the box's subscriber of head office's consent down-link and for head
+// office's own clients; on the box, Publisher stays the only client that
+// publishes.
+func (o MQTTOptions) ClientOptions() (*mqtt.ClientOptions, error) {
+	if o.ClientID == "" {
+		return nil, fmt.Errorf("mqtt client id: empty: %w", ErrInvalid)
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.ConnectTimeout < 0 {
+		return nil, fmt.Errorf("mqtt connect timeout: %s is negative: %w", o.ConnectTimeout, ErrInvalid)
+	}
+	broker, useTLS, err := parseBroker(o.Broker)
+	if err != nil {
+		return nil, err
+	}
+	co := mqtt.NewClientOptions().AddBroker(broker).SetClientID(o.ClientID).
+		SetConnectTimeout(o.ConnectTimeout).SetWriteTimeout(o.ConnectTimeout)
+	if o.Username != "" {
+		co.SetUsername(o.Username)
+	}
+	if o.Password != "" {
+		co.SetPassword(o.Password)
+	}
+	switch {
+	case useTLS:
+		tc, err := loadTLS(o)
+		if err != nil {
+			return nil, err
+		}
+		co.SetTLSConfig(tc)
+	case o.CAFile != "" || o.CertFile != "" || o.KeyFile != "":
+		return nil, fmt.Errorf("mqtt broker %s is not TLS but CA, certificate or key files are set; use ssl:// or mqtts://: %w", o.Broker, ErrInvalid)
+	}
+	return co, nil
+}
+
 // Topics returns the footfall and status topics this Publisher uses.
 func (p *Publisher) Topics() (footfall, status string) { return p.footfall, p.status }
 

@@ -1,20 +1,24 @@
 package cli
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/veil-edge/veil/consent"
 )
 
-// newConsentCmd builds `veil consent verify`.
+// newConsentCmd builds `veil consent verify` and `veil consent key`.
 func newConsentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "consent",
-		Short: "Check the shoppers' consent ledger",
+		Short: "Check the shoppers' consent ledger; print the box's consent key",
 		Long: `Shoppers who opt in at a sign are recorded in the consent ledger
 (consent.ledger, default var/consent/ledger.jsonl): one JSON line per event
 (grant, withdraw, expire, bind, unbind), each holding the SHA-256 hash of the
@@ -30,7 +34,56 @@ then starts with an "anchor" line standing in for the last purged entry.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newConsentVerifyCmd())
+	cmd.AddCommand(newConsentVerifyCmd(), newConsentKeyCmd())
+	return cmd
+}
+
+func newConsentKeyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "key",
+		Short: "Print the box's consent public key, for registering the box at head office",
+		Long: `Key prints the public half of the box's consent key (consent.key_file,
+default var/consent/box.key; veil run creates it on first start), in
+standard base64. It verifies the QR codes' tokens and the receipts the box
+signs. Head office's consent relay (veil-hq) needs it to check the codes of
+this box's sign when the QR code points at head office; --registry prints
+the box's line for head office's box registry:
+
+  {"device":"<site.device>","store":"<site.store>","key":"<base64>"}
+
+Key only reads the key file; it never creates one.`,
+		Example: `  veil consent key
+  veil consent key --registry -c /etc/veil/veil.yaml >> boxes.jsonl   # at head office`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, _, err := loadConfig(cmd, map[string]string{"key-file": "consent.key_file"})
+			if err != nil {
+				return err
+			}
+			path := cfg.Consent.KeyFile
+			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("consent key: no key at %s (veil run creates it on first start when a camera has an optin_zone; set consent.key_file or --key-file)", path)
+			}
+			key, err := consent.LoadKey(path)
+			if err != nil {
+				return fmt.Errorf("consent key: %w", err)
+			}
+			pub := base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
+			if reg, _ := cmd.Flags().GetBool("registry"); reg {
+				line, _ := json.Marshal(struct {
+					Device string `json:"device"`
+					Store  string `json:"store"`
+					Key    string `json:"key"`
+				}{cfg.Site.Device, cfg.Site.Store, pub})
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\n", line)
+				return nil
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), pub)
+			return nil
+		},
+	}
+	cmd.Flags().String("key-file", "", "the box's consent key file (overrides consent.key_file, default var/consent/box.key)")
+	cmd.Flags().Bool("registry", false, "print the box's line for head office's box registry (device, store, key) instead")
 	return cmd
 }
 

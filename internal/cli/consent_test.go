@@ -1,6 +1,8 @@
 package cli_test
 
 import (
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/veil-edge/veil/consent"
+	"github.com/veil-edge/veil/hq/relay"
 )
 
 // TestConsentVerify: veil consent verify passes an intact ledger and names
@@ -72,5 +75,39 @@ func TestConsentVerify(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "none.jsonl")
 	if _, err := veil(t, "consent", "verify", "--ledger", missing); err == nil || !strings.Contains(err.Error(), "no ledger at "+missing) {
 		t.Errorf("missing ledger: %v", err)
+	}
+}
+
+// TestConsentKey: veil consent key prints the box's consent public key,
+// the one that verifies its tokens, and --registry its line for head
+// office's box registry; a missing key file is an error, not created.
+func TestConsentKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "consent", "box.key")
+	key, err := consent.LoadKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	out, err := veil(t, "consent", "key", "--key-file", path)
+	if want := base64.StdEncoding.EncodeToString(pub) + "\n"; err != nil || out != want {
+		t.Fatalf("veil consent key = %q, %v; want %q", out, err, want)
+	}
+	t.Setenv("VEIL_SITE_STORE", "s1")
+	t.Setenv("VEIL_SITE_DEVICE", "d1")
+	t.Setenv("VEIL_CONSENT_KEY_FILE", path)
+	out, err = veil(t, "consent", "key", "--registry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	boxes, err := relay.ParseBoxes([]byte(out))
+	if err != nil || len(boxes) != 1 || boxes[0].Device != "d1" || boxes[0].Store != "s1" || !boxes[0].Key.Equal(pub) {
+		t.Fatalf("registry line %q parses to %+v, %v", out, boxes, err)
+	}
+	missing := filepath.Join(t.TempDir(), "none.key")
+	if _, err := veil(t, "consent", "key", "--key-file", missing); err == nil || !strings.Contains(err.Error(), "no key at "+missing) {
+		t.Errorf("missing key: %v", err)
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("veil consent key created a key")
 	}
 }

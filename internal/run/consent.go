@@ -3,10 +3,8 @@ package run
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
-	"errors"
+	"encoding/base64"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -15,7 +13,8 @@ import (
 
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/consent"
-	"github.com/veil-edge/veil/internal/durable"
+	"github.com/veil-edge/veil/egress"
+	"github.com/veil-edge/veil/internal/mqttsub"
 )
 
 // openConsent starts the opt-in service when a camera has an opt-in zone;
@@ -41,7 +40,7 @@ func openConsent(cfg config.Config, cams []config.Camera, log *slog.Logger) (*co
 			return nil, nil, fmt.Errorf("consent.notice_file %s: %w", c.NoticeFile, err)
 		}
 	}
-	key, err := loadKey(c.KeyFile)
+	key, err := consent.LoadKey(c.KeyFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("consent.key_file: %w", err)
 	}
@@ -59,29 +58,6 @@ func openConsent(cfg config.Config, cams []config.Camera, log *slog.Logger) (*co
 	}
 	log.Info("shopper opt-in on", "signage_cameras", len(zones), "notice", notice.Version, "ledger", c.Ledger)
 	return svc, ledger, nil
-}
-
-// loadKey reads the box's Ed25519 seed, creating it on first use.
-func loadKey(path string) (ed25519.PrivateKey, error) {
-	seed, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		seed = make([]byte, ed25519.SeedSize)
-		if _, err := rand.Read(seed); err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, err
-		}
-		if err := durable.WriteFile(filepath.Dir(path), filepath.Base(path), ".key-", seed); err != nil {
-			return nil, err
-		}
-	} else if err != nil {
-		return nil, err
-	}
-	if len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("%s is not a %d-byte Ed25519 seed", path, ed25519.SeedSize)
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
 }
 
 // purgeConsent applies consent.retention now and then every hour.
@@ -109,4 +85,58 @@ func (s *Service) consentPages(clientIP func(*http.Request) string) http.Handler
 		return nil
 	}
 	return s.consent.Handler(consent.WebOptions{PublicURL: s.o.Config.Consent.PublicURL, ClientIP: clientIP, Log: s.log})
+}
+
+// relaySeenFile is where the box keeps the ids of the down-link messages
+// it accepted: beside the consent ledger.
+func relaySeenFile(cfg config.Config) string {
+	return filepath.Join(filepath.Dir(cfg.Consent.Ledger), "relay-seen.json")
+}
+
+// openRelay prepares the receiver of head office's consent down-link when
+// consent.relay_key and mqtt.broker are set and a camera has an opt-in
+// zone; nil, nil, nil otherwise. The subscriber is the box's own MQTT
+// client ("<mqtt.client_id or veil-<device>>-consent"); it publishes
+// nothing.
+func openRelay(cfg config.Config, svc *consent.Service, log *slog.Logger, retry time.Duration) (*consent.Receiver, *mqttsub.Subscriber, error) {
+	c, m := cfg.Consent, cfg.MQTT
+	switch {
+	case c.RelayKey == "":
+		return nil, nil, nil
+	case svc == nil:
+		log.Warn("consent.relay_key is set but no camera has an optin_zone: head office's consent relay is not used")
+		return nil, nil, nil
+	case m.Broker == "":
+		log.Warn("consent.relay_key is set but mqtt.broker is empty: head office's consent relay cannot reach this box")
+		return nil, nil, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(c.RelayKey)
+	if err != nil || len(key) != ed25519.PublicKeySize {
+		return nil, nil, fmt.Errorf("consent.relay_key: not an Ed25519 public key in base64")
+	}
+	rx, err := consent.NewReceiver(consent.ReceiverOptions{Service: svc, HQKey: key, SeenFile: relaySeenFile(cfg), Log: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	id := m.ClientID
+	if id == "" {
+		id = "veil-" + cfg.Site.Device
+	}
+	co, err := egress.MQTTOptions{Broker: m.Broker, ClientID: id + "-consent", Username: m.Username, Password: m.Password,
+		CAFile: m.CAFile, CertFile: m.CertFile, KeyFile: m.KeyFile}.ClientOptions()
+	if err != nil {
+		return nil, nil, fmt.Errorf("mqtt: %w", err)
+	}
+	prefix := m.TopicPrefix
+	if prefix == "" {
+		prefix = egress.DefaultTopicPrefix
+	}
+	topic := consent.DownlinkTopic(prefix, cfg.Site.Store, cfg.Site.Device)
+	sub, err := mqttsub.New(mqttsub.Options{Client: co, Topic: topic, RetryInterval: retry, Log: log,
+		Handle: func(p []byte) { _, _ = rx.Handle(p) }})
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("head office's consent relay on", "topic", topic, "client_id", id+"-consent")
+	return rx, sub, nil
 }

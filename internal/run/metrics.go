@@ -1,6 +1,10 @@
 package run
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/veil-edge/veil/consent"
+)
 
 // collector exposes Health as Prometheus metrics at scrape time.
 type collector struct{ s *Service }
@@ -19,10 +23,13 @@ var (
 	mRedact  = prometheus.NewDesc("veil_camera_redact_seconds", "Redaction time per frame.", []string{"camera"}, nil)
 	mPending = prometheus.NewDesc("veil_outbox_pending", "Count windows waiting in the outbox for head office.", nil, nil)
 	mMQTT    = prometheus.NewDesc("veil_mqtt_connected", "1 while connected to head office's MQTT broker.", nil, nil)
+	mRelayOK = prometheus.NewDesc("veil_consent_downlink_accepted_total", "Consent down-link messages from head office's relay accepted, by kind.", []string{"kind"}, nil)
+	mRelayNo = prometheus.NewDesc("veil_consent_downlink_refused_total", "Consent down-link messages refused, by reason (malformed, signature, other_box, stale, future, replay, token, consent, error).", []string{"reason"}, nil)
+	mRelayUp = prometheus.NewDesc("veil_consent_downlink_connected", "1 while the consent down-link's subscriber is connected.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mFPS, mFrames, mWhole, mHealthy, mRestart, mViewers, mFPSIn, mIn, mDropped, mDetect, mRedact, mPending, mMQTT} {
+	for _, d := range []*prometheus.Desc{mFPS, mFrames, mWhole, mHealthy, mRestart, mViewers, mFPSIn, mIn, mDropped, mDetect, mRedact, mPending, mMQTT, mRelayOK, mRelayNo, mRelayUp} {
 		ch <- d
 	}
 }
@@ -51,5 +58,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(mPending, prometheus.GaugeValue, float64(h.Outbox.Pending))
 	if h.MQTT != nil {
 		ch <- prometheus.MustNewConstMetric(mMQTT, prometheus.GaugeValue, b(h.MQTT.Connected))
+	}
+	if rx := c.s.relay; rx != nil {
+		st := rx.Stats()
+		for _, k := range []string{consent.KindGrant, consent.KindWithdraw} {
+			ch <- prometheus.MustNewConstMetric(mRelayOK, prometheus.CounterValue, float64(st.Accepted[k]), k)
+		}
+		for _, r := range []string{consent.RefusedMalformed, consent.RefusedSignature, consent.RefusedOtherBox, consent.RefusedStale,
+			consent.RefusedFuture, consent.RefusedReplay, consent.RefusedToken, consent.RefusedConsent, consent.RefusedFailed} {
+			ch <- prometheus.MustNewConstMetric(mRelayNo, prometheus.CounterValue, float64(st.Refused[r]), r)
+		}
+		ch <- prometheus.MustNewConstMetric(mRelayUp, prometheus.GaugeValue, b(c.s.relayIn.Connected()))
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/internal/app"
+	"github.com/veil-edge/veil/internal/mqttsub"
 	"github.com/veil-edge/veil/live"
 	"github.com/veil-edge/veil/pipeline"
 )
@@ -54,7 +55,9 @@ type Service struct {
 	started time.Time
 	consent *consent.Service // nil without a signage camera
 	ledger  *consent.Ledger
-	upd     *updates // nil when veil neither runs from update.root nor checks for updates
+	relay   *consent.Receiver   // nil without consent.relay_key
+	relayIn *mqttsub.Subscriber // its MQTT subscription
+	upd     *updates            // nil when veil neither runs from update.root nor checks for updates
 
 	restartMu     sync.Mutex
 	restartWanted bool                    // an update asked for a restart
@@ -100,6 +103,13 @@ func New(o Options) (*Service, error) {
 	if s.consent, s.ledger, err = openConsent(cfg, o.Cameras, o.Log); err != nil {
 		box.Close()
 		return nil, err
+	}
+	if s.relay, s.relayIn, err = openRelay(cfg, s.consent, o.Log, o.MQTTRetry); err != nil {
+		if s.ledger != nil {
+			s.ledger.Close()
+		}
+		box.Close()
+		return nil, fmt.Errorf("consent relay: %w", err)
 	}
 	if s.upd, err = s.openUpdates(); err != nil {
 		box.Close()
@@ -185,6 +195,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.upd != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.runUpdates(ctx) }()
+	}
+	if s.relayIn != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.relayIn.Run(ctx) }()
 	}
 	for _, c := range s.cams {
 		wg.Add(2)

@@ -1,0 +1,9 @@
+package relay_test
+
+import (
+	"testing"
+
+	"github.com/veil-edge/veil/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }

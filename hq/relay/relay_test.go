@@ -1,0 +1,269 @@
+package relay_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"image"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/veil-edge/veil/consent"
+	"github.com/veil-edge/veil/egress"
+	"github.com/veil-edge/veil/hq/relay"
+	"github.com/veil-edge/veil/internal/mqttsub"
+	"github.com/veil-edge/veil/internal/mqtttest"
+	"github.com/veil-edge/veil/track"
+)
+
+var zone = image.Rect(100, 100, 300, 400)
+
+// box is a shop box's consent side: service, receiver and down-link
+// subscriber on a real broker (no pipeline: the test plays the camera).
+type box struct {
+	svc    *consent.Service
+	rx     *consent.Receiver
+	gate   *consent.Gate
+	ledger string
+}
+
+func startBox(t *testing.T, b *mqtttest.Broker, hq ed25519.PublicKey) *box {
+	t.Helper()
+	dir := t.TempDir()
+	bx := &box{ledger: filepath.Join(dir, "ledger.jsonl")}
+	l, err := consent.OpenLedger(bx.ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	key, err := consent.LoadKey(filepath.Join(dir, "box.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bx.svc, err = consent.NewService(consent.Options{Box: "d1", Key: key, Ledger: l, Notice: consent.DefaultNotice(),
+		Zones: []consent.Zone{{Camera: "sign", Name: "sign-spot", Rect: zone}}, TokenTTL: time.Minute, MaxDuration: 2 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if bx.rx, err = consent.NewReceiver(consent.ReceiverOptions{Service: bx.svc, HQKey: hq, SeenFile: filepath.Join(dir, "seen.json")}); err != nil {
+		t.Fatal(err)
+	}
+	bx.gate = bx.svc.Gate("sign")
+	sub, err := mqttsub.New(mqttsub.Options{Client: b.ClientOptions("veil-d1-consent"), Topic: consent.DownlinkTopic("veil/v1", "s1", "d1"),
+		Handle: func(p []byte) { _, _ = bx.rx.Handle(p) }, RetryInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sub.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "the box's subscriber connected", sub.Connected)
+	return bx
+}
+
+// exempt plays one frame of the sign's camera: track 1 on the spot, 2 elsewhere.
+func (bx *box) exempt() []uint64 {
+	return bx.gate.Exempt([]track.Covered{{ID: 1, Box: image.Rect(180, 230, 220, 270)}, {ID: 2, Box: image.Rect(580, 230, 620, 270)}})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting after 20 s for %s", what)
+		}
+	}
+}
+
+func newRelay(t *testing.T, b *mqtttest.Broker, dir string, boxKey ed25519.PublicKey, logs io.Writer) *relay.Relay {
+	t.Helper()
+	r, err := relay.New(relay.Options{KeyFile: filepath.Join(dir, "hq.key"), Ledger: filepath.Join(dir, "consent.jsonl"),
+		Boxes: []relay.Box{{Device: "d1", Store: "s1", Key: boxKey}},
+		MQTT:  egress.MQTTOptions{Broker: b.URL(), ClientID: "hq-relay-test", RetryInterval: 100 * time.Millisecond, AckTimeout: 3 * time.Second},
+		Log:   slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// phone is a shopper's browser on head office's pages.
+type phone struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+	csrf string
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func newPhone(t *testing.T, base string) *phone {
+	jar, _ := cookiejar.New(nil)
+	return &phone{t: t, base: base, c: &http.Client{Jar: jar}}
+}
+
+func (p *phone) do(method, path string, form url.Values) (int, string) {
+	p.t.Helper()
+	var body io.Reader
+	if form != nil {
+		form.Set("csrf", p.csrf)
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, p.base+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.Header.Set("User-Agent", "PhoneBrowser/1.0")
+	resp, err := p.c.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if m := csrfField.FindSubmatch(b); m != nil {
+		p.csrf = string(m[1])
+	}
+	return resp.StatusCode, string(b)
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestRelayFlow: the phone pages at head office send the grant to the box
+// over a real broker, the box binds it to the one person on the spot,
+// head office's withdrawal redacts them again; the receipt is signed by
+// head office; with the broker down the shopper is told and nothing is
+// recorded; head office's ledger holds no identifier of the phone.
+func TestRelayFlow(t *testing.T) {
+	b := mqtttest.Start(t, mqtttest.Options{})
+	dir := t.TempDir()
+	var logs syncBuf
+	// The relay's key first, so the box can trust it.
+	r := newRelay(t, b, dir, make(ed25519.PublicKey, ed25519.PublicKeySize), &logs)
+	hqPub := r.PublicKey()
+	r.Close()
+	bx := startBox(t, b, hqPub)
+	r = newRelay(t, b, dir, bx.svc.PublicKey(), &logs)
+	defer r.Close()
+	if !hqPub.Equal(r.PublicKey()) {
+		t.Fatal("the relay's key changed when it was opened again")
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "hq.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v, want mode 0600", fi.Mode(), err)
+	}
+	srv := httptest.NewServer(r.Handler())
+	defer srv.Close()
+	defer func() {
+		if t.Failed() {
+			t.Logf("relay log:\n%s", logs.String())
+		}
+	}()
+	token := func() string {
+		tok, _, err := bx.svc.IssueToken("sign")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	waitFor(t, "the relay connected", func() bool {
+		code, _ := newPhone(t, srv.URL).do(http.MethodGet, "/c/"+token(), nil)
+		return code == 200
+	})
+
+	// Broker down: a clear error, nothing recorded, and the code still works afterwards.
+	ph := newPhone(t, srv.URL)
+	tok := token()
+	if code, body := ph.do(http.MethodGet, "/c/"+tok, nil); code != 200 || !strings.Contains(body, `id="yes"`) {
+		t.Fatalf("notice page: %d\n%s", code, body)
+	}
+	b.Stop()
+	waitFor(t, "the relay to notice the broker is gone", func() bool {
+		code, body := ph.do(http.MethodPost, "/c/"+tok, url.Values{"choice": {"yes"}, "agree": {"on"}})
+		if code != http.StatusServiceUnavailable {
+			return false
+		}
+		if !strings.Contains(body, "camera box cannot be reached right now, so nothing was recorded") {
+			t.Fatalf("broker down: %d\n%s", code, body)
+		}
+		return true
+	})
+	if data, _ := os.ReadFile(filepath.Join(dir, "consent.jsonl")); len(data) != 0 {
+		t.Fatalf("an unsent grant was recorded:\n%s", data)
+	}
+	b.Start()
+
+	// Yes: sent, the page is honest that head office cannot see the binding.
+	waitFor(t, "the grant sent after the broker is back", func() bool {
+		code, _ := ph.do(http.MethodPost, "/c/"+tok, url.Values{"choice": {"yes"}, "agree": {"on"}})
+		return code == 200
+	})
+	if code, body := ph.do(http.MethodGet, "/c/consent", nil); code != 200 || !strings.Contains(body, "This page cannot show whether that happened") ||
+		strings.Contains(body, `id="confirm"`) || !strings.Contains(body, `id="withdraw"`) {
+		t.Fatalf("consent page: %d\n%s", code, body)
+	}
+	waitFor(t, "the box to bind the relayed grant", func() bool { ex := bx.exempt(); return len(ex) == 1 && ex[0] == 1 })
+
+	code, receipt := ph.do(http.MethodGet, "/c/consent/receipt", nil)
+	rc, err := consent.VerifyReceipt([]byte(receipt), r.PublicKey())
+	if code != 200 || err != nil || rc.Box != "d1" || rc.Camera != "sign" || rc.NoticeHash != consent.DefaultNotice().Hash() {
+		t.Fatalf("receipt %d %+v: %v\n%s", code, rc, err, receipt)
+	}
+
+	// A second use of the same code is refused at head office.
+	if code, _ := newPhone(t, srv.URL).do(http.MethodGet, "/c/"+tok, nil); code != http.StatusGone {
+		t.Fatalf("the used code: %d, want 410", code)
+	}
+
+	// Withdraw: the next frame on the box redacts the face again.
+	if code, body := ph.do(http.MethodPost, "/c/consent/withdraw", url.Values{}); code != 200 || !strings.Contains(body, consent.DefaultNotice().Texts["en"].Withdrawn) {
+		t.Fatalf("withdraw: %d\n%s", code, body)
+	}
+	waitFor(t, "the box to end the withdrawn consent", func() bool { return len(bx.exempt()) == 0 })
+
+	// Codes of unregistered boxes, expired codes: refused.
+	other := consent.Token{Box: "d9", Camera: "sign", Zone: "z", Notice: consent.DefaultNotice().Version, Nonce: consent.NewNonce(), Expires: time.Now().Add(time.Minute).Unix()}
+	if code, _ := newPhone(t, srv.URL).do(http.MethodGet, "/c/"+other.Sign(ed25519.NewKeyFromSeed(make([]byte, 32))), nil); code != http.StatusBadRequest {
+		t.Fatalf("code of an unregistered box: %d, want 400", code)
+	}
+
+	// Head office's ledger: grant and withdraw, with the box, verifying, and
+	// nothing about the phone.
+	hqLedger := filepath.Join(dir, "consent.jsonl")
+	if n, err := consent.VerifyLedger(hqLedger); err != nil || n != 2 {
+		t.Fatalf("head office's ledger: %d entries, %v; want grant, withdraw", n, err)
+	}
+	data, _ := os.ReadFile(hqLedger)
+	for _, want := range []string{`"type":"grant"`, `"type":"withdraw"`, `"box":"d1"`, `"relayed":true`, `"camera":"sign"`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("head office's ledger lacks %s:\n%s", want, data)
+		}
+	}
+	for _, banned := range []string{"127.0.0.1", "PhoneBrowser", "veil_consent", tok} {
+		if strings.Contains(string(data), banned) {
+			t.Errorf("head office's ledger holds %q", banned)
+		}
+	}
+	// The box's ledger: the relayed grant under head office's consent id.
+	boxData, _ := os.ReadFile(bx.ledger)
+	if !strings.Contains(string(boxData), `"consent_id":"`+rc.ConsentID+`"`) || !strings.Contains(string(boxData), `"relayed":true`) {
+		t.Errorf("box ledger:\n%s", boxData)
+	}
+	if st := bx.rx.Stats(); st.Accepted[consent.KindGrant] != 1 || st.Accepted[consent.KindWithdraw] != 1 {
+		t.Errorf("box receiver stats %+v", st)
+	}
+}

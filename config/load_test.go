@@ -386,6 +386,9 @@ var envValues = map[string]struct {
 	"hq.group":               {"-", "-"},
 	"hq.batch":               {"100", 100},
 	"hq.stale_after":         {"1h", time.Hour},
+	"hq.relay_boxes":         {"/etc/veil/boxes.jsonl", "/etc/veil/boxes.jsonl"},
+	"hq.relay_key_file":      {"/var/lib/veil-hq/relay.key", "/var/lib/veil-hq/relay.key"},
+	"hq.relay_ledger":        {"/var/lib/veil-hq/consent.jsonl", "/var/lib/veil-hq/consent.jsonl"},
 }
 
 // pairedKeys are set together or not at all.

@@ -207,6 +207,9 @@ var limits = map[string]limit{
 	"hq.group":               {text: true, group: true},
 	"hq.batch":               between(1, 10000),
 	"hq.stale_after":         durBetween(time.Minute, 168*time.Hour),
+	"hq.relay_boxes":         {text: true},
+	"hq.relay_key_file":      {dir: true},
+	"hq.relay_ledger":        {dir: true},
 }
 
 // check returns what is wrong with v, or "".

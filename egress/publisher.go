@@ -281,7 +281,7 @@ func (o MQTTOptions) ClientOptions() (*mqtt.ClientOptions, error) {
 	if o.ConnectTimeout < 0 {
 		return nil, fmt.Errorf("mqtt connect timeout: %s is negative: %w", o.ConnectTimeout, ErrInvalid)
 	}
-	broker, useTLS, err := parseBroker(o.Broker)
+	broker, tlsConf, err := o.Client()
 	if err != nil {
 		return nil, err
 	}
@@ -293,15 +293,8 @@ func (o MQTTOptions) ClientOptions() (*mqtt.ClientOptions, error) {
 	if o.Password != "" {
 		co.SetPassword(o.Password)
 	}
-	switch {
-	case useTLS:
-		tc, err := loadTLS(o)
-		if err != nil {
-			return nil, err
-		}
-		co.SetTLSConfig(tc)
-	case o.CAFile != "" || o.CertFile != "" || o.KeyFile != "":
-		return nil, fmt.Errorf("mqtt broker %s is not TLS but CA, certificate or key files are set; use ssl:// or mqtts://: %w", o.Broker, ErrInvalid)
+	if tlsConf != nil {
+		co.SetTLSConfig(tlsConf)
 	}
 	return co, nil
 }

@@ -42,7 +42,6 @@
 package ingest
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -158,14 +157,14 @@ func New(o Options) (*Ingest, error) {
 	if o.Group != "-" && (strings.ContainsAny(o.Group, "/+#") || o.Group == "") {
 		return nil, fmt.Errorf("ingest: shared-subscription group %q: must not contain '/', '+' or '#': %w", o.Group, egress.ErrInvalid)
 	}
-	broker, tlsConf, err := o.MQTT.Client()
+	co, err := o.MQTT.ClientOptions()
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	in := &Ingest{
 		o:             o,
 		log:           o.Log,
-		broker:        broker,
+		broker:        co.Servers[0].String(),
 		reports:       o.MQTT.TopicPrefix + "/+/+/footfall",
 		statuses:      o.MQTT.TopicPrefix + "/+/+/status",
 		msgs:          make(chan mqtt.Message, 4*o.Batch),
@@ -176,7 +175,7 @@ func New(o Options) (*Ingest, error) {
 	if o.Group != "-" {
 		in.reports = "$share/" + o.Group + "/" + in.reports
 	}
-	in.clientOpts = in.clientOptions(tlsConf)
+	in.clientOpts = in.clientOptions(co)
 	return in, nil
 }
 
@@ -190,18 +189,15 @@ func (in *Ingest) Status() Status {
 	return in.st
 }
 
-func (in *Ingest) clientOptions(tlsConf *tls.Config) *mqtt.ClientOptions {
-	o := in.o.MQTT
-	co := mqtt.NewClientOptions().
-		AddBroker(in.broker).
-		SetClientID(o.ClientID).
+// clientOptions completes co, the connection of o.MQTT, with the ingest's
+// session and handlers.
+func (in *Ingest) clientOptions(co *mqtt.ClientOptions) *mqtt.ClientOptions {
+	return co.
 		SetCleanSession(false). // the broker keeps unacknowledged reports for us
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(o.RetryInterval).
-		SetMaxReconnectInterval(o.RetryInterval).
-		SetConnectTimeout(o.ConnectTimeout).
-		SetWriteTimeout(o.ConnectTimeout).
+		SetConnectRetryInterval(in.o.MQTT.RetryInterval).
+		SetMaxReconnectInterval(in.o.MQTT.RetryInterval).
 		SetOrderMatters(false).
 		SetAutoAckDisabled(true). // acknowledged once stored
 		SetResumeSubs(false).
@@ -216,16 +212,6 @@ func (in *Ingest) clientOptions(tlsConf *tls.Config) *mqtt.ClientOptions {
 			in.setError(fmt.Errorf("connection lost: %w", err))
 			in.setConnected(false)
 		})
-	if o.Username != "" {
-		co.SetUsername(o.Username)
-	}
-	if o.Password != "" {
-		co.SetPassword(o.Password)
-	}
-	if tlsConf != nil {
-		co.SetTLSConfig(tlsConf)
-	}
-	return co
 }
 
 // subscribe (re)subscribes on every connection: harmless with a persistent

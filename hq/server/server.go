@@ -23,6 +23,7 @@ import (
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/hq/dashboard"
 	"github.com/veil-edge/veil/hq/ingest"
+	"github.com/veil-edge/veil/hq/relay"
 	"github.com/veil-edge/veil/hq/store"
 	"github.com/veil-edge/veil/web"
 )
@@ -40,6 +41,7 @@ type Server struct {
 	store   store.Store
 	ingest  *ingest.Ingest
 	dash    *dashboard.Dashboard
+	relay   *relay.Relay // nil without hq.relay_boxes
 	metrics *prometheus.Registry
 
 	mu      sync.Mutex
@@ -93,7 +95,39 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		st.Close()
 		return nil, fmt.Errorf("hq dashboard: %w", err)
 	}
+	if cfg.HQ.RelayBoxes != "" {
+		if s.relay, err = openRelay(cfg, s.dash.ClientIP, o.Log); err != nil {
+			st.Close()
+			return nil, err
+		}
+		s.dash.HandlePublic("/c/", s.relay.Handler())
+	}
 	return s, nil
+}
+
+// openRelay starts the consent relay cfg's hq.relay_* keys describe.
+func openRelay(cfg config.Config, clientIP func(*http.Request) string, log *slog.Logger) (*relay.Relay, error) {
+	boxes, err := relay.LoadBoxes(cfg.HQ.RelayBoxes)
+	if err != nil {
+		return nil, fmt.Errorf("hq.relay_boxes: %w", err)
+	}
+	m := cfg.MQTT
+	r, err := relay.New(relay.Options{
+		KeyFile:    cfg.HQ.RelayKeyFile,
+		Boxes:      boxes,
+		NoticeFile: cfg.Consent.NoticeFile,
+		Ledger:     cfg.HQ.RelayLedger,
+		MQTT: egress.MQTTOptions{Broker: m.Broker, ClientID: cfg.HQ.ClientID + "-relay", Username: m.Username, Password: m.Password,
+			CAFile: m.CAFile, CertFile: m.CertFile, KeyFile: m.KeyFile, TopicPrefix: m.TopicPrefix},
+		MaxDuration: cfg.Consent.MaxDuration,
+		ClientIP:    clientIP,
+		Log:         log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consent relay (hq.relay_*): %w", err)
+	}
+	log.Info("veil-hq: consent relay on", "boxes", len(boxes), "pages", "/c/")
+	return r, nil
 }
 
 // Open opens the store h names: SQLite at h.SQLitePath or PostgreSQL at
@@ -126,14 +160,24 @@ func (s *Server) Ingest() *ingest.Ingest { return s.ingest }
 // Handler is the dashboard with /healthz and /metrics.
 func (s *Server) Handler() http.Handler { return s.dash.Handler() }
 
-// Close closes the store. Run closes it itself when it returns.
-func (s *Server) Close() error { return s.store.Close() }
+// Close closes the relay and the store. Run closes them itself when it
+// returns.
+func (s *Server) Close() error {
+	var err error
+	if s.relay != nil {
+		err = s.relay.Close()
+	}
+	return errors.Join(err, s.store.Close())
+}
+
+// Relay is the consent relay, nil when hq.relay_boxes is empty.
+func (s *Server) Relay() *relay.Relay { return s.relay }
 
 // Run serves the dashboard on l (HTTPS with hq.tls_cert) and runs the
 // ingest until ctx is cancelled, then closes the store. ready, if not nil,
 // is called with the dashboard's URL once it listens.
 func (s *Server) Run(ctx context.Context, l net.Listener, ready func(url string)) error {
-	defer s.store.Close()
+	defer s.Close()
 	s.mu.Lock()
 	s.started = time.Now()
 	s.mu.Unlock()
@@ -167,6 +211,10 @@ func (s *Server) Run(ctx context.Context, l net.Listener, ready func(url string)
 			cancel()
 		}
 	}()
+	if s.relay != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.purgeConsent(ctx) }()
+	}
 	url := scheme + "://" + l.Addr().String() + "/"
 	s.log.Info("veil-hq: dashboard listening", "url", url, "store", s.o.Config.HQ.Store)
 	if ready != nil {
@@ -228,4 +276,25 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(h)
+}
+
+// purgeConsent applies consent.retention to head office's consent ledger
+// now and then every hour.
+func (s *Server) purgeConsent(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := s.relay.Purge(time.Now().Add(-s.o.Config.Consent.Retention))
+		switch {
+		case err != nil:
+			s.log.Error("veil-hq: purging the consent ledger", "err", err)
+		case n > 0:
+			s.log.Info("veil-hq: consent ledger purged", "entries", n, "retention", s.o.Config.Consent.Retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -4,6 +4,8 @@ package hqcli
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/hq/server"
 )
 
@@ -63,7 +66,37 @@ docs/veil.example.yaml.`,
 	root.Flags().StringP("config", "c", "", "YAML config file (see the hq section of docs/veil.example.yaml)")
 	root.Flags().String("log-level", "", "log level: debug | info | warn | error (overrides log.level)")
 	root.Flags().String("listen", "", "dashboard address host:port (overrides hq.listen)")
+	root.AddCommand(newRelayKeyCmd())
 	return root
+}
+
+func newRelayKeyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "relay-key -c hq.yaml",
+		Short: "Print head office's consent relay key, for the boxes' consent.relay_key",
+		Long: `Print the public half of head office's consent relay key (hq.relay_key_file,
+created if missing) in standard base64.
+
+Boxes act on a grant or withdrawal sent down by head office only when it is
+signed by this key: set it as consent.relay_key in every box's config.`,
+		Example: `  veil-hq relay-key -c /etc/veil/hq.yaml`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, _ := cmd.Flags().GetString("config")
+			cfg, err := config.Load(path, nil, nil)
+			if err != nil {
+				return err
+			}
+			key, err := consent.LoadKey(cfg.HQ.RelayKeyFile)
+			if err != nil {
+				return fmt.Errorf("hq.relay_key_file %s: %w", cfg.HQ.RelayKeyFile, err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)))
+			return nil
+		},
+	}
+	cmd.Flags().StringP("config", "c", "", "YAML config file (see the hq section of docs/veil.example.yaml)")
+	return cmd
 }
 
 func run(cmd *cobra.Command, _ []string) error {

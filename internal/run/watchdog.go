@@ -5,41 +5,14 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/veil-edge/veil/internal/sdwatchdog"
 )
 
 // watchdog tells systemd veil is ready and, when the unit has WatchdogSec,
-// keeps telling it veil is alive at half that interval, as long as alive
-// says so. Without systemd (no NOTIFY_SOCKET) it does nothing.
+// keeps telling it veil is alive while every camera makes progress.
 func (s *Service) watchdog(ctx context.Context) {
-	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-		s.log.Warn("systemd notify", "err", err)
-	}
-	defer func() { _, _ = daemon.SdNotify(false, daemon.SdNotifyStopping) }()
-	every, err := daemon.SdWatchdogEnabled(false)
-	if err != nil || every <= 0 {
-		<-ctx.Done()
-		return
-	}
-	t := time.NewTicker(every / 2)
-	defer t.Stop()
-	var warned bool
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := s.alive(time.Now()); err != nil {
-			if !warned {
-				s.log.Error("veil looks hung; no longer feeding the systemd watchdog, which will restart it", "err", err)
-				warned = true
-			}
-			continue
-		}
-		warned = false
-		_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-	}
+	sdwatchdog.Run(ctx, s.log, "veil looks hung; no longer feeding the systemd watchdog, which will restart it",
+		func(context.Context) error { return s.alive(time.Now()) })
 }
 
 // alive reports whether every camera made progress lately: a redacted frame

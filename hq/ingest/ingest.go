@@ -201,11 +201,10 @@ func (in *Ingest) clientOptions(co *mqtt.ClientOptions) *mqtt.ClientOptions {
 		SetOrderMatters(false).
 		SetAutoAckDisabled(true). // acknowledged once stored
 		SetResumeSubs(false).
-		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
-			// A message for a subscription of an earlier session this
-			// process does not make any more; nothing to do but let it go.
-			m.Ack()
-		}).
+		// A persistent session's queued messages can arrive right after
+		// CONNACK, before this process has subscribed (and so registered
+		// its handler): they go the same way, never acknowledged unread.
+		SetDefaultPublishHandler(in.handle).
 		SetOnConnectHandler(in.subscribe).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			in.log.Warn("hq ingest: connection to broker lost; reconnecting", "broker", in.broker, "err", err)

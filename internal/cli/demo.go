@@ -42,11 +42,11 @@ box's status; its SQLite database is --dir/hq.db unless hq.sqlite_path is
 set. Count windows are short (10s unless footfall.window is set) so
 reports show up quickly. State (the outbox) goes under --dir.
 
-It also serves the operator page with the camera's redacted live video
-(WebRTC). The demo prints the addresses of both pages and a demo password
-made for this run, the same for the operator page's login and the
-dashboard's (unless http.password_hash or hq.password_hash is set).
-veil-hq stops with the demo, after the box.`,
+The demo also serves the operator page with the camera's redacted live
+video (WebRTC). It prints the addresses of both pages and a password made
+for this run, the same for the operator page's login (http.user, operator)
+and the dashboard's (hq.user, admin) unless http.password_hash or
+hq.password_hash is set. veil-hq stops with the demo, just after the box.`,
 		Example: `  veil demo                  # until Ctrl-C
   veil demo --duration 60s   # stop by itself after a minute`,
 		Args: cobra.NoArgs,

@@ -2,6 +2,10 @@
 // configured: mochi-mqtt on a loopback port, accepting anyone on loopback,
 // with an in-process subscriber that hands every footfall report to a
 // callback so the demo can print what head office would receive.
+//
+// mochi-mqtt serves shared subscriptions ($share/<group>/...) to MQTT 3.1.1
+// clients too (Capabilities.SharedSubAvailable is on by default), so the
+// veil-hq the demo runs subscribes with its hq.group as configured.
 package demobroker
 
 import (

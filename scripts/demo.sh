@@ -24,10 +24,11 @@ bin/veil redact --input "$INPUT" --output "$OUTPUT" --report "$REPORT"
 echo "  redacted video: $VEIL_ROOT/$OUTPUT"
 echo "  report:         $VEIL_ROOT/$REPORT"
 
-say "live demo for ${VEIL_DEMO_DURATION:-45s}: counting people on $INPUT, reports over an embedded MQTT broker"
+say "live demo for ${VEIL_DEMO_DURATION:-45s}: counting people on $INPUT, reports over an embedded MQTT broker into veil-hq (dashboard address and login printed below)"
 bin/veil demo --duration "${VEIL_DEMO_DURATION:-45s}" --dir out/demo
 
 say "done"
 echo "  redacted video: $VEIL_ROOT/$OUTPUT"
 echo "  report:         $VEIL_ROOT/$REPORT"
 echo "  demo outbox:    $VEIL_ROOT/out/demo/outbox"
+echo "  head office:    $VEIL_ROOT/out/demo/hq.db (veil-hq's database of the demo's counts)"

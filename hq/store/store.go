@@ -51,8 +51,8 @@ type Store interface {
 	// egress.ErrInvalid. A report whose (Device, Boot, Seq) is already
 	// stored, or appears earlier in the same call, is skipped without error,
 	// even if its content differs: the first copy stays. Every device with a
-	// report in the call gets LastReport set to now, and Reports increased by
-	// its new reports.
+	// new report in the call gets LastReport set to now and Reports
+	// increased by its new reports; repeats change neither.
 	Add(ctx context.Context, reports ...egress.Report) (added int, err error)
 	// Totals sums In and Out of the stored windows q selects, grouped by
 	// store, camera, line and the UTC hour or day in which each window starts

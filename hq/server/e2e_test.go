@@ -22,17 +22,25 @@ import (
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/hq/store"
 	"github.com/veil-edge/veil/internal/mqtttest"
+	"github.com/veil-edge/veil/internal/pgtest"
 	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/web"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+// The PostgreSQL runs share one server (pgtest.Start); Stop ends it.
+func TestMain(m *testing.M) { testenv.Main(m, pgtest.Stop) }
 
 const password = "head office pw"
 
-// startHQ runs a veil-hq Server on broker b until the test ends and returns
-// it with its dashboard URL.
+// startHQ runs a veil-hq Server with SQLite on broker b until the test ends
+// and returns it with its dashboard URL.
 func startHQ(t *testing.T, b *mqtttest.Broker, log *slog.Logger) (*Server, string) {
+	t.Helper()
+	return startHQWith(t, b, log, func(*config.Config) {})
+}
+
+// startHQWith is startHQ with the config changed by edit.
+func startHQWith(t *testing.T, b *mqtttest.Broker, log *slog.Logger, edit func(*config.Config)) (*Server, string) {
 	t.Helper()
 	hash, err := web.HashPassword(password)
 	if err != nil {
@@ -42,6 +50,7 @@ func startHQ(t *testing.T, b *mqtttest.Broker, log *slog.Logger) (*Server, strin
 	cfg.MQTT.Broker = b.URL()
 	cfg.HQ.SQLitePath = filepath.Join(t.TempDir(), "hq.db")
 	cfg.HQ.PasswordHash = hash
+	edit(&cfg)
 	srv, err := New(context.Background(), Options{Config: cfg, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -114,8 +123,21 @@ func (s *shop) count(t *testing.T, rng *rand.Rand, n int) {
 // reports reach head office but their acknowledgements never come back,
 // then is cut and restored, and the shop sends them all again. Head
 // office's totals equal the sum of what the shops counted: nothing lost,
-// nothing counted twice. The dashboard's JSON API says the same.
+// nothing counted twice. The dashboard's JSON API says the same. It runs
+// with each store: SQLite, and a real PostgreSQL server.
 func TestHeadOffice(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(t *testing.T, c *config.Config)
+	}{
+		{"sqlite", func(*testing.T, *config.Config) {}},
+		{"postgres", func(t *testing.T, c *config.Config) { c.HQ.Store, c.HQ.PostgresDSN = "postgres", pgtest.Start(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { headOffice(t, func(c *config.Config) { tc.edit(t, c) }) })
+	}
+}
+
+func headOffice(t *testing.T, edit func(*config.Config)) {
 	b := mqtttest.Start(t, mqtttest.Options{})
 	var logs testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -124,7 +146,7 @@ func TestHeadOffice(t *testing.T) {
 			t.Logf("log:\n%s", logs.String())
 		}
 	})
-	srv, base := startHQ(t, b, log)
+	srv, base := startHQWith(t, b, log, edit)
 	rng := rand.New(rand.NewPCG(1, 2))
 	shops := []*shop{newShop(t, b, "shop-a", log), newShop(t, b, "shop-b", log), newShop(t, b, "shop-c", log)}
 	for _, s := range shops {

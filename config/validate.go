@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/veil-edge/veil/blur"
+	"github.com/veil-edge/veil/egress"
 )
 
 // FieldError is one invalid configuration value. Its message names the key,
@@ -434,17 +435,7 @@ func validEd25519Key(s string) bool {
 
 // validName reports whether s is a store or device name: it goes into MQTT
 // topics, so no wildcards, separators or spaces.
-func validName(s string) bool {
-	if len(s) < 1 || len(s) > 64 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !(isAlnum(c) || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func validName(s string) bool { return egress.NameProblem(s) == "" }
 
 func validTopic(s string) bool {
 	if len(s) < 1 || len(s) > 128 || s[0] == '/' || s[len(s)-1] == '/' || strings.Contains(s, "//") {

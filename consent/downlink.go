@@ -10,6 +10,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/veil-edge/veil/egress"
 )
 
 // A Downlink is one message head office's consent relay sends down to a
@@ -149,7 +151,7 @@ func (d Downlink) check() error {
 	if d.Kind != KindGrant && d.Kind != KindWithdraw {
 		return bad("kind", "%q; allowed grant, withdraw", clip(d.Kind))
 	}
-	if !validBox(d.Box) {
+	if egress.NameProblem(d.Box) != "" {
 		return bad("box", "%q is not a device name; allowed 1..64 of A-Z a-z 0-9 . _ -", clip(d.Box))
 	}
 	if n, ok := b64Len(d.ConsentID); !ok || n < 16 || n > 32 {
@@ -190,18 +192,6 @@ func b64Len(s string) (int, bool) {
 	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	return len(b), err == nil
-}
-
-func validBox(s string) bool {
-	if len(s) < 1 || len(s) > 64 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func validLang(s string) bool {

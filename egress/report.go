@@ -185,19 +185,30 @@ func (r *Report) field(i int) any {
 	return [...]any{&r.Device, &r.Store, &r.Camera, &r.Line, &r.Start, &r.End, &r.In, &r.Out, &r.Boot, &r.Seq}[i]
 }
 
-// checkName accepts 1..64 of A-Z a-z 0-9 . _ -, the rule config uses for
-// site.store and site.device.
-func checkName(s string) error {
+// NameProblem says what is wrong with s as a store, device, camera or line
+// name, or "" if nothing: a name is 1..64 of A-Z a-z 0-9 . _ - (store and
+// device are MQTT topic levels, so no wildcards or separators). Config,
+// head office and the consent down-link use this one rule.
+func NameProblem(s string) string {
+	const allowed = "allowed 1..64 of A-Z a-z 0-9 . _ -"
 	if s == "" {
-		return fmt.Errorf("empty; allowed 1..%d of A-Z a-z 0-9 . _ -: %w", maxNameLen, ErrInvalid)
+		return "empty; " + allowed
 	}
 	if len(s) > maxNameLen {
-		return fmt.Errorf("%d characters; allowed 1..%d of A-Z a-z 0-9 . _ -: %w", len(s), maxNameLen, ErrInvalid)
+		return fmt.Sprintf("%d characters; %s", len(s), allowed)
 	}
 	for _, c := range []byte(s) {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%q has %q; allowed 1..%d of A-Z a-z 0-9 . _ -: %w", s, c, maxNameLen, ErrInvalid)
+			return fmt.Sprintf("%q has %q; %s", s, c, allowed)
 		}
+	}
+	return ""
+}
+
+// checkName is NameProblem as an error wrapping ErrInvalid.
+func checkName(s string) error {
+	if p := NameProblem(s); p != "" {
+		return fmt.Errorf("%s: %w", p, ErrInvalid)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/hq/store"
 )
 
@@ -169,17 +170,14 @@ func parseDate(name, s string) (time.Time, error) {
 	return t, nil
 }
 
-// checkName checks a store or camera filter by the rule of egress.Report's
-// names, returning why it is bad or "".
+// checkName checks a store or camera filter by egress's rule for names,
+// returning why it is bad or "".
 func checkName(s string) string {
-	const allowed = "allowed 1..64 of A-Z a-z 0-9 . _ -, or empty for all"
-	if len(s) > 64 {
-		return fmt.Sprintf("%d bytes; %s", len(s), allowed)
+	if s == "" {
+		return ""
 	}
-	for _, c := range []byte(s) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Sprintf("%s has %q; %s", quote(s), c, allowed)
-		}
+	if p := egress.NameProblem(s); p != "" {
+		return p + ", or empty for all"
 	}
 	return ""
 }

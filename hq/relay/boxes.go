@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/veil-edge/veil/egress"
 )
 
 // Box is one registered shop box: where head office sends its consent
@@ -100,7 +102,7 @@ func parseBoxLine(line []byte) (Box, error) {
 		return Box{}, errors.New("more than one JSON value on the line")
 	}
 	for _, f := range [...]struct{ name, v string }{{"device", l.Device}, {"store", l.Store}} {
-		if !validName(f.v) {
+		if egress.NameProblem(f.v) != "" {
 			return Box{}, fmt.Errorf("%s: %q is not a name; allowed 1..64 of A-Z a-z 0-9 . _ -", f.name, clip(f.v))
 		}
 	}
@@ -109,18 +111,6 @@ func parseBoxLine(line []byte) (Box, error) {
 		return Box{}, fmt.Errorf("key: %q is not an Ed25519 public key in standard base64 (44 characters)", clip(l.Key))
 	}
 	return Box{Device: l.Device, Store: l.Store, Key: key}, nil
-}
-
-func validName(s string) bool {
-	if len(s) < 1 || len(s) > 64 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func clip(s string) string {

@@ -155,7 +155,7 @@ func New(o Options) (*Relay, error) {
 		if _, dup := r.boxes[b.Device]; dup {
 			return nil, fmt.Errorf("relay: box %s registered twice", b.Device)
 		}
-		if len(b.Key) != ed25519.PublicKeySize || !validName(b.Device) || !validName(b.Store) {
+		if len(b.Key) != ed25519.PublicKeySize || egress.NameProblem(b.Device) != "" || egress.NameProblem(b.Store) != "" {
 			return nil, fmt.Errorf("relay: box %q: needs a device, a store and an Ed25519 public key", b.Device)
 		}
 		r.boxes[b.Device] = b

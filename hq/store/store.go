@@ -135,12 +135,12 @@ func validate(reports []egress.Report) error {
 	return nil
 }
 
-// checkDevice checks the names of SetStatus by the rules of a report's.
+// checkDevice checks the names of SetStatus by the rule of a report's.
 func checkDevice(store, device string) error {
-	r := egress.Report{Device: device, Store: store, Camera: "c", Line: "l",
-		Start: time.Unix(0, 0), End: time.Unix(1, 0), Boot: 1, Seq: 1}
-	if err := r.Validate(); err != nil {
-		return fmt.Errorf("store: status of %q/%q: %w", store, device, err)
+	for _, f := range [...]struct{ name, v string }{{"store", store}, {"device", device}} {
+		if p := egress.NameProblem(f.v); p != "" {
+			return fmt.Errorf("store: status of %q/%q: report %s: %s: %w", store, device, f.name, p, egress.ErrInvalid)
+		}
 	}
 	return nil
 }

@@ -132,34 +132,7 @@ func TestBrowserConsentFlow(t *testing.T) {
 	browserLogin(t, bctx, "correct horse", `#video-sign`)
 	waitPlaying(t, bctx, "video-sign", image.Pt(640, 480), time.Now().Add(25*time.Second))
 	evalString := func(js string) (string, error) { return chromedp.Run(bctx, chromedp.Evaluate[string](js)) }
-	// faces grabs frames until one shows the source (not redacted whole)
-	// and done accepts the band-pass correlations of both faces with the
-	// source; the other face must be redacted in every frame grabbed. The
-	// live view lags the pipeline, so a change shows after a moment.
-	faces := func(what string, done func(a float64) bool) (float64, float64) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			shown := grabFrame(t, evalString)
-			g := meanBGR(shown, browserMarker.Inset(8))
-			if g[1] > 180 && g[0] < 80 && g[2] < 80 {
-				a, _ := leak.Correlate(src, shown, inZone, float64(inZone.Dx()))
-				b, _ := leak.Correlate(src, shown, other, float64(other.Dx()))
-				shown.Close()
-				if b > leak.DefaultThreshold {
-					t.Fatalf("%s: the other face is not redacted (corr %.3f)", what, b)
-				}
-				if done(a) {
-					t.Logf("%s: face on the spot corr %.3f, other face corr %.3f", what, a, b)
-					return a, b
-				}
-			} else {
-				shown.Close()
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not seen within 20 s", what)
-			}
-		}
-	}
+	faces := watchFaces(t, evalString, src, inZone, other)
 	redacted := func(a float64) bool { return a <= leak.DefaultThreshold }
 	faces("before opting in", redacted)
 
@@ -283,7 +256,7 @@ func TestBrowserConsentFlow(t *testing.T) {
 	}
 	faces("withdrawn", redacted)
 	for range 3 {
-		if a, _ := faces("still withdrawn", func(float64) bool { return true }); a > leak.DefaultThreshold {
+		if a := faces("still withdrawn", func(float64) bool { return true }); a > leak.DefaultThreshold {
 			t.Errorf("the face on the spot is shown again after withdrawal (corr %.3f)", a)
 		}
 	}
@@ -313,3 +286,35 @@ func TestBrowserConsentFlow(t *testing.T) {
 
 // awaitPromise makes Evaluate wait for a promise.
 func awaitPromise(p *runtime.EvaluateParams) { yes := true; p.AwaitPromise = &yes }
+
+// watchFaces returns faces, which grabs frames of the live view until one
+// shows the source (not redacted whole) and done accepts the band-pass
+// correlation of the face on the spot with the source, and returns it; the
+// other face must be redacted in every frame grabbed. The live view lags
+// the pipeline, so a change shows after a moment.
+func watchFaces(t *testing.T, evalString func(string) (string, error), src gocv.Mat, inZone, other image.Rectangle) func(what string, done func(a float64) bool) float64 {
+	return func(what string, done func(a float64) bool) float64 {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			shown := grabFrame(t, evalString)
+			g := meanBGR(shown, browserMarker.Inset(8))
+			if g[1] > 180 && g[0] < 80 && g[2] < 80 {
+				a, _ := leak.Correlate(src, shown, inZone, float64(inZone.Dx()))
+				o, _ := leak.Correlate(src, shown, other, float64(other.Dx()))
+				shown.Close()
+				if o > leak.DefaultThreshold {
+					t.Fatalf("%s: the other face is not redacted (corr %.3f)", what, o)
+				}
+				if done(a) {
+					t.Logf("%s: face on the spot corr %.3f, other face corr %.3f", what, a, o)
+					return a
+				}
+			} else {
+				shown.Close()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not seen within 20 s", what)
+			}
+		}
+	}
+}

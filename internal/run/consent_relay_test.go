@@ -97,30 +97,7 @@ func TestConsentRelayEndToEnd(t *testing.T) {
 	browserLogin(t, bctx, "correct horse", `#video-sign`)
 	waitPlaying(t, bctx, "video-sign", image.Pt(640, 480), time.Now().Add(25*time.Second))
 	evalString := func(js string) (string, error) { return chromedp.Run(bctx, chromedp.Evaluate[string](js)) }
-	faces := func(what string, done func(a float64) bool) float64 {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			shown := grabFrame(t, evalString)
-			g := meanBGR(shown, browserMarker.Inset(8))
-			if g[1] > 180 && g[0] < 80 && g[2] < 80 {
-				a, _ := leak.Correlate(src, shown, inZone, float64(inZone.Dx()))
-				o, _ := leak.Correlate(src, shown, other, float64(other.Dx()))
-				shown.Close()
-				if o > leak.DefaultThreshold {
-					t.Fatalf("%s: the other face is not redacted (corr %.3f)", what, o)
-				}
-				if done(a) {
-					t.Logf("%s: face on the spot corr %.3f, other face corr %.3f", what, a, o)
-					return a
-				}
-			} else {
-				shown.Close()
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not seen within 20 s", what)
-			}
-		}
-	}
+	faces := watchFaces(t, evalString, src, inZone, other)
 	redacted := func(a float64) bool { return a <= leak.DefaultThreshold }
 	faces("before opting in", redacted)
 	waitMetric := func(series string, atLeast float64) {

@@ -2,10 +2,8 @@ package dashboard
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -14,49 +12,16 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/veil-edge/veil/hq/store"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/internal/browsertest"
 )
 
 // chromiumPath finds Debian's chromium, or skips (fails under CI).
-func chromiumPath(tb testing.TB) string {
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		bin = "/usr/bin/chromium"
-		if _, err := exec.LookPath(bin); err != nil {
-			testenv.Missing(tb, "chromium is not installed (apt-get install chromium)")
-		}
-	}
-	return bin
-}
+func chromiumPath(tb testing.TB) string { return browsertest.Chromium(tb) }
 
 // openBrowser starts headless chromium for at most d; the returned function
 // closes it.
 func openBrowser(tb testing.TB, bin string, d time.Duration) (context.Context, func()) {
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(bin),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(tb.TempDir()),
-		chromedp.WindowSize(1280, 1000),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, bcancel := chromedp.NewContext(actx)
-	bctx, tcancel := context.WithTimeout(bctx, d)
-	return bctx, func() {
-		if err := chromedp.Cancel(bctx); err != nil && !errors.Is(err, context.Canceled) {
-			tb.Logf("closing chromium: %v", err)
-		}
-		tcancel()
-		bcancel()
-		acancel()
-	}
+	return browsertest.Open(tb, bin, d, chromedp.WindowSize(1280, 1000))
 }
 
 func awaitPromise(p *runtime.EvaluateParams) { yes := true; p.AwaitPromise = &yes }

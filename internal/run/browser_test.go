@@ -3,14 +3,12 @@ package run_test
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"image"
 	"image/color"
 	"io"
 	"math"
 	"math/rand/v2"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/internal/browsertest"
 	"github.com/veil-edge/veil/internal/leak"
 	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/models"
@@ -119,45 +118,12 @@ func meanBGR(m gocv.Mat, r image.Rectangle) [3]float64 {
 }
 
 // chromiumPath finds Debian's chromium, or skips (fails under CI).
-func chromiumPath(tb testing.TB) string {
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		bin = "/usr/bin/chromium"
-		if _, err := exec.LookPath(bin); err != nil {
-			testenv.Missing(tb, "chromium is not installed (apt-get install chromium)")
-		}
-	}
-	return bin
-}
+func chromiumPath(tb testing.TB) string { return browsertest.Chromium(tb) }
 
 // openBrowser starts headless chromium for at most d; the returned function
 // closes it.
 func openBrowser(tb testing.TB, bin string, d time.Duration) (context.Context, func()) {
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(bin),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(tb.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, bcancel := chromedp.NewContext(actx)
-	bctx, tcancel := context.WithTimeout(bctx, d)
-	return bctx, func() {
-		if err := chromedp.Cancel(bctx); err != nil && !errors.Is(err, context.Canceled) {
-			tb.Logf("closing chromium: %v", err)
-		}
-		tcancel()
-		bcancel()
-		acancel()
-	}
+	return browsertest.Open(tb, bin, d, chromedp.Flag("autoplay-policy", "no-user-gesture-required"))
 }
 
 // browserLogin fills in the login form and waits for waitFor.

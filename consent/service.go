@@ -218,21 +218,34 @@ func (s *Service) Decide(tok, lang string, yes bool) (*Grant, error) {
 	if !yes {
 		return nil, nil
 	}
+	g, err := s.record(t, NewNonce(), lang, false)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("consent granted", "consent", g.ID, "camera", g.Camera, "lang", g.Lang, "notice", g.Notice)
+	cp := *g
+	return &cp, nil
+}
+
+// record writes a grant of token t (checked and used up) under id to the
+// ledger and keeps it. s.mu is held.
+func (s *Service) record(t Token, id, lang string, relayed bool) (*Grant, error) {
 	if _, ok := s.notice.Texts[lang]; !ok {
 		lang = "en"
 	}
 	now := s.o.Now().UTC()
-	g := &Grant{ID: NewNonce(), Secret: NewNonce() + NewNonce(), Camera: t.Camera, Zone: t.Zone, Lang: lang,
-		Notice: s.notice.Version, Granted: now, Expires: now.Add(s.o.MaxDuration)}
+	g := &Grant{ID: id, Secret: NewNonce() + NewNonce(), Camera: t.Camera, Zone: t.Zone, Lang: lang,
+		Notice: s.notice.Version, Granted: now, Expires: now.Add(s.o.MaxDuration), Relayed: relayed}
+	if relayed {
+		g.bindBy = now.Add(RelayBindWindow)
+	}
 	exp := g.Expires
 	if _, err := s.o.Ledger.Append(Entry{Time: now, Type: EventGrant, ConsentID: g.ID, NoticeVersion: s.notice.Version,
-		NoticeHash: s.notice.Hash(), Lang: lang, Purposes: s.notice.Purposes, Camera: g.Camera, Zone: g.Zone, Expires: &exp}); err != nil {
+		NoticeHash: s.notice.Hash(), Lang: lang, Purposes: s.notice.Purposes, Camera: g.Camera, Zone: g.Zone, Expires: &exp, Relayed: relayed}); err != nil {
 		return nil, fmt.Errorf("consent ledger: %w", err)
 	}
 	s.grants[g.ID] = g
-	s.log.Info("consent granted", "consent", g.ID, "camera", g.Camera, "lang", lang, "notice", g.Notice)
-	cp := *g
-	return &cp, nil
+	return g, nil
 }
 
 // GrantRelayed records a grant given on head office's pages and relayed to
@@ -256,19 +269,11 @@ func (s *Service) GrantRelayed(consentID, tok, lang string) (Grant, error) {
 		return Grant{}, ErrConsentExists
 	}
 	s.used[t.Nonce] = t.ExpiresAt()
-	if _, ok := s.notice.Texts[lang]; !ok {
-		lang = "en"
+	g, err := s.record(t, consentID, lang, true)
+	if err != nil {
+		return Grant{}, err
 	}
-	now := s.o.Now().UTC()
-	g := &Grant{ID: consentID, Secret: NewNonce() + NewNonce(), Camera: t.Camera, Zone: t.Zone, Lang: lang,
-		Notice: s.notice.Version, Granted: now, Expires: now.Add(s.o.MaxDuration), Relayed: true, bindBy: now.Add(RelayBindWindow)}
-	exp := g.Expires
-	if _, err := s.o.Ledger.Append(Entry{Time: now, Type: EventGrant, ConsentID: g.ID, NoticeVersion: s.notice.Version,
-		NoticeHash: s.notice.Hash(), Lang: lang, Purposes: s.notice.Purposes, Camera: g.Camera, Zone: g.Zone, Expires: &exp, Relayed: true}); err != nil {
-		return Grant{}, fmt.Errorf("consent ledger: %w", err)
-	}
-	s.grants[g.ID] = g
-	s.log.Info("relayed consent granted; binding on the next update with one person on the spot", "consent", g.ID, "camera", g.Camera, "lang", lang, "notice", g.Notice, "bind_window", RelayBindWindow)
+	s.log.Info("relayed consent granted; binding on the next update with one person on the spot", "consent", g.ID, "camera", g.Camera, "lang", g.Lang, "notice", g.Notice, "bind_window", RelayBindWindow)
 	_ = s.bind(g) // one person there already: bound now; otherwise Gate.Exempt keeps trying
 	return *g, nil
 }

@@ -239,9 +239,7 @@ func (s *Service) record(t Token, id, lang string, relayed bool) (*Grant, error)
 	if relayed {
 		g.bindBy = now.Add(RelayBindWindow)
 	}
-	exp := g.Expires
-	if _, err := s.o.Ledger.Append(Entry{Time: now, Type: EventGrant, ConsentID: g.ID, NoticeVersion: s.notice.Version,
-		NoticeHash: s.notice.Hash(), Lang: lang, Purposes: s.notice.Purposes, Camera: g.Camera, Zone: g.Zone, Expires: &exp, Relayed: relayed}); err != nil {
+	if _, err := s.o.Ledger.Append(g.GrantEntry(s.notice, "")); err != nil {
 		return nil, fmt.Errorf("consent ledger: %w", err)
 	}
 	s.grants[g.ID] = g
@@ -438,11 +436,28 @@ func (s *Service) Receipt(id, secret string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := Receipt{ConsentID: g.ID, Box: s.o.Box, Camera: g.Camera, Zone: g.Zone, NoticeVersion: g.Notice,
-		NoticeHash: s.notice.Hash(), Lang: g.Lang, Purposes: s.notice.Purposes, Granted: g.Granted, Expires: g.Expires}
-	body, _ := json.Marshal(r)
-	r.Signature = ed25519.Sign(s.o.Key, body)
+	return g.SignReceipt(s.o.Box, s.notice, s.o.Key)
+}
+
+// SignReceipt is the shopper's receipt of g on box under notice n, signed
+// with key: JSON, the Ed25519 signature over the receipt without it.
+func (g Grant) SignReceipt(box string, n Notice, key ed25519.PrivateKey) ([]byte, error) {
+	r := Receipt{ConsentID: g.ID, Box: box, Camera: g.Camera, Zone: g.Zone, NoticeVersion: g.Notice,
+		NoticeHash: n.Hash(), Lang: g.Lang, Purposes: n.Purposes, Granted: g.Granted, Expires: g.Expires}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	r.Signature = ed25519.Sign(key, body)
 	return json.MarshalIndent(r, "", "  ")
+}
+
+// GrantEntry is the ledger entry that records g, given under notice n, on
+// box ("" on the box's own ledger).
+func (g Grant) GrantEntry(n Notice, box string) Entry {
+	exp := g.Expires
+	return Entry{Time: g.Granted, Type: EventGrant, ConsentID: g.ID, NoticeVersion: n.Version, NoticeHash: n.Hash(),
+		Lang: g.Lang, Purposes: n.Purposes, Camera: g.Camera, Zone: g.Zone, Expires: &exp, Box: box, Relayed: g.Relayed}
 }
 
 // Receipt is what the shopper downloads.

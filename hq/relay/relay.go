@@ -330,12 +330,9 @@ func (r *Relay) Decide(tok, lang string, yes bool) (*consent.Grant, error) {
 		r.mu.Unlock()
 		return nil, err
 	}
-	exp := g.Expires
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, err := r.ledger.Append(consent.Entry{Time: now, Type: consent.EventGrant, ConsentID: g.ID, NoticeVersion: r.notice.Version,
-		NoticeHash: r.notice.Hash(), Lang: lang, Purposes: r.notice.Purposes, Camera: g.Camera, Zone: g.Zone, Expires: &exp,
-		Box: box.Device, Relayed: true}); err != nil {
+	if _, err := r.ledger.Append(g.GrantEntry(r.notice, box.Device)); err != nil {
 		r.log.Error("relay: grant sent to the box but not recorded in head office's ledger", "consent", g.ID, "box", box.Device, "err", err)
 		return nil, fmt.Errorf("consent ledger: %w", err)
 	}
@@ -450,14 +447,7 @@ func (r *Relay) Receipt(id, secret string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc := consent.Receipt{ConsentID: g.ID, Box: g.box.Device, Camera: g.Camera, Zone: g.Zone, NoticeVersion: g.Notice,
-		NoticeHash: r.notice.Hash(), Lang: g.Lang, Purposes: r.notice.Purposes, Granted: g.Granted, Expires: g.Expires}
-	body, err := json.Marshal(rc)
-	if err != nil {
-		return nil, err
-	}
-	rc.Signature = ed25519.Sign(r.key, body)
-	return json.MarshalIndent(rc, "", "  ")
+	return g.SignReceipt(g.box.Device, r.notice, r.key)
 }
 
 var _ consent.Backend = (*Relay)(nil)

@@ -35,10 +35,6 @@ type BlazeFace struct {
 // 16x16 layer, then of the 8x8 layer.
 var blazeOutputs = []string{"Identity:0", "Identity_1:0", "Identity_2:0", "Identity_3:0"}
 
-// blazeLayers describes the two anchor grids in output order.
-var blazeLayers = [2]struct{ cells, perCell int }{{16, 2}, {8, 6}}
-
-const blazeAnchors = 16*16*2 + 8*8*6 // 896
 
 // NewBlazeFace loads a BlazeFace model from ONNX bytes (already verified by
 // package models) for an input of size x size pixels. threshold is the minimum
@@ -102,30 +98,44 @@ func (b *BlazeFace) DetectWindow(win gocv.Mat) (cands []Candidate, err error) {
 			err = fmt.Errorf("blazeface: inference panicked: %v", r)
 		}
 	}()
-	gocv.CvtColor(win, &b.rgb, gocv.ColorBGRToRGB)
-	b.rgb.ConvertToWithParams(&b.f32, gocv.MatTypeCV32FC3, 1.0/127.5, -1)
-	src, err := b.f32.DataPtrFloat32()
+	return runBlaze(b.net, win, &b.rgb, &b.f32, b.blob, blazeGrids(b.size, b.size), b.threshold)
+}
+
+// runBlaze converts a BGR image into the model's NHWC blob (RGB, [-1, 1]),
+// runs the network and decodes its anchors. rgb and f32 are scratch; blob
+// must be 1 x rows x cols x 3 float32.
+func runBlaze(net gocv.Net, img gocv.Mat, rgb, f32 *gocv.Mat, blob gocv.Mat, grids [2]grid, threshold float32) ([]Candidate, error) {
+	gocv.CvtColor(img, rgb, gocv.ColorBGRToRGB)
+	rgb.ConvertToWithParams(f32, gocv.MatTypeCV32FC3, 1.0/127.5, -1)
+	src, err := f32.DataPtrFloat32()
 	if err != nil {
 		return nil, fmt.Errorf("blazeface: input buffer: %w", err)
 	}
-	dst, err := b.blob.DataPtrFloat32()
+	dst, err := blob.DataPtrFloat32()
 	if err != nil || len(dst) != len(src) {
 		return nil, fmt.Errorf("blazeface: blob buffer: %v (%d vs %d floats)", err, len(dst), len(src))
 	}
 	copy(dst, src)
-	b.net.SetInput(b.blob, "")
-	outs := b.net.ForwardLayers(blazeOutputs)
+	net.SetInput(blob, "")
+	outs := net.ForwardLayers(blazeOutputs)
 	defer func() {
 		for i := range outs {
 			outs[i].Close()
 		}
 	}()
+	return decodeOutputs(outs, grids, threshold)
+}
+
+// decodeOutputs reads the four output blobs (scores and regressors of each
+// grid) and decodes the anchors above threshold.
+func decodeOutputs(outs []gocv.Mat, grids [2]grid, threshold float32) ([]Candidate, error) {
 	if len(outs) != 4 {
 		return nil, fmt.Errorf("blazeface: model returned %d outputs, want 4", len(outs))
 	}
 	var scores, boxes [2][]float32
-	for l := 0; l < 2; l++ {
-		n := blazeLayers[l].cells * blazeLayers[l].cells * blazeLayers[l].perCell
+	var err error
+	for l, g := range grids {
+		n := g.anchors()
 		if scores[l], err = floats(outs[l], n); err != nil {
 			return nil, fmt.Errorf("blazeface: scores of layer %d: %w", l, err)
 		}
@@ -133,7 +143,7 @@ func (b *BlazeFace) DetectWindow(win gocv.Mat) (cands []Candidate, err error) {
 			return nil, fmt.Errorf("blazeface: boxes of layer %d: %w", l, err)
 		}
 	}
-	return decodeAnchors(scores, boxes, float32(b.size), b.threshold), nil
+	return decodeAnchors(scores, boxes, grids, threshold), nil
 }
 
 // floats returns a Go copy of a float Mat's n values.
@@ -175,31 +185,33 @@ func (r Rect) Int() image.Rectangle {
 		int(math.Ceil(float64(r.X1))), int(math.Ceil(float64(r.Y1))))
 }
 
-// decodeAnchors turns raw outputs into candidates above threshold. Anchor
-// centres sit at cell centres; regressors are in input pixels.
-func decodeAnchors(scores, boxes [2][]float32, size, threshold float32) []Candidate {
+// grid is one anchor layer of BlazeFace's output: rows x cols cells,
+// perCell anchors each, centred at ((x+0.5)*stride, (y+0.5)*stride).
+type grid struct{ rows, cols, perCell, stride int }
+
+func (g grid) anchors() int { return g.rows * g.cols * g.perCell }
+
+// blazeGrids are the two anchor layers for an input of w x h pixels: the
+// stride-16 grid with 2 anchors per cell, then the stride-32 grid with 6.
+func blazeGrids(w, h int) [2]grid {
+	return [2]grid{{h / 16, w / 16, 2, 16}, {h / 32, w / 32, 6, 32}}
+}
+
+// decodeAnchors turns raw outputs into candidates above threshold. Anchors
+// are in row order within each grid; regressors are in input pixels
+// relative to the anchor centre.
+func decodeAnchors(scores, boxes [2][]float32, grids [2]grid, threshold float32) []Candidate {
 	var out []Candidate
-	for l, layer := range blazeLayers {
+	for l, g := range grids {
 		idx := 0
-		for cy := 0; cy < layer.cells; cy++ {
-			for cx := 0; cx < layer.cells; cx++ {
-				ax := (float32(cx) + 0.5) / float32(layer.cells) * size
-				ay := (float32(cy) + 0.5) / float32(layer.cells) * size
-				for a := 0; a < layer.perCell; a++ {
-					s := sigmoid(scores[l][idx])
-					if s >= threshold {
-						r := boxes[l][idx*16 : idx*16+8]
-						x, y := ax+r[0], ay+r[1]
-						w, h := r[2], r[3]
-						if w > 0 && h > 0 {
-							// Key points 0 and 1 are the subject's right
-							// and left eye (screen left and right).
-							ex, ey := r[6]-r[4], r[7]-r[5]
-							out = append(out, Candidate{
-								Box:   Rect{x - w/2, y - h/2, x + w/2, y + h/2},
-								Score: s,
-								Roll:  float32(math.Atan2(float64(ey), float64(ex))),
-							})
+		for cy := 0; cy < g.rows; cy++ {
+			for cx := 0; cx < g.cols; cx++ {
+				ax := (float32(cx) + 0.5) * float32(g.stride)
+				ay := (float32(cy) + 0.5) * float32(g.stride)
+				for a := 0; a < g.perCell; a++ {
+					if s := sigmoid(scores[l][idx]); s >= threshold {
+						if c, ok := anchorCandidate(ax, ay, boxes[l][idx*16:idx*16+8], s); ok {
+							out = append(out, c)
 						}
 					}
 					idx++
@@ -208,6 +220,24 @@ func decodeAnchors(scores, boxes [2][]float32, size, threshold float32) []Candid
 		}
 	}
 	return out
+}
+
+// anchorCandidate decodes one anchor's box and roll: r holds the box
+// centre offset, width, height and the two eyes' key points.
+func anchorCandidate(ax, ay float32, r []float32, score float32) (Candidate, bool) {
+	x, y := ax+r[0], ay+r[1]
+	w, h := r[2], r[3]
+	if w <= 0 || h <= 0 {
+		return Candidate{}, false
+	}
+	// Key points 0 and 1 are the subject's right and left eye (screen
+	// left and right).
+	ex, ey := r[6]-r[4], r[7]-r[5]
+	return Candidate{
+		Box:   Rect{x - w/2, y - h/2, x + w/2, y + h/2},
+		Score: score,
+		Roll:  float32(math.Atan2(float64(ey), float64(ex))),
+	}, true
 }
 
 func sigmoid(x float32) float32 {

@@ -1,0 +1,284 @@
+package detect
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"image"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gocv.io/x/gocv"
+)
+
+// ErrLate is returned for a pass whose deadline passed before a network was
+// free to run it: the caller's frame must be treated as not detected.
+var ErrLate = errors.New("detection missed its deadline")
+
+// ErrServiceClosed is returned for a pass submitted after the service's
+// last client closed.
+var ErrServiceClosed = errors.New("detection service closed")
+
+// Service is the box's one detection service: a pool of workers, each with
+// its own BlazeNets (one per input size, kept in a small cache), that runs
+// the passes of every camera's keyframes. Passes are taken earliest
+// deadline first, so cameras with equal deadlines are served in the order
+// their keyframes arrived and none is starved; a pass whose deadline has
+// passed is answered with ErrLate without running.
+//
+// Clients (Frame detectors) hold the service open: the workers start with
+// the first client and stop, closing their networks, when the last one
+// closes. A Service is safe for concurrent use.
+type Service struct {
+	onnx      []byte
+	threshold float32
+	workers   int
+	maxNets   int
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   passQueue
+	seq     uint64
+	clients  int
+	stopping bool          // the last client left: workers exit once the queue is empty
+	stopped  chan struct{} // closed when the current workers have all exited
+	running  int
+
+	ran, late atomic.Int64
+}
+
+// ServiceStats counts the passes a service ran and answered late.
+type ServiceStats struct{ Ran, Late int64 }
+
+// NewService makes a detection service for the verified BlazeFace back-256
+// ONNX bytes with workers networks running at once (detect.threads).
+// threshold is the minimum face score.
+func NewService(onnx []byte, threshold float32, workers int) *Service {
+	s := &Service{onnx: onnx, threshold: threshold, workers: max(1, workers), maxNets: 6}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+// Workers is how many passes run at once.
+func (s *Service) Workers() int { return s.workers }
+
+// Stats returns the passes run and answered late so far.
+func (s *Service) Stats() ServiceStats { return ServiceStats{Ran: s.ran.Load(), Late: s.late.Load()} }
+
+// Probe builds and runs a network of the given size once, so a model that
+// does not load or run is found before any frame depends on it.
+func (s *Service) Probe(w, h int) error {
+	n, err := NewBlazeNet(s.onnx, w, h, s.threshold)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	img := gocv.NewMatWithSize(h, w, gocv.MatTypeCV8UC3)
+	defer img.Close()
+	_, err = n.Run(img)
+	return err
+}
+
+// acquire registers a client, starting the workers if it is the first.
+func (s *Service) acquire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clients++
+	if s.clients > 1 {
+		return
+	}
+	for s.stopped != nil {
+		// The previous workers are still leaving: wait for them.
+		done := s.stopped
+		s.mu.Unlock()
+		<-done
+		s.mu.Lock()
+	}
+	s.stopping = false
+	s.stopped = make(chan struct{})
+	s.running = s.workers
+	for i := 0; i < s.workers; i++ {
+		go s.work(s.stopped)
+	}
+}
+
+// release unregisters a client; the last one stops the workers and waits
+// until they have closed their networks.
+func (s *Service) release() {
+	s.mu.Lock()
+	s.clients--
+	if s.clients > 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.stopping = true
+	done := s.stopped
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	<-done
+}
+
+// pass is one network run over an image the client keeps alive until the
+// pass is answered.
+type pass struct {
+	img      gocv.Mat
+	deadline time.Time
+	seq      uint64
+	cancel   *atomic.Bool
+	done     chan<- passResult
+	index    int
+}
+
+type passResult struct {
+	index int
+	cands []Candidate
+	err   error
+}
+
+// run submits the images as passes due by deadline and waits for all of
+// them. cancel, when set by the caller, makes workers skip passes not yet
+// started. The images must stay valid until run returns.
+func (s *Service) run(imgs []gocv.Mat, deadline time.Time, cancel *atomic.Bool) ([][]Candidate, error) {
+	done := make(chan passResult, len(imgs))
+	s.mu.Lock()
+	if s.clients == 0 || s.stopping {
+		s.mu.Unlock()
+		return nil, ErrServiceClosed
+	}
+	for i, img := range imgs {
+		s.seq++
+		heap.Push(&s.queue, &pass{img: img, deadline: deadline, seq: s.seq, cancel: cancel, done: done, index: i})
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	out := make([][]Candidate, len(imgs))
+	var errs []error
+	for range imgs {
+		r := <-done
+		out[r.index] = r.cands
+		if r.err != nil {
+			errs = append(errs, r.err)
+		}
+	}
+	if len(errs) > 0 {
+		for _, e := range errs {
+			if errors.Is(e, ErrLate) {
+				return nil, ErrLate
+			}
+		}
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// queued is how many passes wait for a worker.
+func (s *Service) queued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queue.Len()
+}
+
+// work runs passes until the last client leaves; the last worker out
+// closes stopped.
+func (s *Service) work(stopped chan struct{}) {
+	nets := netCache{onnx: s.onnx, threshold: s.threshold, max: s.maxNets}
+	defer func() {
+		nets.close()
+		s.mu.Lock()
+		s.running--
+		if s.running == 0 {
+			s.stopped = nil
+			close(stopped)
+		}
+		s.mu.Unlock()
+	}()
+	for {
+		s.mu.Lock()
+		for s.queue.Len() == 0 && !s.stopping {
+			s.cond.Wait()
+		}
+		if s.queue.Len() == 0 {
+			s.mu.Unlock()
+			return
+		}
+		p := heap.Pop(&s.queue).(*pass)
+		s.mu.Unlock()
+		r := passResult{index: p.index}
+		switch {
+		case p.cancel != nil && p.cancel.Load():
+			r.err = ErrLate
+		case time.Now().After(p.deadline):
+			s.late.Add(1)
+			r.err = ErrLate
+		default:
+			r.cands, r.err = nets.run(p.img)
+			s.ran.Add(1)
+		}
+		p.done <- r
+	}
+}
+
+// netCache keeps one worker's networks by input size, least recently used
+// out first.
+type netCache struct {
+	onnx      []byte
+	threshold float32
+	max       int
+	nets      []*BlazeNet // most recently used last
+}
+
+func (c *netCache) run(img gocv.Mat) ([]Candidate, error) {
+	size := image.Pt(img.Cols(), img.Rows())
+	n, err := c.get(size)
+	if err != nil {
+		return nil, err
+	}
+	return n.Run(img)
+}
+
+func (c *netCache) get(size image.Point) (*BlazeNet, error) {
+	for i, n := range c.nets {
+		if w, h := n.Size(); w == size.X && h == size.Y {
+			c.nets = append(append(c.nets[:i:i], c.nets[i+1:]...), n)
+			return n, nil
+		}
+	}
+	n, err := NewBlazeNet(c.onnx, size.X, size.Y, c.threshold)
+	if err != nil {
+		return nil, fmt.Errorf("network for %dx%d: %w", size.X, size.Y, err)
+	}
+	if len(c.nets) >= c.max {
+		c.nets[0].Close()
+		c.nets = c.nets[1:]
+	}
+	c.nets = append(c.nets, n)
+	return n, nil
+}
+
+func (c *netCache) close() {
+	for _, n := range c.nets {
+		n.Close()
+	}
+	c.nets = nil
+}
+
+// passQueue orders passes by deadline, then by submission.
+type passQueue []*pass
+
+func (q passQueue) Len() int { return len(q) }
+func (q passQueue) Less(i, j int) bool {
+	if !q[i].deadline.Equal(q[j].deadline) {
+		return q[i].deadline.Before(q[j].deadline)
+	}
+	return q[i].seq < q[j].seq
+}
+func (q passQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *passQueue) Push(x any)   { *q = append(*q, x.(*pass)) }
+func (q *passQueue) Pop() any {
+	old := *q
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return p
+}

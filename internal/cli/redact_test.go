@@ -97,7 +97,8 @@ func listDir(dir string) []string {
 
 // TestRedactBadInput: every way the input or output can be wrong fails with
 // an error naming the file and the problem, and leaves nothing behind: no
-// file at the output path and no partial file in the output directory.
+// file at the output path and no partial file in the output directory; in
+// both schedules.
 func TestRedactBadInput(t *testing.T) {
 	root := os.Geteuid() == 0
 	cases := []struct {
@@ -238,55 +239,57 @@ func TestRedactBadInput(t *testing.T) {
 		},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.skip {
-				t.Skip("running as root: file permissions do not apply")
-			}
-			base := t.TempDir()
-			inDir, outDir := filepath.Join(base, "in"), filepath.Join(base, "out")
-			for _, d := range []string{inDir, outDir} {
-				if err := os.Mkdir(d, 0o755); err != nil {
+		for _, schedule := range []string{"file", "live"} {
+			t.Run(tc.name+"/"+schedule, func(t *testing.T) {
+				if tc.skip {
+					t.Skip("running as root: file permissions do not apply")
+				}
+				base := t.TempDir()
+				inDir, outDir := filepath.Join(base, "in"), filepath.Join(base, "out")
+				for _, d := range []string{inDir, outDir} {
+					if err := os.Mkdir(d, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+				in, out := tc.setup(t, inDir, outDir)
+				outParent := filepath.Dir(out)
+				before := listDir(outParent)
+				inBefore, _ := os.ReadFile(in)
+
+				_, err := veil(t, "redact", "--schedule", schedule, "--input", in, "--output", out, "--models-dir", testenv.ModelsDir())
+				if err == nil {
+					t.Fatal("redact succeeded")
+				}
+				t.Logf("error: %v", err)
+				// Let the checks below see into directories a case locked.
+				if err := os.Chmod(outDir, 0o755); err != nil {
 					t.Fatal(err)
 				}
-			}
-			in, out := tc.setup(t, inDir, outDir)
-			outParent := filepath.Dir(out)
-			before := listDir(outParent)
-			inBefore, _ := os.ReadFile(in)
+				paths := strings.NewReplacer("IN", in, "OUT", out)
+				for _, w := range tc.want {
+					w = paths.Replace(w)
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not contain %q", err, w)
+					}
+				}
 
-			_, err := veil(t, "redact", "--input", in, "--output", out, "--models-dir", testenv.ModelsDir())
-			if err == nil {
-				t.Fatal("redact succeeded")
-			}
-			t.Logf("error: %v", err)
-			// Let the checks below see into directories a case locked.
-			if err := os.Chmod(outDir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			paths := strings.NewReplacer("IN", in, "OUT", out)
-			for _, w := range tc.want {
-				w = paths.Replace(w)
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
+				if filepath.Clean(out) == filepath.Clean(in) {
+					if after, err := os.ReadFile(in); err != nil || !bytes.Equal(after, inBefore) {
+						t.Errorf("input changed or gone (%v)", err)
+					}
+				} else if _, err := os.Lstat(out); !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+					t.Errorf("output %s exists after a failed run (lstat: %v)", out, err)
 				}
-			}
-
-			if filepath.Clean(out) == filepath.Clean(in) {
-				if after, err := os.ReadFile(in); err != nil || !bytes.Equal(after, inBefore) {
-					t.Errorf("input changed or gone (%v)", err)
+				if after := listDir(outParent); !slices.Equal(before, after) {
+					t.Errorf("output directory %s changed: before %q, after %q", outParent, before, after)
 				}
-			} else if _, err := os.Lstat(out); !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-				t.Errorf("output %s exists after a failed run (lstat: %v)", out, err)
-			}
-			if after := listDir(outParent); !slices.Equal(before, after) {
-				t.Errorf("output directory %s changed: before %q, after %q", outParent, before, after)
-			}
-			for _, name := range listDir(outDir) {
-				if strings.Contains(name, ".partial-") {
-					t.Errorf("partial file %s left in %s", name, outDir)
+				for _, name := range listDir(outDir) {
+					if strings.Contains(name, ".partial-") {
+						t.Errorf("partial file %s left in %s", name, outDir)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

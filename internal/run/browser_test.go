@@ -120,10 +120,10 @@ func meanBGR(m gocv.Mat, r image.Rectangle) [3]float64 {
 // chromiumPath finds Debian's chromium, or skips (fails under CI).
 func chromiumPath(tb testing.TB) string { return browsertest.Chromium(tb) }
 
-// openBrowser starts headless chromium for at most d; the returned function
-// closes it.
-func openBrowser(tb testing.TB, bin string, d time.Duration) (context.Context, func()) {
-	return browsertest.Open(tb, bin, d, chromedp.Flag("autoplay-policy", "no-user-gesture-required"))
+// openBrowser starts headless chromium for at most d, with extra options (a
+// window size); the returned function closes it.
+func openBrowser(tb testing.TB, bin string, d time.Duration, extra ...chromedp.ExecAllocatorOption) (context.Context, func()) {
+	return browsertest.Open(tb, bin, d, append([]chromedp.ExecAllocatorOption{chromedp.Flag("autoplay-policy", "no-user-gesture-required")}, extra...)...)
 }
 
 // browserLogin fills in the login form and waits for waitFor.
@@ -191,7 +191,7 @@ func TestBrowserLiveView(t *testing.T) {
 	video, srcFrame, faceBox := browserSource(t)
 	defer srcFrame.Close()
 
-	_, base, stop := startLiveService(t, cfg, config.Camera{Name: "door", Source: video, Loop: true}, io.Discard)
+	_, base, stop := startLiveService(t, cfg, []config.Camera{{Name: "door", Source: video, Loop: true}}, io.Discard)
 	defer stop()
 	bctx, closeBrowser := openBrowser(t, bin, 40*time.Second)
 	// Close the browser (and with it the peer connection) before the

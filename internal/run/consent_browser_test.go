@@ -115,7 +115,7 @@ func TestBrowserConsentFlow(t *testing.T) {
 	cfg.Consent.KeyFile = filepath.Join(dir, "consent", "box.key")
 	cam := config.Camera{Name: "sign", Source: video, Loop: true, OptinZone: []int{zone.Min.X, zone.Min.Y, zone.Max.X, zone.Max.Y}}
 	var logs testenv.Buffer
-	_, base, stop := startLiveService(t, cfg, cam, &logs)
+	_, base, stop := startLiveService(t, cfg, []config.Camera{cam}, &logs)
 	defer stop()
 	defer func() {
 		if t.Failed() {

@@ -82,7 +82,7 @@ func TestConsentRelayEndToEnd(t *testing.T) {
 
 	cam := config.Camera{Name: "sign", Source: video, Loop: true, OptinZone: []int{zone.Min.X, zone.Min.Y, zone.Max.X, zone.Max.Y}}
 	var logs testenv.Buffer
-	_, base, stop := startLiveService(t, cfg, cam, &logs)
+	_, base, stop := startLiveService(t, cfg, []config.Camera{cam}, &logs)
 	defer stop()
 	defer func() {
 		if t.Failed() {

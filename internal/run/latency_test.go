@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"image"
 	"io"
-	"slices"
 	"testing"
 	"time"
 
@@ -57,7 +56,7 @@ func liveLatency(b *testing.B, fps float64, minFace int, measure time.Duration) 
 	cam := camtest.Start(b, fps, frames, true)
 	defer cam.Stop()
 
-	svc, base, stop := startLiveService(b, cfg, config.Camera{Name: "door", Source: cam.URL(), MinFace: minFace}, io.Discard)
+	svc, base, stop := startLiveService(b, cfg, []config.Camera{{Name: "door", Source: cam.URL(), MinFace: minFace}}, io.Discard)
 	defer stop()
 	bctx, closeBrowser := openBrowser(b, bin, measure+60*time.Second)
 	defer closeBrowser()
@@ -67,44 +66,17 @@ func liveLatency(b *testing.B, fps float64, minFace int, measure time.Duration) 
 	browserLogin(b, bctx, "correct horse", `#video-door`)
 	waitPlaying(b, bctx, "video-door", image.Pt(768, 576), time.Now().Add(30*time.Second))
 
-	// Record [stamp or -1, Date.now()] for every frame the page presents.
-	start := fmt.Sprintf(`(() => {
-		const v = document.getElementById('video-door');
-		const c = document.createElement('canvas');
-		const read = %s;
-		window.veilStamps = [];
-		const each = () => {
-			const n = read(v, c);
-			window.veilStamps.push([n === null ? -1 : n, Date.now()]);
-			v.requestVideoFrameCallback(each);
-		};
-		v.requestVideoFrameCallback(each);
-		return true; })()`, camtest.StampReaderJS)
-	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](start)); err != nil {
-		b.Fatalf("starting the stamp reader: %v", err)
-	}
+	startStampReaders(b, bctx, "video-door")
 	b.ResetTimer()
 	time.Sleep(measure)
 	b.StopTimer()
-	seen, err := chromedp.Run(bctx, chromedp.Evaluate[[][2]int64](`window.veilStamps`))
-	if err != nil {
-		b.Fatalf("reading the stamps: %v", err)
-	}
-	var lat []float64
-	unread := 0
-	for _, s := range seen {
-		sent, ok := cam.SentAt(int(s[0]))
-		if s[0] < 0 || !ok {
-			unread++
-			continue
-		}
-		lat = append(lat, float64(time.UnixMilli(s[1]).Sub(sent).Microseconds())/1000)
-	}
+	stamps, _ := readStamps(b, bctx)
+	seen := stamps["video-door"]
+	lat := latencies(cam, seen)
 	if len(lat) < 20 {
 		b.Fatalf("only %d of %d presented frames had a readable stamp in %s", len(lat), len(seen), measure)
 	}
-	slices.Sort(lat)
-	q := func(p float64) float64 { return lat[int(p*float64(len(lat)-1))] }
+	q := func(p float64) float64 { return quantile(lat, p) }
 	h := svc.Health().Cameras[0]
 	b.ReportMetric(q(0.5), "ms-median")
 	b.ReportMetric(q(0.95), "ms-p95")

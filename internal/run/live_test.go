@@ -30,10 +30,10 @@ import (
 )
 
 // startLiveService runs veil run's service with the live view on (operator
-// password "correct horse") and the one camera cam (named "door"). It
-// returns the service, the web server's base URL and a stop function that
-// shuts both down and reports their errors. The service logs into logs.
-func startLiveService(t testing.TB, cfg config.Config, cam config.Camera, logs io.Writer) (*run.Service, string, func()) {
+// password "correct horse") and the cameras cams. It returns the service,
+// the web server's base URL and a stop function that shuts both down and
+// reports their errors. The service logs into logs.
+func startLiveService(t testing.TB, cfg config.Config, cams []config.Camera, logs io.Writer) (*run.Service, string, func()) {
 	t.Helper()
 	hash, err := web.HashPassword("correct horse")
 	if err != nil {
@@ -41,7 +41,6 @@ func startLiveService(t testing.TB, cfg config.Config, cam config.Camera, logs i
 	}
 	cfg.HTTP.PasswordHash = hash
 	cfg.HTTP.Listen = "127.0.0.1:0"
-	cams := []config.Camera{cam}
 	svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +74,7 @@ func startLiveService(t testing.TB, cfg config.Config, cam config.Camera, logs i
 // or with a forged offer, it is refused.
 func TestLiveViewEndToEnd(t *testing.T) {
 	var logs testenv.Buffer
-	svc, base, stop := startLiveService(t, testConfig(t), config.Camera{Name: "door", Source: scene(t), Loop: true}, &logs)
+	svc, base, stop := startLiveService(t, testConfig(t), []config.Camera{{Name: "door", Source: scene(t), Loop: true}}, &logs)
 	defer stop()
 
 	jar, _ := cookiejar.New(nil)
@@ -257,7 +256,7 @@ func TestLiveViewHTTPS(t *testing.T) {
 	pki := mqtttest.NewPKI(t)
 	cfg := testConfig(t)
 	cfg.HTTP.TLSCert, cfg.HTTP.TLSKey = pki.ServerCert, pki.ServerKey
-	_, base, stop := startLiveService(t, cfg, config.Camera{Name: "door", Source: scene(t), Loop: true}, io.Discard)
+	_, base, stop := startLiveService(t, cfg, []config.Camera{{Name: "door", Source: scene(t), Loop: true}}, io.Discard)
 	defer stop()
 	if !strings.HasPrefix(base, "https://") {
 		t.Fatalf("base %s", base)

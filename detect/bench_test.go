@@ -41,9 +41,9 @@ func BenchmarkBlazeFaceWindow(b *testing.B) {
 	}
 }
 
-// BenchmarkSearchFrame times a full search of a vtest.avi frame (gate off)
-// with one and two networks.
-func BenchmarkSearchFrame(b *testing.B) {
+// BenchmarkFrame times a full search (fine and coarse passes, no change
+// gate) of a vtest.avi frame on a service of one and two networks.
+func BenchmarkFrame(b *testing.B) {
 	testenv.Need(b, testenv.VTest)
 	onnx := loadModel(b, "blazeface-back-256")
 	vc, err := gocv.VideoCaptureFile(testenv.VTest)
@@ -59,31 +59,20 @@ func BenchmarkSearchFrame(b *testing.B) {
 	for _, size := range []image.Point{{768, 576}, {1280, 720}} {
 		for _, nets := range []int{1, 2} {
 			b.Run(fmt.Sprintf("%dx%d/nets=%d", size.X, size.Y, nets), func(b *testing.B) {
-				var ws []detect.Window
-				for i := 0; i < nets; i++ {
-					bf, err := detect.NewBlazeFace(onnx, 256, 0.5)
-					if err != nil {
-						b.Fatal(err)
-					}
-					ws = append(ws, bf)
-				}
-				o := detect.DefaultSearchOptions
-				o.Gate = detect.GateOptions{}
-				s, err := detect.NewSearch(ws, o)
-				if err != nil {
-					b.Fatal(err)
-				}
+				s := newFrame(b, detect.NewService(onnx, 0.2, nets), fullOptions())
 				defer s.Close()
 				f := gocv.NewMat()
 				defer f.Close()
 				gocv.Resize(frame, &f, size, 0, 0, gocv.InterpolationLinear)
+				if _, err := s.Detect(f); err != nil { // networks built, not timed
+					b.Fatal(err)
+				}
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					if _, err := s.Detect(f); err != nil {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(len(s.Windows(size))), "windows")
 			})
 		}
 	}

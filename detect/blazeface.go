@@ -9,8 +9,9 @@ import (
 )
 
 // BlazeFace runs one MediaPipe BlazeFace ONNX model (front 128x128 or back
-// 256x256) on square windows. It implements Window; wrap it in a Search to
-// detect faces in whole frames.
+// 256x256), unchanged, on square windows of its own size: the model as
+// published, against which the full-frame BlazeNet is checked. Frames are
+// searched with Frame.
 //
 // The model takes an NHWC blob (1 x S x S x 3, RGB, scaled to [-1, 1]) and
 // returns 896 anchors: 512 from a 16x16 grid with 2 anchors per cell and 384
@@ -34,7 +35,6 @@ type BlazeFace struct {
 // blazeOutputs are the ONNX output names: scores and regressors of the
 // 16x16 layer, then of the 8x8 layer.
 var blazeOutputs = []string{"Identity:0", "Identity_1:0", "Identity_2:0", "Identity_3:0"}
-
 
 // NewBlazeFace loads a BlazeFace model from ONNX bytes (already verified by
 // package models) for an input of size x size pixels. threshold is the minimum

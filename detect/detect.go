@@ -4,8 +4,10 @@
 //   - Detector: the interface every face detector implements.
 //   - BlazeFace: MediaPipe BlazeFace (ONNX, OpenCV DNN) with anchor decoding and NMS.
 //   - Haar: OpenCV cascade classifier, a fallback for machines without the ONNX models.
-//   - Search: a strategy that runs a window detector over a frame at several scales and tiles
-//     so that faces from about 16 px to frame-filling ones are found.
+//   - BlazeNet: BlazeFace back-256 rewritten (ReshapeBlazeFace) to run over a whole frame in one pass.
+//   - Service: the box's one detection service, a pool of networks shared by every camera.
+//   - Frame: a camera's face search on the service: a fine pass over what changed, coarse passes
+//     for large faces, merged by NMS.
 package detect
 
 import (

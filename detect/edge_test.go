@@ -14,7 +14,7 @@ import (
 // TestEdgePad: a face cut by the frame's left edge, with only 25-40 % of it
 // in frame, is found when the search mirrors a margin past the edges, and
 // its box stays inside the frame. Without the margin (pad 0, a control that
-// is only logged) BlazeFace misses all three.
+// is only logged) BlazeFace misses them.
 func TestEdgePad(t *testing.T) {
 	testenv.Need(t, testenv.Astronaut)
 	img := gocv.IMRead(testenv.Astronaut, gocv.IMReadColor)
@@ -29,16 +29,9 @@ func TestEdgePad(t *testing.T) {
 		face := image.Rect(0, f[1], f[2]-x0, f[3])
 		for _, pad := range []float64{0, 0.05, 0.1} {
 			t.Run(fmt.Sprintf("visible=%.2f/pad=%.2f", visible, pad), func(t *testing.T) {
-				bf, err := detect.NewBlazeFace(loadModel(t, "blazeface-back-256"), 256, 0.3)
-				if err != nil {
-					t.Fatal(err)
-				}
-				o := detect.DefaultSearchOptions
+				o := fullOptions()
 				o.EdgePad = pad
-				s, err := detect.NewSearch([]detect.Window{bf}, o)
-				if err != nil {
-					t.Fatal(err)
-				}
+				s := newFrame(t, detect.NewService(loadModel(t, "blazeface-back-256"), 0.3, 1), o)
 				defer s.Close()
 				faces, err := s.Detect(frame)
 				if err != nil {

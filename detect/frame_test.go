@@ -98,6 +98,13 @@ func nearTol(a, b detect.Rect, tol float64) bool {
 		math.Abs(float64(a.X1-b.X1)) < tol && math.Abs(float64(a.Y1-b.Y1)) < tol
 }
 
+// fullOptions are the default options with every call a full search.
+func fullOptions() detect.FrameOptions {
+	o := detect.DefaultFrameOptions
+	o.Gate.Scale = 0
+	return o
+}
+
 func newFrame(t testing.TB, svc *detect.Service, o detect.FrameOptions) *detect.Frame {
 	t.Helper()
 	f, err := detect.NewFrame(svc, o)
@@ -154,11 +161,11 @@ func TestFrameSizes(t *testing.T) {
 	}
 }
 
-// TestFrameBands: a static frame costs no pass; a face pasted into it is
-// found on the next call by a band covering only part of the frame, the
-// face found before is kept; the whole frame is scanned again once
+// TestFrameRegions: on a static frame only the region of the face found
+// is scanned again; a face pasted into it is found on the next call by a
+// region covering only part of the frame, the face found before is kept; the whole frame is scanned again once
 // FullEvery has passed on the frame's clock.
-func TestFrameBands(t *testing.T) {
+func TestFrameRegions(t *testing.T) {
 	svc := detect.NewService(loadModel(t, "blazeface-back-256"), 0.5, 2)
 	o := detect.DefaultFrameOptions
 	o.FullEvery = 2 * time.Second
@@ -188,8 +195,8 @@ func TestFrameBands(t *testing.T) {
 	}
 	f := at(400)
 	st := d.LastStats()
-	if !found(f, first) || st.Full || st.FineRows >= st.TotalRows {
-		t.Fatalf("static frame: %+v, cached face found=%v; want only the face's rows rescanned", st, found(f, first))
+	if !found(f, first) || st.Full || st.FineArea >= st.TotalArea {
+		t.Fatalf("static frame: %+v, cached face found=%v; want only the face's region rescanned", st, found(f, first))
 	}
 	second := paste(t, frame, 24, 500, 420)
 	f = at(800)
@@ -200,8 +207,8 @@ func TestFrameBands(t *testing.T) {
 	if !found(f, first) {
 		t.Fatal("the face found before was lost when a band was rescanned")
 	}
-	if st.Full || st.FineRows >= st.TotalRows {
-		t.Errorf("after a local change %d of %d rows were scanned; want a band", st.FineRows, st.TotalRows)
+	if st.Full || st.FineArea >= st.TotalArea {
+		t.Errorf("after a local change %d of %d pixels were scanned; want a region", st.FineArea, st.TotalArea)
 	}
 	if at(2100); !d.LastStats().Full {
 		t.Errorf("2.1 s after the last full pass: %+v, want a full pass", d.LastStats())
@@ -209,7 +216,8 @@ func TestFrameBands(t *testing.T) {
 }
 
 // TestServiceDeadline: a pass whose deadline has passed is answered with
-// ErrLate without running, and the detector's next call is a full pass.
+// ErrLate without running; the detector's state is kept, so a late
+// keyframe does not force the next one to scan the whole frame.
 func TestServiceDeadline(t *testing.T) {
 	svc := detect.NewService(loadModel(t, "blazeface-back-256"), 0.5, 1)
 	d := newFrame(t, svc, detect.DefaultFrameOptions)
@@ -225,7 +233,15 @@ func TestServiceDeadline(t *testing.T) {
 		t.Errorf("%d passes ran after their deadline", svc.Stats().Ran)
 	}
 	if _, err := d.DetectAt(context.Background(), frame, time.Second); err != nil || !d.LastStats().Full {
-		t.Fatalf("after a late pass: err %v, stats %+v; want a full pass", err, d.LastStats())
+		t.Fatalf("first pass after a late one: err %v, stats %+v; want a full pass", err, d.LastStats())
+	}
+	// Late after a good keyframe: the next one rescans only what changed
+	// since the good one (nothing here), not the whole frame.
+	if _, err := d.DetectAt(ctx, frame, 1200*time.Millisecond); !errors.Is(err, detect.ErrLate) {
+		t.Fatalf("past deadline: err %v, want ErrLate", err)
+	}
+	if _, err := d.DetectAt(context.Background(), frame, 1400*time.Millisecond); err != nil || d.LastStats().Full {
+		t.Fatalf("after a late keyframe: err %v, stats %+v; want no full pass", err, d.LastStats())
 	}
 }
 

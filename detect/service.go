@@ -12,6 +12,12 @@ import (
 	"gocv.io/x/gocv"
 )
 
+// netsPerWorker is how many networks (one per input size) a worker keeps.
+// Regions come in sizes rounded to 64 px, so a camera meets a few dozen;
+// 16 keeps rebuilding rare (measured on vtest.avi: 229 builds in 100
+// keyframes with 6, 85 with 24) at some 20-40 MB each.
+const netsPerWorker = 16
+
 // ErrLate is returned for a pass whose deadline passed before a network was
 // free to run it: the caller's frame must be treated as not detected.
 var ErrLate = errors.New("detection missed its deadline")
@@ -36,35 +42,45 @@ type Service struct {
 	workers   int
 	maxNets   int
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	queue   passQueue
-	seq     uint64
+	mu       sync.Mutex
+	cond     *sync.Cond
+	queue    passQueue
+	seq      uint64
 	clients  int
 	stopping bool          // the last client left: workers exit once the queue is empty
 	stopped  chan struct{} // closed when the current workers have all exited
 	running  int
 
-	ran, late atomic.Int64
+	ran, late, built atomic.Int64
 }
 
-// ServiceStats counts the passes a service ran and answered late.
-type ServiceStats struct{ Ran, Late int64 }
+// ServiceStats counts the passes a service ran and answered late, and the
+// networks its workers built (one per input size they met, kept in a small
+// cache).
+type ServiceStats struct{ Ran, Late, Built int64 }
 
 // NewService makes a detection service for the verified BlazeFace back-256
 // ONNX bytes with workers networks running at once (detect.threads).
 // threshold is the minimum face score.
 func NewService(onnx []byte, threshold float32, workers int) *Service {
-	s := &Service{onnx: onnx, threshold: threshold, workers: max(1, workers), maxNets: 6}
+	s := &Service{onnx: onnx, threshold: threshold, workers: max(1, workers), maxNets: netsPerWorker}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
+
+// Model is the verified ONNX bytes the service's networks are built from.
+func (s *Service) Model() []byte { return s.onnx }
+
+// Threshold is the minimum face score of its networks.
+func (s *Service) Threshold() float32 { return s.threshold }
 
 // Workers is how many passes run at once.
 func (s *Service) Workers() int { return s.workers }
 
 // Stats returns the passes run and answered late so far.
-func (s *Service) Stats() ServiceStats { return ServiceStats{Ran: s.ran.Load(), Late: s.late.Load()} }
+func (s *Service) Stats() ServiceStats {
+	return ServiceStats{Ran: s.ran.Load(), Late: s.late.Load(), Built: s.built.Load()}
+}
 
 // Probe builds and runs a network of the given size once, so a model that
 // does not load or run is found before any frame depends on it.
@@ -182,7 +198,7 @@ func (s *Service) queued() int {
 // work runs passes until the last client leaves; the last worker out
 // closes stopped.
 func (s *Service) work(stopped chan struct{}) {
-	nets := netCache{onnx: s.onnx, threshold: s.threshold, max: s.maxNets}
+	nets := netCache{onnx: s.onnx, threshold: s.threshold, max: s.maxNets, built: &s.built}
 	defer func() {
 		nets.close()
 		s.mu.Lock()
@@ -226,6 +242,7 @@ type netCache struct {
 	threshold float32
 	max       int
 	nets      []*BlazeNet // most recently used last
+	built     *atomic.Int64
 }
 
 func (c *netCache) run(img gocv.Mat) ([]Candidate, error) {
@@ -248,6 +265,7 @@ func (c *netCache) get(size image.Point) (*BlazeNet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network for %dx%d: %w", size.X, size.Y, err)
 	}
+	c.built.Add(1)
 	if len(c.nets) >= c.max {
 		c.nets[0].Close()
 		c.nets = c.nets[1:]

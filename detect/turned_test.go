@@ -18,14 +18,7 @@ import (
 // upright size; the eye key points give the roll to widen it by.
 func TestTurnedFaceExtent(t *testing.T) {
 	testenv.Need(t, testenv.Astronaut)
-	bf, err := detect.NewBlazeFace(loadModel(t, "blazeface-back-256"), 256, 0.5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := detect.NewSearch([]detect.Window{bf}, detect.DefaultSearchOptions)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newFrame(t, detect.NewService(loadModel(t, "blazeface-back-256"), 0.5, 1), fullOptions())
 	defer s.Close()
 	img := gocv.IMRead(testenv.Astronaut, gocv.IMReadColor)
 	defer img.Close()

@@ -131,6 +131,9 @@ type Detect struct {
 	Deadline       time.Duration `mapstructure:"deadline"`        // per-frame detection deadline, 1ms..60s
 	Threads        int           `mapstructure:"threads"`         // detector networks scanning a frame's windows in parallel, 1..64
 	EdgePad        float64       `mapstructure:"edge_pad"`        // mirror this fraction of the shorter side past each edge so faces cut by the edge are found, 0..0.25
+	FullEvery      time.Duration `mapstructure:"full_every"`      // scan the whole frame at least this often; between, only bands that changed or hold a face, 0s (always whole)..10s
+	MaxFace        int           `mapstructure:"max_face"`        // widest face the camera can see, px; wider boxes need large_score; 0: a third of the frame's shorter side, 0..4096
+	LargeScore     float64       `mapstructure:"large_score"`     // score a box wider than max_face needs to be redacted, 0.05..1
 }
 
 // Track configures the face tracker.
@@ -199,13 +202,16 @@ var Default = Config{
 	Models: Models{Dir: "models/files"},
 	Detect: Detect{
 		Detector:       "blazeface",
-		ScoreThreshold: 0.3,
+		ScoreThreshold: 0.2,
 		NMSIoU:         0.3,
 		MinFace:        12,
 		Every:          4,
 		Deadline:       2 * time.Second,
 		Threads:        2,
 		EdgePad:        0.05,
+		FullEvery:      2 * time.Second,
+		MaxFace:        0,
+		LargeScore:     0.75,
 	},
 	Track:    Track{Hold: time.Second, TentativeHold: 300 * time.Millisecond, Growth: 0.1, MatchIoU: 0.2, ConfirmScore: 0.4, ConfirmObs: 3, Lookahead: 12},
 	Redact:   RedactFrom(blur.DefaultOptions),

@@ -321,6 +321,9 @@ var envValues = map[string]struct {
 	"detect.deadline":        {"500ms", 500 * time.Millisecond},
 	"detect.threads":         {"8", 8},
 	"detect.edge_pad":        {"0.1", 0.1},
+	"detect.full_every":      {"500ms", 500 * time.Millisecond},
+	"detect.max_face":        {"150", 150},
+	"detect.large_score":     {"0.9", 0.9},
 	"track.hold":             {"2.5s", 2500 * time.Millisecond},
 	"track.growth":           {"0", 0.0},
 	"track.tentative_hold":   {"200ms", 200 * time.Millisecond},
@@ -595,7 +598,7 @@ func TestYAMLRoundTrip(t *testing.T) {
 
 func TestSummary(t *testing.T) {
 	s := Default.Summary()
-	for _, want := range []string{"detect blazeface", "score >= 0.3", "redact gaussian", "ellipse", "models models/files"} {
+	for _, want := range []string{"detect blazeface", "score >= 0.2", "redact gaussian", "ellipse", "models models/files"} {
 		if !strings.Contains(s, want) || strings.Contains(s, "\n") {
 			t.Errorf("Summary() = %q, want one line containing %q", s, want)
 		}

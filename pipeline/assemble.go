@@ -286,7 +286,7 @@ func (a *assembler) submit(it frameItem) {
 		a.decide(it.idx, result{err: fmt.Errorf("no face detector loaded")})
 		return
 	}
-	a.toSubmit = append(a.toSubmit, job{idx: it.idx, mat: it.mat.Clone()})
+	a.toSubmit = append(a.toSubmit, job{idx: it.idx, t: it.t, mat: it.mat.Clone()})
 }
 
 // decide records a keyframe's outcome once; later results for it are ignored.

@@ -148,7 +148,8 @@ type frameItem struct {
 
 type job struct {
 	idx int
-	mat gocv.Mat // a copy owned by the worker
+	t   time.Duration // the frame's time
+	mat gocv.Mat      // a copy owned by the worker
 }
 
 type result struct {
@@ -195,7 +196,7 @@ func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
 	decided := new(atomic.Int64)
 	decided.Store(-1)
 	for w := 0; w < nWorkers; w++ {
-		go p.worker(ctx, w, jobs, results, workersDone, decided, log)
+		go p.worker(ctx, w, o.Deadline, jobs, results, workersDone, decided, log)
 	}
 
 	frames := make(chan frameItem, o.Every+o.Workers+2)
@@ -275,7 +276,7 @@ func (p *Pipeline) read(ctx context.Context, fps float64, o Options, frames chan
 }
 
 // worker runs detection jobs until jobs is closed.
-func (p *Pipeline) worker(ctx context.Context, id int, jobs <-chan job, results chan<- result, done chan<- struct{}, decided *atomic.Int64, log *slog.Logger) {
+func (p *Pipeline) worker(ctx context.Context, id int, deadline time.Duration, jobs <-chan job, results chan<- result, done chan<- struct{}, decided *atomic.Int64, log *slog.Logger) {
 	defer func() { done <- struct{}{} }()
 	det, err := p.Detector()
 	if err != nil {
@@ -293,7 +294,7 @@ func (p *Pipeline) worker(ctx context.Context, id int, jobs <-chan job, results 
 		case int64(j.idx) <= decided.Load():
 			r.err = errDeadline // decided late already; don't spend time on it
 		default:
-			r.faces, r.err = safeDetect(det, j.mat)
+			r.faces, r.err = safeDetect(ctx, det, j, deadline)
 		}
 		r.took = time.Since(t0)
 		j.mat.Close()
@@ -306,12 +307,23 @@ func (p *Pipeline) worker(ctx context.Context, id int, jobs <-chan job, results 
 
 var errDeadline = errors.New("detection missed its deadline")
 
-// safeDetect turns a panic inside a detector into an error.
-func safeDetect(d detect.Detector, m gocv.Mat) (faces []detect.Face, err error) {
+// safeDetect runs a detection job, telling a scheduled detector (one on the
+// box's shared detection service) the frame's time and that its answer is
+// due within deadline, and turns a panic inside a detector into an error.
+func safeDetect(ctx context.Context, d detect.Detector, j job, deadline time.Duration) (faces []detect.Face, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("detector panicked: %v", r)
 		}
 	}()
-	return d.Detect(m)
+	if sd, ok := d.(detect.Scheduled); ok {
+		ctx, cancel := context.WithTimeout(ctx, deadline)
+		defer cancel()
+		faces, err = sd.DetectAt(ctx, j.mat, j.t)
+		if errors.Is(err, detect.ErrLate) {
+			err = errDeadline
+		}
+		return faces, err
+	}
+	return d.Detect(j.mat)
 }

@@ -94,6 +94,22 @@ type slowDetector struct{ d time.Duration }
 func (s slowDetector) Detect(gocv.Mat) ([]detect.Face, error) { time.Sleep(s.d); return nil, nil }
 func (slowDetector) Close() error                             { return nil }
 
+// lateDetector is a detector on the box's shared detection service whose
+// passes waited past their deadline: it must be told the deadline, and says
+// so with detect.ErrLate.
+type lateDetector struct{}
+
+func (lateDetector) Detect(gocv.Mat) ([]detect.Face, error) {
+	return nil, errors.New("called without a deadline")
+}
+func (lateDetector) DetectAt(ctx context.Context, _ gocv.Mat, _ time.Duration) ([]detect.Face, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		return nil, errors.New("no deadline given")
+	}
+	return nil, detect.ErrLate
+}
+func (lateDetector) Close() error { return nil }
+
 type panicDetector struct{}
 
 func (panicDetector) Detect(gocv.Mat) ([]detect.Face, error) { panic("cv::Exception") }
@@ -139,6 +155,8 @@ func TestFailClosed(t *testing.T) {
 		{"live: detector too slow", func() (detect.Detector, error) { return slowDetector{300 * time.Millisecond}, nil },
 			pipeline.Options{Every: 1, Workers: 1, Deadline: 50 * time.Millisecond, Live: true}, "detection late"},
 		{"live: no detector", nil, pipeline.Options{Every: 1, Workers: 1, Live: true}, ""},
+		{"shared service answers late", func() (detect.Detector, error) { return lateDetector{}, nil }, pipeline.Options{Every: 2, Workers: 2}, "detection late"},
+		{"live: shared service answers late", func() (detect.Detector, error) { return lateDetector{}, nil }, pipeline.Options{Every: 1, Workers: 1, Live: true}, "detection late"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,73 +23,92 @@ const (
 	HaarModel      = "haar-frontalface-alt2"
 )
 
-// blazeMinRel is the smallest face BlazeFace back-256 finds reliably, as a
-// fraction of its window side: measured at 16 px in a 256 px window.
-const blazeMinRel = 0.0625
-
-// blazeMaxRel is the largest face it finds reliably relative to its window
-// (it finds 96 px in 256; 0.3 leaves margin).
-const blazeMaxRel = 0.3
-
 // DetectorFactory loads and verifies the configured model once and returns a
-// constructor that makes one detector per pipeline worker. A model that is
-// missing or fails its hash check is never loaded: the error is returned and
-// the caller runs the pipeline without a detector, which redacts every frame
-// whole.
+// constructor that makes one detector per pipeline worker; every detector it
+// makes shares one detection service (detect.threads networks). A model that
+// is missing or fails its hash check is never loaded: the error is returned
+// and the caller runs the pipeline without a detector, which redacts every
+// frame whole.
 func DetectorFactory(c config.Detect, modelsDir string, log *slog.Logger) (pipeline.NewDetector, error) {
+	faces, _, err := FaceDetectors(c, modelsDir, log)
+	if err != nil {
+		return nil, err
+	}
+	return faces(c.MinFace), nil
+}
+
+// FaceDetectors loads and verifies the configured model once and returns a
+// maker of detector constructors, one per smallest face size (a camera may
+// set its own min_face), all sharing the box's one detection service, which
+// it returns too (nil for the haar detector, which has none).
+func FaceDetectors(c config.Detect, modelsDir string, log *slog.Logger) (func(minFace int) pipeline.NewDetector, *detect.Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// Parallelism comes from one network per thread of the budget, each
-	// scanning its share of a frame's windows; OpenCV itself runs
-	// single-threaded inside each so they do not fight over cores.
+	// Parallelism comes from the service's networks, one pass each;
+	// OpenCV runs single-threaded inside each so they do not fight over
+	// cores.
 	cvthreads.Set(1)
 	switch c.Detector {
 	case "haar":
 		xml, _, err := models.Load(modelsDir, HaarModel)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		log.Info("face detector ready", "detector", "haar", "model", HaarModel)
-		return func() (detect.Detector, error) { return detect.NewHaar(xml, c.MinFace) }, nil
+		return func(minFace int) pipeline.NewDetector {
+			return func() (detect.Detector, error) { return detect.NewHaar(xml, minFace) }
+		}, nil, nil
 	case "blazeface", "":
-		onnx, e, err := models.Load(modelsDir, BlazeFaceModel)
+		svc, err := FaceService(c, modelsDir)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		size := e.Input.Width
-		if size == 0 {
-			size = 256
-		}
-		opts := detect.SearchOptions{
-			MinFace:   c.MinFace,
-			MinRel:    blazeMinRel,
-			MaxRel:    blazeMaxRel,
-			NMSIoU:    float32(c.NMSIoU),
-			MaxAspect: detect.DefaultSearchOptions.MaxAspect,
-			Gate:      detect.DefaultGateOptions,
-			EdgePad:   c.EdgePad,
-		}
-		threads := max(1, c.Threads)
-		log.Info("face detector ready", "detector", "blazeface", "model", BlazeFaceModel, "sha256", e.SHA256, "min_face", c.MinFace)
-		// One network per thread: a frame's windows run in parallel.
-		return func() (detect.Detector, error) {
-			ws := make([]detect.Window, 0, threads)
-			for i := 0; i < threads; i++ {
-				bf, err := detect.NewBlazeFace(onnx, size, float32(c.ScoreThreshold))
-				if err != nil {
-					for _, w := range ws {
-						w.Close()
-					}
-					return nil, err
-				}
-				ws = append(ws, bf)
-			}
-			return detect.NewSearch(ws, opts)
-		}, nil
+		log.Info("face detector ready", "detector", "blazeface", "model", BlazeFaceModel,
+			"min_face", c.MinFace, "networks", svc.Workers(), "full_every", c.FullEvery)
+		return func(minFace int) pipeline.NewDetector {
+			o := FrameOptions(c)
+			o.MinFace = minFace
+			return func() (detect.Detector, error) { return detect.NewFrame(svc, o) }
+		}, svc, nil
 	default:
-		return nil, fmt.Errorf("detect.detector: %q is not supported; allowed blazeface, haar", c.Detector)
+		return nil, nil, fmt.Errorf("detect.detector: %q is not supported; allowed blazeface, haar", c.Detector)
 	}
+}
+
+// FaceService loads and verifies BlazeFace back-256 and makes the box's
+// detection service with detect.threads networks, checked to run.
+func FaceService(c config.Detect, modelsDir string) (*detect.Service, error) {
+	onnx, _, err := models.Load(modelsDir, BlazeFaceModel)
+	if err != nil {
+		return nil, err
+	}
+	svc := detect.NewService(onnx, float32(c.ScoreThreshold), max(1, c.Threads))
+	if err := svc.Probe(256, 256); err != nil {
+		return nil, fmt.Errorf("%s: %w", BlazeFaceModel, err)
+	}
+	return svc, nil
+}
+
+// ModelMinFace is the smallest face, in pixels of its input, BlazeFace
+// back-256 finds reliably when run over a whole frame.
+var ModelMinFace = detect.DefaultFrameOptions.ModelMinFace
+
+// FrameOptions turns the detect config into the full-frame detector's options.
+func FrameOptions(c config.Detect) detect.FrameOptions {
+	o := detect.DefaultFrameOptions
+	o.MinFace = c.MinFace
+	o.ModelMinFace = ModelMinFace
+	o.NMSIoU = float32(c.NMSIoU)
+	o.EdgePad = c.EdgePad
+	o.FullEvery = c.FullEvery
+	o.MaxFace = c.MaxFace
+	o.LargeScore = float32(c.LargeScore)
+	o.Deadline = c.Deadline
+	if c.FullEvery <= 0 {
+		o.Gate.Scale = 0 // every keyframe scans the whole frame
+	}
+	return o
 }
 
 // DefaultDetect is the default detection config (config.Default.Detect), for
@@ -99,9 +118,12 @@ func DefaultDetect() config.Detect { return config.Default.Detect }
 // PipelineOptions turns a config into pipeline scheduling options.
 func PipelineOptions(c config.Config) pipeline.Options {
 	return pipeline.Options{
-		Every:     c.Detect.Every,
-		Deadline:  c.Detect.Deadline,
-		Workers:   1, // keyframes in order for the search's change gate; threads go to windows
+		Every:    c.Detect.Every,
+		Deadline: c.Detect.Deadline,
+		// Two keyframes in flight keep the detection service busy while
+		// the other is merged; each worker's detector keeps its own
+		// change reference, so order between them does not matter.
+		Workers:   2,
 		Lookahead: c.Track.Lookahead,
 		Track: track.Options{
 			Hold: c.Track.Hold, TentativeHold: c.Track.TentativeHold,
@@ -118,6 +140,7 @@ func PipelineOptions(c config.Config) pipeline.Options {
 func LiveOptions(c config.Config) pipeline.Options {
 	o := PipelineOptions(c)
 	o.Live, o.Every, o.Deadline, o.Lookahead = true, c.Live.Every, c.Live.Deadline, 0
+	o.Workers = 1 // live: a keyframe only when the detector is free
 	o.Track.ConfirmScore = 0
 	return o
 }

@@ -166,6 +166,13 @@ func TestLiveViewEndToEnd(t *testing.T) {
 			t.Errorf("metric %s for camera door missing", name)
 		}
 	}
+	// The box's detection service ran this camera's passes.
+	if got["veil_detect_passes_total"] <= 0 || got["veil_detect_networks_built_total"] <= 0 {
+		t.Errorf("detection service metrics: passes %v, networks built %v; want > 0", got["veil_detect_passes_total"], got["veil_detect_networks_built_total"])
+	}
+	if _, ok := got["veil_detect_passes_late_total"]; !ok {
+		t.Error("metric veil_detect_passes_late_total missing")
+	}
 	if ms := got[`veil_camera_detect_seconds_sum{camera="door"}`] / got[`veil_camera_detect_seconds_count{camera="door"}`] * 1000; ms < 0.1 || ms > 5000 {
 		t.Errorf("mean detection %.2f ms per keyframe is not plausible", ms)
 	}

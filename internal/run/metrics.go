@@ -25,11 +25,14 @@ var (
 	mMQTT    = prometheus.NewDesc("veil_mqtt_connected", "1 while connected to head office's MQTT broker.", nil, nil)
 	mRelayOK = prometheus.NewDesc("veil_consent_downlink_accepted_total", "Consent down-link messages from head office's relay accepted, by kind.", []string{"kind"}, nil)
 	mRelayNo = prometheus.NewDesc("veil_consent_downlink_refused_total", "Consent down-link messages refused, by reason (malformed, signature, other_box, stale, future, replay, token, consent, error).", []string{"reason"}, nil)
+	mPasses  = prometheus.NewDesc("veil_detect_passes_total", "Network passes the box's detection service ran (fine regions and coarse copies of every camera's keyframes).", nil, nil)
+	mLate    = prometheus.NewDesc("veil_detect_passes_late_total", "Passes answered late without running because their deadline had passed (their keyframes are redacted whole).", nil, nil)
+	mNets    = prometheus.NewDesc("veil_detect_networks_built_total", "Networks the detection service built, one per input size it met (kept in a small cache per worker).", nil, nil)
 	mRelayUp = prometheus.NewDesc("veil_consent_downlink_connected", "1 while the consent down-link's subscriber is connected.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mFPS, mFrames, mWhole, mHealthy, mRestart, mViewers, mFPSIn, mIn, mDropped, mDetect, mRedact, mPending, mMQTT, mRelayOK, mRelayNo, mRelayUp} {
+	for _, d := range []*prometheus.Desc{mFPS, mFrames, mWhole, mHealthy, mRestart, mViewers, mFPSIn, mIn, mDropped, mDetect, mRedact, mPending, mMQTT, mRelayOK, mRelayNo, mRelayUp, mPasses, mLate, mNets} {
 		ch <- d
 	}
 }
@@ -58,6 +61,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(mPending, prometheus.GaugeValue, float64(h.Outbox.Pending))
 	if h.MQTT != nil {
 		ch <- prometheus.MustNewConstMetric(mMQTT, prometheus.GaugeValue, b(h.MQTT.Connected))
+	}
+	if d := c.s.detect; d != nil {
+		st := d.Stats()
+		ch <- prometheus.MustNewConstMetric(mPasses, prometheus.CounterValue, float64(st.Ran))
+		ch <- prometheus.MustNewConstMetric(mLate, prometheus.CounterValue, float64(st.Late))
+		ch <- prometheus.MustNewConstMetric(mNets, prometheus.CounterValue, float64(st.Built))
 	}
 	if rx := c.s.relay; rx != nil {
 		st := rx.Stats()

@@ -22,6 +22,7 @@ import (
 
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/consent"
+	"github.com/veil-edge/veil/detect"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/internal/app"
 	"github.com/veil-edge/veil/internal/mqttsub"
@@ -52,6 +53,7 @@ type Service struct {
 	pub     *egress.Publisher
 	cams    []*camera
 	newDet  pipeline.NewDetector
+	detect  *detect.Service // the box's detection service; nil without one
 	started time.Time
 	consent *consent.Service // nil without a signage camera
 	ledger  *consent.Ledger
@@ -115,10 +117,14 @@ func New(o Options) (*Service, error) {
 		box.Close()
 		return nil, err
 	}
-	s.newDet, err = app.DetectorFactory(cfg.Detect, cfg.Models.Dir, o.Log)
+	// One detection service for the whole box: every camera's detectors,
+	// whatever their min_face, share its networks.
+	faces, detSvc, err := app.FaceDetectors(cfg.Detect, cfg.Models.Dir, o.Log)
 	if err != nil {
 		o.Log.Error("no face detector: every frame will be redacted whole", "err", err)
-		s.newDet = nil
+	} else {
+		s.newDet = faces(cfg.Detect.MinFace)
+		s.detect = detSvc
 	}
 	if err := os.MkdirAll(cfg.Footfall.JournalDir, 0o700); err != nil {
 		box.Close()
@@ -136,13 +142,8 @@ func New(o Options) (*Service, error) {
 			}
 		}
 		cam.newDet = s.newDet
-		if c.MinFace != 0 && s.newDet != nil {
-			d := cfg.Detect
-			d.MinFace = c.MinFace
-			if cam.newDet, err = app.DetectorFactory(d, cfg.Models.Dir, o.Log); err != nil {
-				box.Close()
-				return nil, fmt.Errorf("camera %s: %w", c.Name, err)
-			}
+		if c.MinFace != 0 && faces != nil {
+			cam.newDet = faces(c.MinFace)
 		}
 		if cfg.HTTP.Listen != "" && cfg.HTTP.PasswordHash != "" {
 			if cam.hub, err = live.NewHub(c.Name, live.Options{Log: o.Log}); err != nil {

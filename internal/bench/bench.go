@@ -30,6 +30,11 @@ type Options struct {
 	Frames   int           // frames per measurement
 	Pipeline pipeline.Options
 	Detector pipeline.NewDetector
+	// Service and Frame, when set, time the face search's parts: the fine
+	// pass, the coarse passes, a full search and the banded search of
+	// keyframes (Detector is then detect.NewFrame(Service, Frame)).
+	Service  *detect.Service
+	Frame    detect.FrameOptions
 	Redact   blur.Options
 	TempDir  string
 	Progress func(stage string)
@@ -177,34 +182,12 @@ func measure(ctx context.Context, o Options, clip string, size image.Point) ([]R
 	}
 	src.Close()
 
-	// 2. Detection on every frame (windows in parallel over the nets; gate on).
-	step("detect")
-	var boxes [][]image.Rectangle
-	if o.Detector != nil {
-		det, err := o.Detector()
-		if err != nil {
-			return nil, err
-		}
-		n := min(len(frames), 60)
-		note := ""
-		t0 := time.Now()
-		for i, f := range frames[:n] {
-			faces, err := det.Detect(f)
-			if err != nil {
-				det.Close()
-				return nil, err
-			}
-			boxes = append(boxes, faceBoxes(faces))
-			// The first call scans every window (the change gate has
-			// nothing cached yet), edge margin included.
-			if s, ok := det.(*detect.Search); ok && i == 0 {
-				note = fmt.Sprintf("%d windows/frame", s.LastScanned())
-			}
-		}
-		d := time.Since(t0)
-		det.Close()
-		out = append(out, result(size, "detect (full search)", n, d, note))
+	// 2. Detection: the parts of the search alone, then the search.
+	boxes, res, err := measureDetect(ctx, o, frames, size, step)
+	if err != nil {
+		return nil, err
 	}
+	out = append(out, res...)
 
 	// 3. Redaction of the detected faces.
 	step("redact")
@@ -303,6 +286,130 @@ func measure(ctx context.Context, o Options, clip string, size image.Point) ([]R
 			fmt.Sprintf("every=%d, %d whole-redacted", o.Pipeline.Every, st.Whole)))
 	}
 	return out, nil
+}
+
+// measureDetect times the face search. With a Service: one fine pass and
+// the coarse passes on one network each, a full search (fine and coarse,
+// the fine pass split over the service's networks) of every frame, and the
+// search as the pipeline runs it, on keyframes only: the fine pass over the
+// regions that changed, the whole frame every Frame.FullEvery. It returns
+// the faces found on each frame for the redaction stage.
+func measureDetect(ctx context.Context, o Options, frames []gocv.Mat, size image.Point, step func(string)) ([][]image.Rectangle, []Result, error) {
+	var out []Result
+	n := min(len(frames), 60)
+	if o.Service != nil {
+		fine, coarse := o.Frame.Layout(size)
+		for _, pass := range []struct {
+			name  string
+			sizes []image.Point
+		}{{"detect fine pass", []image.Point{fine}}, {"detect coarse passes", coarse}} {
+			step(pass.name)
+			d, err := timeNets(o, frames[:n], pass.sizes)
+			if err != nil {
+				return nil, nil, err
+			}
+			note := ""
+			for i, p := range pass.sizes {
+				if i > 0 {
+					note += " + "
+				}
+				note += fmt.Sprintf("%dx%d", p.X, p.Y)
+			}
+			out = append(out, result(size, pass.name, n, d, note+", 1 network"))
+		}
+		full := o.Frame
+		full.Gate.Scale = 0
+		boxes, d, _, err := timeFrame(ctx, o.Service, full, frames[:n], 1, 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, result(size, "detect full search", n, d, fmt.Sprintf("fine + coarse, %d networks", o.Service.Workers())))
+		step("detect banded")
+		every := max(1, o.Pipeline.Every)
+		fps := 25.0
+		_, d, share, err := timeFrame(ctx, o.Service, o.Frame, frames, every, time.Duration(float64(time.Second)/fps))
+		if err != nil {
+			return nil, nil, err
+		}
+		k := (len(frames) + every - 1) / every
+		out = append(out, result(size, "detect banded (keyframes)", k, d,
+			fmt.Sprintf("every %d frames, %.0f%% of the frame scanned, full every %s", every, 100*share, o.Frame.FullEvery)))
+		return boxes, out, nil
+	}
+	if o.Detector == nil {
+		return nil, nil, nil
+	}
+	step("detect")
+	det, err := o.Detector()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer det.Close()
+	var boxes [][]image.Rectangle
+	t0 := time.Now()
+	for _, f := range frames[:n] {
+		faces, err := det.Detect(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		boxes = append(boxes, faceBoxes(faces))
+	}
+	return boxes, append(out, result(size, "detect (full search)", n, time.Since(t0), "")), nil
+}
+
+// timeNets runs one network per size on every frame, resized to it.
+func timeNets(o Options, frames []gocv.Mat, sizes []image.Point) (time.Duration, error) {
+	in := gocv.NewMat()
+	defer in.Close()
+	var took time.Duration
+	for _, sz := range sizes {
+		net, err := detect.NewBlazeNet(o.Service.Model(), sz.X, sz.Y, o.Service.Threshold())
+		if err != nil {
+			return 0, err
+		}
+		gocv.Resize(frames[0], &in, sz, 0, 0, gocv.InterpolationArea)
+		if _, err := net.Run(in); err != nil { // allocation, not timed
+			net.Close()
+			return 0, err
+		}
+		for _, f := range frames {
+			gocv.Resize(f, &in, sz, 0, 0, gocv.InterpolationArea)
+			t0 := time.Now()
+			if _, err := net.Run(in); err != nil {
+				net.Close()
+				return 0, err
+			}
+			took += time.Since(t0)
+		}
+		net.Close()
+	}
+	return took, nil
+}
+
+// timeFrame runs a Frame detector on every every-th frame, stamped dt
+// apart per frame, and returns the faces of each, the time taken and the
+// mean share of the frame the fine pass scanned.
+func timeFrame(ctx context.Context, svc *detect.Service, fo detect.FrameOptions, frames []gocv.Mat, every int, dt time.Duration) ([][]image.Rectangle, time.Duration, float64, error) {
+	det, err := detect.NewFrame(svc, fo)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer det.Close()
+	var boxes [][]image.Rectangle
+	var share float64
+	k := 0
+	t0 := time.Now()
+	for i := 0; i < len(frames); i += every {
+		faces, err := det.DetectAt(ctx, frames[i], time.Duration(i)*dt)
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		boxes = append(boxes, faceBoxes(faces))
+		st := det.LastStats()
+		share += float64(st.FineArea) / float64(st.TotalArea)
+		k++
+	}
+	return boxes, time.Since(t0), share / float64(max(1, k)), nil
 }
 
 func faceBoxes(fs []detect.Face) []image.Rectangle {

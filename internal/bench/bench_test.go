@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/veil-edge/veil/blur"
+	"github.com/veil-edge/veil/detect"
 	"github.com/veil-edge/veil/internal/app"
 	"github.com/veil-edge/veil/internal/bench"
 	"github.com/veil-edge/veil/internal/testenv"
@@ -20,18 +21,20 @@ import (
 //	go test -tags matprofile -run XXX -bench Stages -benchtime 1x ./internal/bench/
 func BenchmarkStages(b *testing.B) {
 	testenv.Need(b, testenv.VTest)
-	det, err := app.DetectorFactory(app.DefaultDetect(), testenv.ModelsDir(), nil)
+	svc, err := app.FaceService(app.DefaultDetect(), testenv.ModelsDir())
 	if err != nil {
 		testenv.Missing(b, err.Error())
 	}
+	fo := app.FrameOptions(app.DefaultDetect())
+	det := func() (detect.Detector, error) { return detect.NewFrame(svc, fo) }
 	every := pipeline.DefaultOptions.Every
 	if e := os.Getenv("VEIL_BENCH_EVERY"); e != "" {
 		every = int(e[0] - '0')
 	}
 	o := bench.Options{
 		Input: testenv.VTest, Sizes: []image.Point{{768, 576}, {1280, 720}}, Frames: 800,
-		Detector: det, Redact: blur.DefaultOptions, TempDir: b.TempDir(),
-		Pipeline: pipeline.Options{Every: every, Workers: 2, Deadline: pipeline.DefaultOptions.Deadline, Track: pipeline.DefaultOptions.Track},
+		Detector: det, Service: svc, Frame: fo, Redact: blur.DefaultOptions, TempDir: b.TempDir(),
+		Pipeline: pipeline.Options{Every: every, Workers: 2, Deadline: pipeline.DefaultOptions.Deadline, Lookahead: pipeline.DefaultOptions.Lookahead, Track: pipeline.DefaultOptions.Track},
 	}
 	var rep bench.Report
 	for i := 0; i < b.N; i++ {
@@ -50,13 +53,15 @@ func BenchmarkStages(b *testing.B) {
 // TestBenchSmoke checks that the bench measures every stage on a short clip.
 func TestBenchSmoke(t *testing.T) {
 	testenv.Need(t, testenv.VTest)
-	det, err := app.DetectorFactory(app.DefaultDetect(), testenv.ModelsDir(), nil)
+	svc, err := app.FaceService(app.DefaultDetect(), testenv.ModelsDir())
 	if err != nil {
 		testenv.Missing(t, err.Error())
 	}
+	fo := app.FrameOptions(app.DefaultDetect())
+	det := func() (detect.Detector, error) { return detect.NewFrame(svc, fo) }
 	rep, err := bench.Run(context.Background(), bench.Options{
 		Input: testenv.VTest, Sizes: []image.Point{{320, 240}}, Frames: 8,
-		Detector: det, Redact: blur.DefaultOptions, TempDir: t.TempDir(), Pipeline: pipeline.DefaultOptions,
+		Detector: det, Service: svc, Frame: fo, Redact: blur.DefaultOptions, TempDir: t.TempDir(), Pipeline: pipeline.DefaultOptions,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +73,7 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("stage %q measured nothing: %+v", r.Stage, r)
 		}
 	}
-	for _, s := range []string{"decode", "detect (full search)", "redact", "count (footfall)", "encode mp4v", "whole pipeline (no encode)", "whole pipeline + encode"} {
+	for _, s := range []string{"decode", "detect fine pass", "detect coarse passes", "detect full search", "detect banded (keyframes)", "redact", "count (footfall)", "encode mp4v", "whole pipeline (no encode)", "whole pipeline + encode"} {
 		if !stages[s] {
 			t.Errorf("stage %q missing from report", s)
 		}

@@ -41,6 +41,8 @@ func TestDiagnoseLeaks(t *testing.T) {
 		{"VEIL_DIAG_MINFACE", []any{&c.MinFace}},
 		{"VEIL_DIAG_GROWTH", []any{&po.Track.Growth}},
 		{"VEIL_DIAG_CONFIRM", []any{&po.Track.ConfirmScore, &po.Track.ConfirmObs}},
+		{"VEIL_DIAG_FULLEVERY", []any{&c.FullEvery}},
+		{"VEIL_DIAG_MODELMIN", []any{&app.ModelMinFace}},
 	}
 	for _, k := range knobs {
 		if v := os.Getenv(k.env); v != "" {
@@ -90,6 +92,10 @@ func TestDiagnoseLeaks(t *testing.T) {
 			cov := math.Floor(cover*5) / 5
 			ang := math.Floor(math.Abs(f.Angle)/15) * 15
 			add(fmt.Sprintf("cover=%.1f", cov), r.Leak)
+			if f.Width < 24 {
+				add(fmt.Sprintf("small cover=%.1f whole=%v", cov, whole), r.Leak)
+				add(fmt.Sprintf("small src=%s", f.Source), r.Leak)
+			}
 			if f.Width >= 96 {
 				add(fmt.Sprintf("big src=%s vis<1=%v angle=%02.0f cover=%.1f", f.Source, f.Visible < 1, ang, cov), r.Leak)
 			}

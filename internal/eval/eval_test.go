@@ -19,18 +19,22 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // The product targets on the labelled video: no leaked face box of 24 px or
 // wider, at most 2 % of 12-24 px boxes, under 10 % of non-face pixels
-// changed. The default configuration does not reach the first two yet
+// changed. The default configuration does not reach all of them yet
 // (docs/RESULTS.md has the numbers), so this test holds the line on what it
 // does reach: a change that makes redaction worse fails here, and the gap to
 // the targets is logged on every run.
 var (
 	// maxLeakRate is the highest acceptable leak rate per width bin, set a
-	// few points above the worse of what the defaults measure on seeds 1
-	// and 2 (5.9, 1.3, 1.2, 8.3 %).
-	maxLeakRate = map[string]float64{"12-24": 0.09, "24-48": 0.04, "48-96": 0.04, "96+": 0.11}
+	// few points above the worse of what the defaults (the full-frame
+	// search) measure on seeds 1 and 2: 4.8, 0, 0.8, 8.3 %.
+	maxLeakRate = map[string]float64{"12-24": 0.07, "24-48": 0.02, "48-96": 0.03, "96+": 0.11}
 	// maxNonFace bounds the share of non-face pixels changed: the defaults
-	// measure 11.9 % and 8.6 %, against a product target under 10 %.
-	maxNonFace    = 0.13
+	// measure 13.5 % and 14.2 % (the search enlarges the frame 1.5x to find
+	// 12 px faces, and at score 0.2 it also blurs the real faces of the
+	// pedestrians in the footage, which carry no label), against a product
+	// target under 10 %. The 45-window pyramid it replaced measured 11.9 %
+	// and 8.6 %.
+	maxNonFace    = 0.16
 	targetNonFace = 0.10
 	targets       = map[string]float64{"12-24": 0.02, "24-48": 0, "48-96": 0, "96+": 0}
 )

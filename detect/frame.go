@@ -266,7 +266,8 @@ func (f *Frame) DetectAt(ctx context.Context, frame gocv.Mat, at time.Duration) 
 		}
 		f.coarse = make([]gocv.Mat, len(f.geo.coarse))
 		for i, c := range f.geo.coarse {
-			f.coarse[i] = gocv.NewMatWithSize(c.Y, c.X, gocv.MatTypeCV8UC3)
+			// Black beyond the shrunken canvas, which fills its top left.
+			f.coarse[i] = gocv.NewMatWithSizeFromScalar(gocv.NewScalar(0, 0, 0, 0), c.Y, c.X, gocv.MatTypeCV8UC3)
 		}
 	}
 	g := f.geo

@@ -12,11 +12,18 @@ import (
 	"gocv.io/x/gocv"
 )
 
-// netsPerWorker is how many networks (one per input size) a worker keeps.
-// Regions come in sizes rounded to 64 px, so a camera meets a few dozen;
-// 16 keeps rebuilding rare (measured on vtest.avi: 229 builds in 100
-// keyframes with 6, 85 with 24) at some 20-40 MB each.
-const netsPerWorker = 16
+// netsPerWorker is how many networks (one per input size) a worker keeps,
+// and netPixelsPerWorker how many input pixels all of them may have:
+// OpenCV keeps every layer's output for a network's input size, about
+// 175 MB per million input pixels (measured: 213 MB for 1248x960, the fine
+// pass of a 768x576 frame), so 3 Mpx is about 550 MB a worker. Regions come
+// in sizes rounded to 64 px, so a camera meets a few dozen sizes; keeping
+// up to 16 makes rebuilding rare (measured on vtest.avi: 229 builds in 100
+// keyframes with 6, 85 with 24).
+const (
+	netsPerWorker      = 16
+	netPixelsPerWorker = 3 << 20
+)
 
 // ErrLate is returned for a pass whose deadline passed before a network was
 // free to run it: the caller's frame must be treated as not detected.
@@ -266,12 +273,22 @@ func (c *netCache) get(size image.Point) (*BlazeNet, error) {
 		return nil, fmt.Errorf("network for %dx%d: %w", size.X, size.Y, err)
 	}
 	c.built.Add(1)
-	if len(c.nets) >= c.max {
+	c.nets = append(c.nets, n)
+	for len(c.nets) > 1 && (len(c.nets) > c.max || c.pixels() > netPixelsPerWorker) {
 		c.nets[0].Close()
 		c.nets = c.nets[1:]
 	}
-	c.nets = append(c.nets, n)
 	return n, nil
+}
+
+// pixels is the input pixels of every network kept.
+func (c *netCache) pixels() int {
+	n := 0
+	for _, net := range c.nets {
+		w, h := net.Size()
+		n += w * h
+	}
+	return n
 }
 
 func (c *netCache) close() {

@@ -45,12 +45,9 @@ func FaceDetectors(c config.Detect, modelsDir string, log *slog.Logger) (func(mi
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// Parallelism comes from the service's networks, one pass each;
-	// OpenCV runs single-threaded inside each so they do not fight over
-	// cores.
-	cvthreads.Set(1)
 	switch c.Detector {
 	case "haar":
+		cvthreads.Set(1) // one detector per worker, as for the service's networks
 		xml, _, err := models.Load(modelsDir, HaarModel)
 		if err != nil {
 			return nil, nil, err
@@ -79,6 +76,10 @@ func FaceDetectors(c config.Detect, modelsDir string, log *slog.Logger) (func(mi
 // FaceService loads and verifies BlazeFace back-256 and makes the box's
 // detection service with detect.threads networks, checked to run.
 func FaceService(c config.Detect, modelsDir string) (*detect.Service, error) {
+	// Parallelism comes from the service's networks, one pass each;
+	// OpenCV runs single-threaded inside each so they do not fight over
+	// cores.
+	cvthreads.Set(1)
 	onnx, _, err := models.Load(modelsDir, BlazeFaceModel)
 	if err != nil {
 		return nil, err

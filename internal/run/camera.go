@@ -52,6 +52,41 @@ type camera struct {
 	inRate           float64           // frames per second from the camera
 	inFrom           int64             // frames in at rateFrom
 	detect, redact   timing
+	minute           wholeMinute // frames redacted whole over the last full minute
+}
+
+// wholeMinute counts a camera's frames and those redacted whole per minute,
+// so /healthz shows the recent share and the log says when detection cannot
+// keep up (the box is short of CPU for its cameras' face search).
+type wholeMinute struct {
+	from          time.Time
+	frames, whole int
+	lastShare     float64
+}
+
+// wholeWarnShare is the share of a minute's frames redacted whole above
+// which the camera logs a warning.
+const wholeWarnShare = 0.05
+
+func (w *wholeMinute) add(now time.Time, whole bool, log *slog.Logger, detectMS float64) {
+	if w.from.IsZero() {
+		w.from = now
+	}
+	w.frames++
+	if whole {
+		w.whole++
+	}
+	if now.Sub(w.from) < time.Minute {
+		return
+	}
+	w.lastShare = float64(w.whole) / float64(w.frames)
+	if w.lastShare > wholeWarnShare {
+		log.Warn("frames redacted whole: face detection is not keeping up with this camera (fail-closed); "+
+			"give cameras whose faces are never small a larger min_face (18 searches the frame at its own size, "+
+			"about half the work of 12), or run fewer cameras on this box",
+			"share_last_minute", fmt.Sprintf("%.0f%%", 100*w.lastShare), "detect_ms", fmt.Sprintf("%.0f", detectMS))
+	}
+	w.from, w.frames, w.whole = now, 0, 0
 }
 
 // timing sums a stage's durations and keeps a moving average for /healthz.
@@ -285,6 +320,7 @@ func (k *statsSink) Write(f *blur.Redacted) error {
 	if f.Whole() {
 		c.whole++
 	}
+	c.minute.add(now, f.Whole(), c.log, c.detect.avgMS)
 	// Frames leave the pipeline in bursts (those waiting for a keyframe's
 	// detection at once), so rates are counted over windows of two seconds.
 	c.lastOut = now

@@ -19,26 +19,39 @@ type Health struct {
 	} `json:"outbox"`
 	MQTT   *egress.Status `json:"mqtt,omitempty"`
 	Update *UpdateHealth  `json:"update,omitempty"`
+	// Detect is the box's detection service, shared by every camera.
+	Detect *DetectHealth `json:"detect,omitempty"`
+}
+
+// DetectHealth is the detection service's work since start.
+type DetectHealth struct {
+	Networks      int   `json:"networks"`       // passes run at once (detect.threads)
+	Passes        int64 `json:"passes"`         // network passes run
+	LatePasses    int64 `json:"late_passes"`    // answered late without running (their keyframes redacted whole)
+	NetworksBuilt int64 `json:"networks_built"` // one per input size met, kept in a small cache
 }
 
 // CameraHealth is one camera's state.
 type CameraHealth struct {
-	Name      string  `json:"name"`
-	Healthy   bool    `json:"healthy"`
-	FPS       float64 `json:"fps"`    // redacted frames out per second
-	FPSIn     float64 `json:"fps_in"` // frames from the camera per second
-	Frames    int64   `json:"frames"`
-	FramesIn  int64   `json:"frames_in"`
-	Dropped   int64   `json:"frames_dropped"` // from the camera but never processed: veil was busy
-	DetectMS  float64 `json:"detect_ms"`      // face search per keyframe, recent average
-	RedactMS  float64 `json:"redact_ms"`      // redaction per frame, recent average
-	detect    timing
-	redact    timing
-	Whole     int64  `json:"frames_redacted_whole"`
-	Restarts  int    `json:"restarts"`
-	Viewers   int    `json:"viewers"`
-	LastError string `json:"last_error,omitempty"`
-	Lines     []Line `json:"lines,omitempty"`
+	Name     string  `json:"name"`
+	Healthy  bool    `json:"healthy"`
+	FPS      float64 `json:"fps"`    // redacted frames out per second
+	FPSIn    float64 `json:"fps_in"` // frames from the camera per second
+	Frames   int64   `json:"frames"`
+	FramesIn int64   `json:"frames_in"`
+	Dropped  int64   `json:"frames_dropped"` // from the camera but never processed: veil was busy
+	DetectMS float64 `json:"detect_ms"`      // face search per keyframe, recent average
+	RedactMS float64 `json:"redact_ms"`      // redaction per frame, recent average
+	detect   timing
+	redact   timing
+	Whole    int64 `json:"frames_redacted_whole"`
+	// WholeLastMinute is the share of the last full minute's frames
+	// redacted whole; above 5 % the camera also logs a warning.
+	WholeLastMinute float64 `json:"whole_share_last_minute"`
+	Restarts        int     `json:"restarts"`
+	Viewers         int     `json:"viewers"`
+	LastError       string  `json:"last_error,omitempty"`
+	Lines           []Line  `json:"lines,omitempty"`
 }
 
 // Line is a counting line's totals since start.
@@ -54,7 +67,7 @@ func (s *Service) Health() Health {
 	for _, c := range s.cams {
 		c.mu.Lock()
 		ch := CameraHealth{Name: c.cfg.Name, Healthy: c.healthy, FPS: c.fps, FPSIn: c.inRate, Frames: c.frames, Whole: c.whole, Restarts: c.restarts, LastError: c.lastErr,
-			DetectMS: c.detect.avgMS, RedactMS: c.redact.avgMS, detect: c.detect, redact: c.redact}
+			DetectMS: c.detect.avgMS, RedactMS: c.redact.avgMS, detect: c.detect, redact: c.redact, WholeLastMinute: c.minute.lastShare}
 		ch.FramesIn, ch.Dropped = c.framesIn()
 		if c.hub != nil {
 			ch.Viewers = c.hub.Viewers()
@@ -73,6 +86,10 @@ func (s *Service) Health() Health {
 			h.Status = "degraded"
 		}
 		h.Cameras = append(h.Cameras, ch)
+	}
+	if s.detect != nil {
+		st := s.detect.Stats()
+		h.Detect = &DetectHealth{Networks: s.detect.Workers(), Passes: st.Ran, LatePasses: st.Late, NetworksBuilt: st.Built}
 	}
 	h.Outbox.Pending = s.box.Len()
 	if s.upd != nil {

@@ -74,7 +74,8 @@ func startLiveService(t testing.TB, cfg config.Config, cams []config.Camera, log
 // or with a forged offer, it is refused.
 func TestLiveViewEndToEnd(t *testing.T) {
 	var logs testenv.Buffer
-	svc, base, stop := startLiveService(t, testConfig(t), []config.Camera{{Name: "door", Source: scene(t), Loop: true}}, &logs)
+	cfg := testConfig(t)
+	svc, base, stop := startLiveService(t, cfg, []config.Camera{{Name: "door", Source: scene(t), Loop: true}}, &logs)
 	defer stop()
 
 	jar, _ := cookiejar.New(nil)
@@ -172,6 +173,9 @@ func TestLiveViewEndToEnd(t *testing.T) {
 	}
 	if _, ok := got["veil_detect_passes_late_total"]; !ok {
 		t.Error("metric veil_detect_passes_late_total missing")
+	}
+	if d := svc.Health().Detect; d == nil || d.Networks != cfg.Detect.Threads || d.Passes <= 0 {
+		t.Errorf("/healthz detection service: %+v; want %d networks and passes run", d, cfg.Detect.Threads)
 	}
 	if ms := got[`veil_camera_detect_seconds_sum{camera="door"}`] / got[`veil_camera_detect_seconds_count{camera="door"}`] * 1000; ms < 0.1 || ms > 5000 {
 		t.Errorf("mean detection %.2f ms per keyframe is not plausible", ms)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/veil-edge/veil/detect"
 	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/models"
 )
 
 // TestReshapeBlazeFace: the rewrite is deterministic (golden hashes of the
@@ -302,4 +303,21 @@ func TestServiceSharedFairly(t *testing.T) {
 		t.Errorf("service restarted after its clients left: %v", err)
 	}
 	d.Close()
+}
+
+// FuzzReshapeBlazeFace: the graph rewrite never panics on malformed bytes
+// and refuses anything that is not the back-256 graph (the bytes reach it
+// only after their pinned hash is checked, but a parser must not crash).
+func FuzzReshapeBlazeFace(f *testing.F) {
+	onnx, _, err := models.Load(testenv.ModelsDir(), "blazeface-back-256")
+	if err == nil {
+		f.Add(onnx[:min(len(onnx), 4096)])
+	}
+	f.Add([]byte{0x3a, 0x05, 0x2a, 0x03, 0x0a, 0x01, 0x41})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if out, err := detect.ReshapeBlazeFace(b, 576, 768); err == nil {
+			t.Fatalf("%d bytes that are not the model rewritten into %d", len(b), len(out))
+		}
+	})
 }

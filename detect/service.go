@@ -37,8 +37,14 @@ var ErrServiceClosed = errors.New("detection service closed")
 // its own BlazeNets (one per input size, kept in a small cache), that runs
 // the passes of every camera's keyframes. Passes are taken earliest
 // deadline first, so cameras with equal deadlines are served in the order
-// their keyframes arrived and none is starved; a pass whose deadline has
-// passed is answered with ErrLate without running.
+// their keyframes arrived and none is starved. A pass still waiting at its
+// deadline is answered with ErrLate without running, and so are the rest
+// of a keyframe's passes once one has failed: no network time is spent on
+// a keyframe that will be redacted whole anyway. (Also dropping passes that
+// would end after their deadline, by the recent time per pixel, was tried:
+// with four busy cameras it showed 48-66 % of frames whole instead of
+// 55-74 %, but leaked 13-15 % of small faces instead of 10 %: the frames it
+// saved from grey were covered by older detections.)
 //
 // Clients (Frame detectors) hold the service open: the workers start with
 // the first client and stop, closing their networks, when the last one
@@ -163,6 +169,9 @@ type passResult struct {
 // them. cancel, when set by the caller, makes workers skip passes not yet
 // started. The images must stay valid until run returns.
 func (s *Service) run(imgs []gocv.Mat, deadline time.Time, cancel *atomic.Bool) ([][]Candidate, error) {
+	if cancel == nil {
+		cancel = new(atomic.Bool)
+	}
 	done := make(chan passResult, len(imgs))
 	s.mu.Lock()
 	if s.clients == 0 || s.stopping {
@@ -181,6 +190,10 @@ func (s *Service) run(imgs []gocv.Mat, deadline time.Time, cancel *atomic.Bool) 
 		r := <-done
 		out[r.index] = r.cands
 		if r.err != nil {
+			// The keyframe has failed: its passes not yet started are
+			// skipped, leaving the networks to keyframes that can still
+			// make their deadlines.
+			cancel.Store(true)
 			errs = append(errs, r.err)
 		}
 	}

@@ -48,10 +48,14 @@ var (
 // frame it came from. Leak rates are bounded; how many frames are shown
 // whole depends on the CPU the test gets (CI runs packages side by side),
 // so it is logged here and measured by BenchmarkLiveLeakRates. Each run
-// plays its 15 s of video in real time: the test takes about 75 s.
+// plays its 15 s of video in real time: the test takes about 55 s.
 func TestLiveLeakRates(t *testing.T) {
-	for _, cams := range []int{1, 4} {
-		for _, seed := range []int64{1, 2} {
+	for _, tc := range []struct {
+		cams  int
+		seeds []int64
+	}{{1, []int64{1, 2}}, {4, []int64{1}}} { // four cameras fill both cores: one seed keeps the suite's other tests fed
+		cams := tc.cams
+		for _, seed := range tc.seeds {
 			t.Run(fmt.Sprintf("cameras=%d/seed=%d", cams, seed), func(t *testing.T) {
 				res, firstSecond := runLive(t, cams, seed)
 				for i, c := range res.Copies {

@@ -29,7 +29,7 @@ var (
 	// search) measure on seeds 1 and 2: 4.8, 0, 0.8, 8.3 %.
 	maxLeakRate = map[string]float64{"12-24": 0.07, "24-48": 0.02, "48-96": 0.03, "96+": 0.11}
 	// maxNonFace bounds the share of non-face pixels changed: the defaults
-	// measure 13.5 % and 14.2 % (the search enlarges the frame 1.5x to find
+	// measure 11.7 % and 14.2 % (the search enlarges the frame 1.5x to find
 	// 12 px faces, and at score 0.2 it also blurs the real faces of the
 	// pedestrians in the footage, which carry no label), against a product
 	// target under 10 %. The 45-window pyramid it replaced measured 11.9 %

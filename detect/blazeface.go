@@ -20,20 +20,10 @@ import (
 // in input pixels relative to the anchor centre.
 //
 // A BlazeFace is not safe for concurrent use.
-type BlazeFace struct {
-	net  gocv.Net
-	size int
-
-	// Scratch reused across calls; owned by the BlazeFace.
-	rgb  gocv.Mat
-	f32  gocv.Mat
-	blob gocv.Mat
-
-	threshold float32
-}
+type BlazeFace struct{ net *BlazeNet }
 
 // blazeOutputs are the ONNX output names: scores and regressors of the
-// 16x16 layer, then of the 8x8 layer.
+// finer grid, then of the coarser one.
 var blazeOutputs = []string{"Identity:0", "Identity_1:0", "Identity_2:0", "Identity_3:0"}
 
 // NewBlazeFace loads a BlazeFace model from ONNX bytes (already verified by
@@ -43,24 +33,12 @@ func NewBlazeFace(onnx []byte, size int, threshold float32) (*BlazeFace, error) 
 	if size != 128 && size != 256 {
 		return nil, fmt.Errorf("blazeface: input size %d not supported; allowed 128, 256", size)
 	}
-	net, err := gocv.ReadNetFromONNXBytes(onnx)
+	grids := [2]grid{{16, 16, 2, size / 16}, {8, 8, 6, size / 8}}
+	net, err := loadBlazeNet(onnx, size, size, grids, threshold)
 	if err != nil {
-		return nil, fmt.Errorf("blazeface: loading onnx: %w", err)
+		return nil, err
 	}
-	if net.Empty() {
-		net.Close()
-		return nil, fmt.Errorf("blazeface: onnx model is empty")
-	}
-	_ = net.SetPreferableBackend(gocv.NetBackendOpenCV)
-	_ = net.SetPreferableTarget(gocv.NetTargetCPU)
-	b := &BlazeFace{
-		net:       net,
-		size:      size,
-		rgb:       gocv.NewMat(),
-		f32:       gocv.NewMat(),
-		blob:      gocv.NewMatWithSizes([]int{1, size, size, 3}, gocv.MatTypeCV32F),
-		threshold: threshold,
-	}
+	b := &BlazeFace{net: net}
 	// One dry run before the detector is used. The input size must come from
 	// the verified model manifest: OpenCV 4.6 aborts the process (it does not
 	// throw into Go) when a blob does not fit the graph, so a mismatch cannot
@@ -75,31 +53,14 @@ func NewBlazeFace(onnx []byte, size int, threshold float32) (*BlazeFace, error) 
 }
 
 // InputSize is the model's square input side in pixels.
-func (b *BlazeFace) InputSize() int { return b.size }
+func (b *BlazeFace) InputSize() int { return b.net.w }
 
 // Close releases the network and scratch buffers.
-func (b *BlazeFace) Close() error {
-	b.rgb.Close()
-	b.f32.Close()
-	b.blob.Close()
-	return b.net.Close()
-}
+func (b *BlazeFace) Close() error { return b.net.Close() }
 
 // DetectWindow runs the model on a square BGR window of exactly InputSize
 // pixels and returns candidate faces (before NMS) with boxes in window pixels.
-func (b *BlazeFace) DetectWindow(win gocv.Mat) (cands []Candidate, err error) {
-	if win.Empty() || win.Type() != gocv.MatTypeCV8UC3 || win.Cols() != b.size || win.Rows() != b.size {
-		return nil, fmt.Errorf("%w: want %dx%d 8UC3", ErrBadFrame, b.size, b.size)
-	}
-	defer func() {
-		// gocv turns some OpenCV failures into Go panics; a detector
-		// failure must surface as an error so the frame fails closed.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("blazeface: inference panicked: %v", r)
-		}
-	}()
-	return runBlaze(b.net, win, &b.rgb, &b.f32, b.blob, blazeGrids(b.size, b.size), b.threshold)
-}
+func (b *BlazeFace) DetectWindow(win gocv.Mat) ([]Candidate, error) { return b.net.Run(win) }
 
 // runBlaze converts a BGR image into the model's NHWC blob (RGB, [-1, 1]),
 // runs the network and decodes its anchors. rgb and f32 are scratch; blob
@@ -191,8 +152,9 @@ type grid struct{ rows, cols, perCell, stride int }
 
 func (g grid) anchors() int { return g.rows * g.cols * g.perCell }
 
-// blazeGrids are the two anchor layers for an input of w x h pixels: the
-// stride-16 grid with 2 anchors per cell, then the stride-32 grid with 6.
+// blazeGrids are back-256's two anchor layers for an input of w x h
+// pixels: the stride-16 grid with 2 anchors per cell, then the stride-32
+// grid with 6. (front-128 has the same grids at strides 8 and 16.)
 func blazeGrids(w, h int) [2]grid {
 	return [2]grid{{h / 16, w / 16, 2, 16}, {h / 32, w / 32, 6, 32}}
 }

@@ -16,7 +16,8 @@ import (
 type BlazeNet struct {
 	net       gocv.Net
 	w, h      int
-	rgb, f32  gocv.Mat
+	grids     [2]grid
+	rgb, f32  gocv.Mat // scratch, owned here
 	blob      gocv.Mat
 	threshold float32
 }
@@ -28,7 +29,13 @@ func NewBlazeNet(onnx []byte, w, h int, threshold float32) (*BlazeNet, error) {
 	if err != nil {
 		return nil, err
 	}
-	net, err := gocv.ReadNetFromONNXBytes(g)
+	return loadBlazeNet(g, w, h, blazeGrids(w, h), threshold)
+}
+
+// loadBlazeNet loads an ONNX graph whose input is w x h and whose outputs
+// are the anchors of grids.
+func loadBlazeNet(onnx []byte, w, h int, grids [2]grid, threshold float32) (*BlazeNet, error) {
+	net, err := gocv.ReadNetFromONNXBytes(onnx)
 	if err != nil {
 		return nil, fmt.Errorf("blazeface %dx%d: loading onnx: %w", w, h, err)
 	}
@@ -39,7 +46,7 @@ func NewBlazeNet(onnx []byte, w, h int, threshold float32) (*BlazeNet, error) {
 	_ = net.SetPreferableBackend(gocv.NetBackendOpenCV)
 	_ = net.SetPreferableTarget(gocv.NetTargetCPU)
 	return &BlazeNet{
-		net: net, w: w, h: h, threshold: threshold,
+		net: net, w: w, h: h, grids: grids, threshold: threshold,
 		rgb: gocv.NewMat(), f32: gocv.NewMat(),
 		blob: gocv.NewMatWithSizes([]int{1, h, w, 3}, gocv.MatTypeCV32F),
 	}, nil
@@ -55,11 +62,13 @@ func (b *BlazeNet) Run(img gocv.Mat) (cands []Candidate, err error) {
 		return nil, fmt.Errorf("%w: want %dx%d 8UC3", ErrBadFrame, b.w, b.h)
 	}
 	defer func() {
+		// gocv turns some OpenCV failures into Go panics; a detector
+		// failure must surface as an error so the frame fails closed.
 		if r := recover(); r != nil {
 			err = fmt.Errorf("blazeface %dx%d: inference panicked: %v", b.w, b.h, r)
 		}
 	}()
-	return runBlaze(b.net, img, &b.rgb, &b.f32, b.blob, blazeGrids(b.w, b.h), b.threshold)
+	return runBlaze(b.net, img, &b.rgb, &b.f32, b.blob, b.grids, b.threshold)
 }
 
 // Close releases the network and its scratch buffers.

@@ -135,3 +135,41 @@ func TestHaarFindsMessi(t *testing.T) {
 		t.Fatal("no face found in messi5.jpg")
 	}
 }
+
+// TestBlazeFaceWindowModels: both published models, each on its own
+// window size, find the astronaut's face where it is (front-128's anchors
+// lie on strides 8 and 16, back-256's on 16 and 32).
+func TestBlazeFaceWindowModels(t *testing.T) {
+	testenv.Need(t, testenv.Astronaut)
+	img := gocv.IMRead(testenv.Astronaut, gocv.IMReadColor)
+	defer img.Close()
+	f := testenv.AstronautFace
+	for _, m := range []struct {
+		name string
+		size int
+	}{{"blazeface-front-128", 128}, {"blazeface-back-256", 256}} {
+		t.Run(m.name, func(t *testing.T) {
+			bf, err := detect.NewBlazeFace(loadModel(t, m.name), m.size, 0.5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bf.Close()
+			win := gocv.NewMat()
+			defer win.Close()
+			gocv.Resize(img, &win, image.Pt(m.size, m.size), 0, 0, gocv.InterpolationArea)
+			sc := float64(m.size) / float64(img.Cols())
+			want := image.Rect(int(float64(f[0])*sc), int(float64(f[1])*sc), int(float64(f[2])*sc), int(float64(f[3])*sc))
+			cands, err := bf.DetectWindow(win)
+			if err != nil {
+				t.Fatal(err)
+			}
+			best := 0.0
+			for _, c := range detect.WeightedNMS(cands, 0.3) {
+				best = math.Max(best, boxIoU(c.Box.Int(), want))
+			}
+			if best < 0.4 {
+				t.Errorf("face %v: best IoU %.2f among %d candidates", want, best, len(cands))
+			}
+		})
+	}
+}

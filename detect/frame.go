@@ -96,7 +96,7 @@ var DefaultFrameOptions = FrameOptions{
 }
 
 // Frame finds faces in whole frames in one pass of the fully convolutional
-// BlazeFace over the frame (the fine pass, faces from about 12 px), and
+// BlazeFace over the frame scaled for MinFace (the fine pass), and
 // passes over copies shrunk by 3, 9, ... for faces too large for it, all
 // merged by weighted NMS. The fine pass covers only the regions whose
 // pixels changed since they were last scanned, or where a face was found,
@@ -114,11 +114,10 @@ type Frame struct {
 	small  gocv.Mat   // the frame scaled for the fine pass (MinFace other than ModelMinFace)
 	canvas gocv.Mat   // the fine pass's input: frame plus mirrored margin
 	coarse []gocv.Mat // coarse passes' inputs
-	work   gocv.Mat   // scratch for a coarse resize
 
 	// The change gate, on the canvas at Gate.Scale.
 	gray, low, diff, bin, cells gocv.Mat
-	ref                         gocv.Mat // low-res grey of each row as last scanned
+	ref                         gocv.Mat // low-res grey of each cell as last scanned
 	fine                        []Candidate
 	coarseCands                 []Candidate
 	lastFull                    time.Duration
@@ -138,16 +137,15 @@ type FrameStats struct {
 
 // geometry lays out one frame size's passes.
 type geometry struct {
-	frame          image.Point // input frame size
-	scale          float64     // fine pass scale
-	scaled         image.Point // frame size at that scale
-	canvas         image.Point // fine pass input, multiples of 32
-	left, top      int         // the scaled frame's offset in the canvas
-	right, bottom  int
-	coarse         []image.Point // each coarse input's size (multiples of 32)
-	coarseImg      []image.Point // the canvas shrunk, top-left in each input
-	low            image.Point   // canvas at Gate.Scale
-	lowPerCanvasPx float64
+	frame         image.Point // input frame size
+	scale         float64     // fine pass scale
+	scaled        image.Point // frame size at that scale
+	canvas        image.Point // fine pass input, multiples of 32
+	left, top     int         // the scaled frame's offset in the canvas
+	right, bottom int
+	coarse        []image.Point // each coarse input's size (multiples of 32)
+	coarseImg     []image.Point // the canvas shrunk, top-left in each input
+	low           image.Point   // canvas at Gate.Scale
 }
 
 var _ Detector = (*Frame)(nil)
@@ -171,7 +169,7 @@ func NewFrame(svc *Service, o FrameOptions) (*Frame, error) {
 	svc.acquire()
 	return &Frame{
 		svc: svc, o: o,
-		small: gocv.NewMat(), canvas: gocv.NewMat(), work: gocv.NewMat(),
+		small: gocv.NewMat(), canvas: gocv.NewMat(),
 		gray: gocv.NewMat(), low: gocv.NewMat(), diff: gocv.NewMat(), bin: gocv.NewMat(), cells: gocv.NewMat(),
 		ref: gocv.NewMat(),
 	}, nil
@@ -179,7 +177,7 @@ func NewFrame(svc *Service, o FrameOptions) (*Frame, error) {
 
 // Close releases the scratch memory and the detector's hold on the service.
 func (f *Frame) Close() error {
-	for _, m := range []*gocv.Mat{&f.small, &f.canvas, &f.work, &f.gray, &f.low, &f.diff, &f.bin, &f.cells, &f.ref} {
+	for _, m := range []*gocv.Mat{&f.small, &f.canvas, &f.gray, &f.low, &f.diff, &f.bin, &f.cells, &f.ref} {
 		m.Close()
 	}
 	for i := range f.coarse {
@@ -243,7 +241,6 @@ func (f *Frame) layout(size image.Point) geometry {
 	}
 	if f.o.Gate.Scale > 0 {
 		g.low = image.Pt(max(1, int(math.Round(float64(g.canvas.X)*f.o.Gate.Scale))), max(1, int(math.Round(float64(g.canvas.Y)*f.o.Gate.Scale))))
-		g.lowPerCanvasPx = float64(g.low.Y) / float64(g.canvas.Y)
 	}
 	return g
 }
@@ -307,9 +304,10 @@ func (f *Frame) DetectAt(ctx context.Context, frame gocv.Mat, at time.Duration) 
 	}
 	if runCoarse {
 		for i := range f.coarse {
-			gocv.Resize(f.canvas, &f.work, g.coarseImg[i], 0, 0, gocv.InterpolationArea)
+			// Shrunk straight into the input's top left: the Region is
+			// already of the size asked, so OpenCV writes into it.
 			dst := f.coarse[i].Region(image.Rectangle{Max: g.coarseImg[i]})
-			f.work.CopyTo(&dst)
+			gocv.Resize(f.canvas, &dst, g.coarseImg[i], 0, 0, gocv.InterpolationArea)
 			dst.Close()
 			imgs = append(imgs, f.coarse[i])
 		}

@@ -53,7 +53,6 @@ type Service struct {
 	onnx      []byte
 	threshold float32
 	workers   int
-	maxNets   int
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -76,7 +75,7 @@ type ServiceStats struct{ Ran, Late, Built int64 }
 // ONNX bytes with workers networks running at once (detect.threads).
 // threshold is the minimum face score.
 func NewService(onnx []byte, threshold float32, workers int) *Service {
-	s := &Service{onnx: onnx, threshold: threshold, workers: max(1, workers), maxNets: netsPerWorker}
+	s := &Service{onnx: onnx, threshold: threshold, workers: max(1, workers)}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -218,7 +217,7 @@ func (s *Service) queued() int {
 // work runs passes until the last client leaves; the last worker out
 // closes stopped.
 func (s *Service) work(stopped chan struct{}) {
-	nets := netCache{onnx: s.onnx, threshold: s.threshold, max: s.maxNets, built: &s.built}
+	nets := netCache{onnx: s.onnx, threshold: s.threshold, built: &s.built}
 	defer func() {
 		nets.close()
 		s.mu.Lock()
@@ -260,7 +259,6 @@ func (s *Service) work(stopped chan struct{}) {
 type netCache struct {
 	onnx      []byte
 	threshold float32
-	max       int
 	nets      []*BlazeNet // most recently used last
 	built     *atomic.Int64
 }
@@ -287,7 +285,7 @@ func (c *netCache) get(size image.Point) (*BlazeNet, error) {
 	}
 	c.built.Add(1)
 	c.nets = append(c.nets, n)
-	for len(c.nets) > 1 && (len(c.nets) > c.max || c.pixels() > netPixelsPerWorker) {
+	for len(c.nets) > 1 && (len(c.nets) > netsPerWorker || c.pixels() > netPixelsPerWorker) {
 		c.nets[0].Close()
 		c.nets = c.nets[1:]
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"log/slog"
@@ -307,7 +308,7 @@ func (a *assembler) decide(idx int, r result) {
 }
 
 func reasonFor(err error) string {
-	if err == errDeadline {
+	if errors.Is(err, errDeadline) {
 		return "detection late"
 	}
 	return "detector error"

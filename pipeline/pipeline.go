@@ -305,7 +305,9 @@ func (p *Pipeline) worker(ctx context.Context, id int, deadline time.Duration, j
 	}
 }
 
-var errDeadline = errors.New("detection missed its deadline")
+// errDeadline is a keyframe decided late: by the assembler's deadline, or
+// by the detection service's (detect.ErrLate), one meaning for both.
+var errDeadline = detect.ErrLate
 
 // safeDetect runs a detection job, telling a scheduled detector (one on the
 // box's shared detection service) the frame's time and that its answer is
@@ -319,11 +321,7 @@ func safeDetect(ctx context.Context, d detect.Detector, j job, deadline time.Dur
 	if sd, ok := d.(detect.Scheduled); ok {
 		ctx, cancel := context.WithTimeout(ctx, deadline)
 		defer cancel()
-		faces, err = sd.DetectAt(ctx, j.mat, j.t)
-		if errors.Is(err, detect.ErrLate) {
-			err = errDeadline
-		}
-		return faces, err
+		return sd.DetectAt(ctx, j.mat, j.t)
 	}
 	return d.Detect(j.mat)
 }

@@ -91,15 +91,10 @@ func FaceService(c config.Detect, modelsDir string) (*detect.Service, error) {
 	return svc, nil
 }
 
-// ModelMinFace is the smallest face, in pixels of its input, BlazeFace
-// back-256 finds reliably when run over a whole frame.
-var ModelMinFace = detect.DefaultFrameOptions.ModelMinFace
-
 // FrameOptions turns the detect config into the full-frame detector's options.
 func FrameOptions(c config.Detect) detect.FrameOptions {
 	o := detect.DefaultFrameOptions
 	o.MinFace = c.MinFace
-	o.ModelMinFace = ModelMinFace
 	o.NMSIoU = float32(c.NMSIoU)
 	o.EdgePad = c.EdgePad
 	o.FullEvery = c.FullEvery

@@ -42,7 +42,6 @@ func TestDiagnoseLeaks(t *testing.T) {
 		{"VEIL_DIAG_GROWTH", []any{&po.Track.Growth}},
 		{"VEIL_DIAG_CONFIRM", []any{&po.Track.ConfirmScore, &po.Track.ConfirmObs}},
 		{"VEIL_DIAG_FULLEVERY", []any{&c.FullEvery}},
-		{"VEIL_DIAG_MODELMIN", []any{&app.ModelMinFace}},
 	}
 	for _, k := range knobs {
 		if v := os.Getenv(k.env); v != "" {

@@ -413,6 +413,11 @@ func TestSharedSubscription(t *testing.T) {
 		c.Publish(footfallTopic(r), 1, false, marshal(t, r))
 	}
 	waitFor(t, 30*time.Second, "200 reports stored", func() bool { return reportsOf(t, sts[0]) == n })
+	// A report is stored before the ingest that took it counts it as
+	// received: wait for the counters too (this read them too early once).
+	waitFor(t, 30*time.Second, "200 reports counted", func() bool {
+		return ins[0].Status().Received+ins[1].Status().Received >= n
+	})
 	a, bb := ins[0].Status(), ins[1].Status()
 	if a.Received == 0 || bb.Received == 0 {
 		t.Errorf("the load was not shared: received %d and %d", a.Received, bb.Received)

@@ -2,6 +2,8 @@ package egress
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +37,14 @@ type Counts struct {
 // counter, persisted and incremented on every OpenOutbox, and Seq counts from
 // 1 within a boot. Head office de-duplicates on it, because delivery is at
 // least once.
+//
+// Sig is the box's Ed25519 signature (base64url, no padding) over
+// SigningBytes: the domain string "veil-footfall-report-v1\n" and the
+// report's wire form without sig. The Publisher signs every report it
+// sends with the box's key (consent.key_file); head office verifies it
+// against its box registry. It carries nothing about people; the outbox
+// stores reports unsigned and they are signed as they are sent, so a merged
+// window is signed as merged.
 type Report struct {
 	Device string    `json:"device"` // the box that counted
 	Store  string    `json:"store"`  // the shop it is in
@@ -46,10 +56,67 @@ type Report struct {
 	Out    int       `json:"out"`    // ≥ 0
 	Boot   uint64    `json:"boot"`   // ≥ 1
 	Seq    uint64    `json:"seq"`    // ≥ 1
+	Sig    string    `json:"sig,omitempty"`
 }
 
-// reportFields are the wire field names in wire order.
-var reportFields = [...]string{"device", "store", "camera", "line", "start", "end", "in", "out", "boot", "seq"}
+// reportFields are the wire field names in wire order; all but sig are
+// required.
+var reportFields = [...]string{"device", "store", "camera", "line", "start", "end", "in", "out", "boot", "seq", "sig"}
+
+// reportDomain separates report signatures from any other use of the
+// box's key (which also signs consent tokens and receipts).
+const reportDomain = "veil-footfall-report-v1\n"
+
+// ErrUnsigned is returned by Report.Verify for a report without a signature.
+var ErrUnsigned = errors.New("report is not signed")
+
+// ErrBadSignature is returned by Report.Verify for a signature that does not
+// verify with the key it is checked against.
+var ErrBadSignature = errors.New("report signature does not verify with the device's key")
+
+// SigningBytes are the bytes a box signs: the domain string and the
+// report's wire form without sig. r must be valid.
+func (r Report) SigningBytes() ([]byte, error) {
+	r.Sig = ""
+	b, err := r.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(reportDomain), b...), nil
+}
+
+// Sign returns r's wire form signed with the box's key.
+func (r Report) Sign(key ed25519.PrivateKey) ([]byte, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("signing report: not an Ed25519 private key: %w", ErrInvalid)
+	}
+	msg, err := r.SigningBytes()
+	if err != nil {
+		return nil, err
+	}
+	r.Sig = base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, msg))
+	return r.Marshal()
+}
+
+// Verify checks r's signature with the device's public key: ErrUnsigned if
+// it has none, ErrBadSignature if it does not verify.
+func (r Report) Verify(pub ed25519.PublicKey) error {
+	if r.Sig == "" {
+		return ErrUnsigned
+	}
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(r.Sig)
+	if err != nil || len(sig) != ed25519.SignatureSize || len(pub) != ed25519.PublicKeySize {
+		return ErrBadSignature
+	}
+	msg, err := r.SigningBytes()
+	if err != nil {
+		return err
+	}
+	if !ed25519.Verify(pub, msg, sig) {
+		return ErrBadSignature
+	}
+	return nil
+}
 
 // Validate reports the first thing wrong with r, naming the field. Names
 // must be 1..64 of A-Z a-z 0-9 . _ - (store and device are also MQTT topic
@@ -85,6 +152,11 @@ func (r Report) Validate() error {
 	if r.Seq < 1 {
 		return fmt.Errorf("report seq: 0; allowed 1 and up: %w", ErrInvalid)
 	}
+	if r.Sig != "" {
+		if b, err := base64.RawURLEncoding.Strict().DecodeString(r.Sig); err != nil || len(b) != ed25519.SignatureSize {
+			return fmt.Errorf("report sig: not a %d-byte Ed25519 signature in base64url: %w", ed25519.SignatureSize, ErrInvalid)
+		}
+	}
 	return nil
 }
 
@@ -104,8 +176,8 @@ func (r Report) Marshal() ([]byte, error) {
 }
 
 // ParseReport decodes one wire report strictly: the input must be a single
-// JSON object holding every field of Report exactly once under its exact
-// (case-sensitive) name and nothing else, no null, nothing after the object
+// JSON object holding every field of Report exactly once (sig at most once)
+// under its exact (case-sensitive) name and nothing else, no null, nothing after the object
 // but white space, and the result must pass Validate. Times must be UTC and
 // come back in time.UTC.
 func ParseReport(b []byte) (Report, error) {
@@ -151,8 +223,11 @@ func ParseReport(b []byte) (Report, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return r, fmt.Errorf("report: data after the object: %w", ErrInvalid)
 	}
+	if seen[len(seen)-1] && r.Sig == "" {
+		return r, fmt.Errorf("report sig: empty; leave it out of an unsigned report: %w", ErrInvalid)
+	}
 	for i, ok := range seen {
-		if !ok {
+		if !ok && reportFields[i] != "sig" {
 			return r, fmt.Errorf("report: missing field %q: %w", reportFields[i], ErrInvalid)
 		}
 	}
@@ -182,7 +257,7 @@ func fieldIndex(key string) int {
 
 // field returns a pointer to r's field number i in reportFields order.
 func (r *Report) field(i int) any {
-	return [...]any{&r.Device, &r.Store, &r.Camera, &r.Line, &r.Start, &r.End, &r.In, &r.Out, &r.Boot, &r.Seq}[i]
+	return [...]any{&r.Device, &r.Store, &r.Camera, &r.Line, &r.Start, &r.End, &r.In, &r.Out, &r.Boot, &r.Seq, &r.Sig}[i]
 }
 
 // NameProblem says what is wrong with s as a store, device, camera or line

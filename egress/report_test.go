@@ -2,6 +2,7 @@ package egress
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"os"
@@ -224,4 +225,47 @@ func FuzzParseReport(f *testing.F) {
 			t.Fatalf("marshal not stable: %s vs %s (%v)", b, b2, err)
 		}
 	})
+}
+
+func TestReportSignature(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize))
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, ed25519.SeedSize))
+	pub := key.Public().(ed25519.PublicKey)
+	wire, err := goldenReport.Sign(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ParseReport(wire)
+	if err != nil {
+		t.Fatalf("ParseReport(signed): %v", err)
+	}
+	if err := r.Verify(pub); err != nil {
+		t.Fatalf("Verify with the box's key: %v", err)
+	}
+	if err := r.Verify(other.Public().(ed25519.PublicKey)); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("Verify with another key = %v, want ErrBadSignature", err)
+	}
+	if err := goldenReport.Verify(pub); !errors.Is(err, ErrUnsigned) {
+		t.Errorf("Verify of an unsigned report = %v, want ErrUnsigned", err)
+	}
+	for _, c := range []struct{ name, from, to string }{
+		{"count changed", `"in":`, `"in":1`},
+		{"seq changed", `"seq":`, `"seq":9`},
+	} {
+		tampered := bytes.Replace(wire, []byte(c.from), []byte(c.to), 1)
+		r, err := ParseReport(tampered)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if err := r.Verify(pub); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("%s: Verify = %v, want ErrBadSignature", c.name, err)
+		}
+	}
+	if _, err := ParseReport(bytes.Replace(wire, []byte(`"sig":"`), []byte(`"sig":"x`), 1)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("malformed sig: ParseReport = %v, want ErrInvalid", err)
+	}
+	unsigned, _ := goldenReport.Marshal()
+	if _, err := ParseReport(bytes.Replace(unsigned, []byte(`}`), []byte(`,"sig":""}`), 1)); !errors.Is(err, ErrInvalid) {
+		t.Errorf(`"sig":"": ParseReport = %v, want ErrInvalid`, err)
+	}
 }

@@ -1,8 +1,12 @@
 package egress
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +18,12 @@ import (
 
 // Helpers shared by the tests: egress's side of the real mosquitto broker
 // and recording subscriber of internal/mqtttest, and logs kept per test.
+
+// testHQKey and testBoxKey are head office's and the box's keys in tests.
+var (
+	testHQKey  = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{41}, ed25519.SeedSize))
+	testBoxKey = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{42}, ed25519.SeedSize))
+)
 
 // publisherOptions are MQTTOptions for a Publisher of b (credentials and
 // TLS files as b needs them), with short intervals so that tests are quick.
@@ -59,6 +69,12 @@ func reports(t *testing.T, rec *mqtttest.Recorder, footfall, status string) []Re
 				t.Errorf("report for %s/%s on %s", r.Store, r.Device, m.Topic)
 			}
 			out = append(out, r)
+		case strings.TrimSuffix(status, "status") + "ack":
+			// Acknowledgements to the box: head office's, signed with a key
+			// the box does not have, or a test's forgeries.
+			if _, err := ParseAck([]byte(m.Payload), testHQKey.Public().(ed25519.PublicKey)); err != nil && !errors.Is(err, ErrAckSignature) {
+				t.Errorf("ack topic carried something that is not head office's acknowledgement: %q: %v", m.Payload, err)
+			}
 		default:
 			t.Errorf("message on unexpected topic %q: %q", m.Topic, m.Payload)
 		}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/veil-edge/veil/internal/durable"
 )
@@ -621,6 +622,47 @@ func (b *Outbox) Remove(r Report) error {
 	}
 	b.entries = slices.Delete(b.entries, i, i+1)
 	return nil
+}
+
+// acknowledge deletes the reports head office's Ack names (it must be for
+// this outbox's device and store) and returns them. Like Remove, the
+// deletions are not synced.
+func (b *Outbox) acknowledge(a Ack) ([]Report, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	if a.Device != b.o.Device || a.Store != b.o.Store {
+		return nil, fmt.Errorf("acknowledgement for %s/%s in the outbox of %s/%s: %w", a.Store, a.Device, b.o.Store, b.o.Device, ErrInvalid)
+	}
+	var removed []Report
+	var errs []error
+	b.entries = slices.DeleteFunc(b.entries, func(e Report) bool {
+		if e.Boot != a.Boot || !a.Covers(e.Seq) {
+			return false
+		}
+		if err := os.Remove(b.path(entryName(identOf(e)))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("removing %s from outbox: %w", identOf(e), err))
+			return false
+		}
+		removed = append(removed, e)
+		return true
+	})
+	return removed, errors.Join(errs...)
+}
+
+// oldestEnd is the end of the oldest window stored, zero if none.
+func (b *Outbox) oldestEnd() time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var t time.Time
+	for _, e := range b.entries {
+		if t.IsZero() || e.End.Before(t) {
+			t = e.End
+		}
+	}
+	return t
 }
 
 func sameReport(a, b Report) bool {

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -24,7 +25,22 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 	DefaultRetryInterval  = 5 * time.Second
 	DefaultAckTimeout     = 30 * time.Second
+	DefaultStoredWait     = time.Minute
+	DefaultStoredWaitMax  = 30 * time.Minute
 )
+
+// Delivery modes, as Status reports them.
+const (
+	// DeliveryHeadOffice: a report leaves the outbox when head office's
+	// signed Ack says it is stored (or refused for good).
+	DeliveryHeadOffice = "head-office"
+	// DeliveryBroker: a report leaves the outbox at the broker's PUBACK
+	// (no head-office key configured).
+	DeliveryBroker = "broker"
+)
+
+// ackQueue bounds the verified acknowledgements waiting for Run.
+const ackQueue = 256
 
 // The payloads of the status topic, published retained: StatusOnline on
 // every connection, StatusOffline on a clean shutdown and, as the last will,
@@ -74,6 +90,21 @@ type MQTTOptions struct {
 	// while connected, before it is published again (head office drops the
 	// duplicate); zero means DefaultAckTimeout.
 	AckTimeout time.Duration
+
+	// SignKey is the box's Ed25519 key; every report is sent signed with it
+	// (Report.Sign). Nil sends reports unsigned, which head office refuses
+	// unless it lists the device as allowed to be unsigned.
+	SignKey ed25519.PrivateKey
+	// HeadOfficeKey is head office's Ed25519 public key. With it, the
+	// Publisher subscribes to AckTopic and a report leaves the outbox only
+	// when an Ack signed with this key names it; a report the broker has
+	// acknowledged but head office has not is published again after
+	// StoredWait, doubling up to StoredWaitMax. Without it, delivery ends
+	// at the broker's PUBACK (DeliveryBroker).
+	HeadOfficeKey ed25519.PublicKey
+	// StoredWait and StoredWaitMax: see HeadOfficeKey; zero means
+	// DefaultStoredWait and DefaultStoredWaitMax.
+	StoredWait, StoredWaitMax time.Duration
 }
 
 // Status is a Publisher's health, for a health endpoint.
@@ -84,6 +115,13 @@ type Status struct {
 	LastPublish time.Time `json:"last_publish"`  // when the last PUBACK arrived; zero if none yet
 	LastError   string    `json:"last_error"`    // the most recent connection or publish error
 	LastErrorAt time.Time `json:"last_error_at"` // when it happened
+
+	Delivery       string    `json:"delivery"`        // DeliveryHeadOffice or DeliveryBroker
+	AwaitingStored int       `json:"awaiting_stored"` // acknowledged by the broker, not yet by head office
+	OldestPending  time.Time `json:"oldest_pending"`  // end of the oldest window still in the outbox; zero if none
+	LastStored     time.Time `json:"last_stored"`     // when head office's last Ack arrived; zero if none yet
+	Refused        int       `json:"refused"`         // reports head office refused for good since start (dropped)
+	BadAcks        int       `json:"bad_acks"`        // messages on the ack topic that were not a valid Ack for this box
 }
 
 // Publisher sends an Outbox's reports to head office's MQTT broker. It is
@@ -99,6 +137,8 @@ type Publisher struct {
 	tls      *tls.Config // nil for a plain broker
 	footfall string      // <prefix>/<store>/<device>/footfall
 	status   string      // <prefix>/<store>/<device>/status
+	ackTopic string      // <prefix>/<store>/<device>/ack; empty without HeadOfficeKey
+	acks     chan Ack    // verified acknowledgements for this box, to Run
 
 	ran  atomic.Bool
 	lost chan struct{} // the current client lost its connection (capacity 1)
@@ -136,10 +176,23 @@ func NewPublisher(o MQTTOptions, box *Outbox, log *slog.Logger) (*Publisher, err
 	if o.AckTimeout == 0 {
 		o.AckTimeout = DefaultAckTimeout
 	}
+	if o.StoredWait == 0 {
+		o.StoredWait = DefaultStoredWait
+	}
+	if o.StoredWaitMax == 0 {
+		o.StoredWaitMax = max(DefaultStoredWaitMax, o.StoredWait)
+	}
+	if o.SignKey != nil && len(o.SignKey) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("publisher: signing key is not an Ed25519 private key: %w", ErrInvalid)
+	}
+	if o.HeadOfficeKey != nil && len(o.HeadOfficeKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("mqtt head_office_key: not an Ed25519 public key: %w", ErrInvalid)
+	}
 	for _, d := range [...]struct {
 		name string
 		v    time.Duration
-	}{{"connect timeout", o.ConnectTimeout}, {"retry interval", o.RetryInterval}, {"ack timeout", o.AckTimeout}} {
+	}{{"connect timeout", o.ConnectTimeout}, {"retry interval", o.RetryInterval}, {"ack timeout", o.AckTimeout},
+		{"stored wait", o.StoredWait}, {"stored wait max", o.StoredWaitMax - o.StoredWait}} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("mqtt %s: %s is negative: %w", d.name, d.v, ErrInvalid)
 		}
@@ -160,6 +213,12 @@ func NewPublisher(o MQTTOptions, box *Outbox, log *slog.Logger) (*Publisher, err
 		status:   o.TopicPrefix + "/" + box.o.Store + "/" + box.o.Device + "/status",
 		tls:      tlsConf,
 		lost:     make(chan struct{}, 1),
+		acks:     make(chan Ack, ackQueue),
+	}
+	p.st.Delivery = DeliveryBroker
+	if o.HeadOfficeKey != nil {
+		p.ackTopic = AckTopic(o.TopicPrefix, box.o.Store, box.o.Device)
+		p.st.Delivery = DeliveryHeadOffice
 	}
 	return p, nil
 }
@@ -302,6 +361,10 @@ func (o MQTTOptions) ClientOptions() (*mqtt.ClientOptions, error) {
 // Topics returns the footfall and status topics this Publisher uses.
 func (p *Publisher) Topics() (footfall, status string) { return p.footfall, p.status }
 
+// AckTopic returns the topic the Publisher takes head office's
+// acknowledgements from, "" when delivery ends at the broker.
+func (p *Publisher) AckTopic() string { return p.ackTopic }
+
 // Status returns the Publisher's health now.
 func (p *Publisher) Status() Status {
 	p.mu.Lock()
@@ -310,6 +373,7 @@ func (p *Publisher) Status() Status {
 	p.mu.Unlock()
 	st.Connected = c != nil && c.IsConnectionOpen()
 	st.Pending = p.box.Len()
+	st.OldestPending = p.box.oldestEnd()
 	return st
 }
 
@@ -348,6 +412,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		online     bool        // c is connected and has published StatusOnline
 		next       time.Time   // no new client before then
 		f          = make(flights)
+		waiting    = make(awaitings)
 	)
 	for {
 		if c == nil && !time.Now().Before(next) {
@@ -373,6 +438,13 @@ func (p *Publisher) Run(ctx context.Context) error {
 					p.failed = false
 					p.mu.Unlock()
 					c.Publish(p.status, 1, true, StatusOnline)
+					if p.ackTopic != "" {
+						// The session is persistent: the broker keeps this
+						// subscription and queues acknowledgements while the
+						// box is away (they arrive on the default handler
+						// before this SUBSCRIBE is answered).
+						c.Subscribe(p.ackTopic, 1, p.onAck)
+					}
 					online = true
 				}
 				connecting = nil
@@ -380,9 +452,9 @@ func (p *Publisher) Run(ctx context.Context) error {
 			}
 		}
 		open := online && c.IsConnectionOpen()
-		p.settle(f, open)
+		p.settle(f, open, waiting)
 		if open {
-			p.send(c, f)
+			p.send(c, f, waiting)
 		}
 		var connected <-chan struct{}
 		if connecting != nil {
@@ -390,7 +462,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			p.stop(c, online, f)
+			p.stop(c, online, f, waiting)
 			return nil
 		case <-connected:
 		case <-p.lost:
@@ -401,6 +473,8 @@ func (p *Publisher) Run(ctx context.Context) error {
 				c.Disconnect(0)
 			}
 			c, connecting, online = nil, nil, false
+		case a := <-p.acks:
+			p.applyAck(a, f, waiting)
 		case <-p.box.notify:
 		case <-f.oldestDone():
 		case <-tick.C:
@@ -422,6 +496,7 @@ func (p *Publisher) clientOptions() *mqtt.ClientOptions {
 		SetOrderMatters(false).
 		SetResumeSubs(false).
 		SetWill(p.status, StatusOffline, 1, true).
+		SetDefaultPublishHandler(p.onAck).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			p.log.Warn("egress: connection to broker lost; reports stay in the outbox", "broker", p.broker, "err", err)
 			p.setError(fmt.Errorf("connection lost: %w", err))
@@ -498,7 +573,7 @@ func (f flights) oldestDone() <-chan struct{} {
 // acknowledged one is removed from the outbox, a failed one is forgotten so
 // that send publishes it again. While connected, one that has waited longer
 // than AckTimeout is forgotten too.
-func (p *Publisher) settle(f flights, open bool) {
+func (p *Publisher) settle(f flights, open bool, waiting awaitings) {
 	for id, fl := range f {
 		select {
 		case <-fl.tok.Done():
@@ -515,6 +590,14 @@ func (p *Publisher) settle(f flights, open bool) {
 			p.setError(fmt.Errorf("publishing boot %d seq %d: %w", id.boot, id.seq, err))
 			continue
 		}
+		if p.ackTopic != "" {
+			// The broker has it; head office has not said it stored it.
+			waiting.published(id, p.o.StoredWait, p.o.StoredWaitMax)
+			p.mu.Lock()
+			p.st.LastPublish = time.Now()
+			p.mu.Unlock()
+			continue
+		}
 		if err := p.box.Remove(fl.r); err != nil {
 			p.log.Error("egress: report acknowledged but not removed from the outbox; it will be sent again", "boot", id.boot, "seq", id.seq, "err", err)
 			p.setError(err)
@@ -526,27 +609,42 @@ func (p *Publisher) settle(f flights, open bool) {
 	}
 	p.mu.Lock()
 	p.st.InFlight = len(f)
+	p.st.AwaitingStored = len(waiting)
 	p.mu.Unlock()
 }
 
 // send publishes the next reports from the outbox, up to maxInFlight
-// unacknowledged.
-func (p *Publisher) send(c mqtt.Client, f flights) {
+// unacknowledged by the broker, leaving out those waiting for head
+// office's Ack whose time to be published again has not come.
+func (p *Publisher) send(c mqtt.Client, f flights, waiting awaitings) {
 	n := maxInFlight - len(f)
 	if n <= 0 {
 		return
 	}
-	rs, err := p.box.take(n, func(id ident) bool { return f[id] != nil })
+	now := time.Now()
+	rs, err := p.box.take(n, func(id ident) bool {
+		w := waiting[id]
+		return f[id] != nil || w != nil && now.Before(w.next)
+	})
 	if err != nil {
 		p.log.Error("egress: cannot take reports from the outbox", "err", err)
 		p.setError(err)
 		return
 	}
 	for _, r := range rs {
-		payload, err := r.Marshal()
+		var payload []byte
+		if p.o.SignKey != nil {
+			payload, err = r.Sign(p.o.SignKey)
+		} else {
+			payload, err = r.Marshal()
+		}
 		if err != nil { // cannot happen: the outbox holds only valid reports
 			p.log.Error("egress: invalid report in the outbox", "boot", r.Boot, "seq", r.Seq, "err", err)
 			continue
+		}
+		if w := waiting[identOf(r)]; w != nil {
+			p.log.Info("egress: head office has not confirmed storing the report; publishing it again",
+				"boot", r.Boot, "seq", r.Seq, "published", w.tries, "waited", now.Sub(w.since).Round(time.Second))
 		}
 		f[identOf(r)] = &flight{r: r, tok: c.Publish(p.footfall, 1, false, payload), sent: time.Now()}
 	}
@@ -557,7 +655,7 @@ func (p *Publisher) send(c mqtt.Client, f flights) {
 
 // stop publishes the retained offline status if connected, collects the
 // acknowledgements that arrived meanwhile, and disconnects.
-func (p *Publisher) stop(c mqtt.Client, online bool, f flights) {
+func (p *Publisher) stop(c mqtt.Client, online bool, f flights, waiting awaitings) {
 	if c == nil {
 		return
 	}
@@ -569,7 +667,93 @@ func (p *Publisher) stop(c mqtt.Client, online bool, f flights) {
 			p.log.Warn("egress: offline status not sent; the broker will publish the last will instead", "err", err)
 		}
 	}
-	p.settle(f, false)
+	p.settle(f, false, waiting)
 	c.Disconnect(disconnectQuiesce)
 	p.log.Info("egress: disconnected from broker", "broker", p.broker, "pending", p.box.Len())
+}
+
+// awaiting is a report the broker has acknowledged and head office has not.
+type awaiting struct {
+	since time.Time // first PUBACK
+	next  time.Time // publish it again then
+	tries int       // PUBACKs so far
+}
+
+type awaitings map[ident]*awaiting
+
+// published records a PUBACK of id: it is published again after wait,
+// doubled for every earlier PUBACK, at most maxWait.
+func (w awaitings) published(id ident, wait, maxWait time.Duration) {
+	a := w[id]
+	now := time.Now()
+	if a == nil {
+		a = &awaiting{since: now}
+		w[id] = a
+	}
+	d := wait
+	for i := 0; i < a.tries && d < maxWait; i++ {
+		d *= 2
+	}
+	a.tries++
+	a.next = now.Add(min(d, maxWait))
+}
+
+// onAck is paho's handler for the ack topic (and the default handler, for
+// messages the persistent session delivers before the subscription is
+// answered): it verifies the message and hands it to Run. Anything else is
+// counted and logged, and changes nothing.
+func (p *Publisher) onAck(_ mqtt.Client, m mqtt.Message) {
+	if p.ackTopic == "" || m.Topic() != p.ackTopic {
+		p.badAck(fmt.Errorf("message on %q, not the ack topic", m.Topic()))
+		return
+	}
+	a, err := ParseAck(m.Payload(), p.o.HeadOfficeKey)
+	if err == nil && (a.Device != p.box.o.Device || a.Store != p.box.o.Store) {
+		err = fmt.Errorf("acknowledgement for %s/%s, this box is %s/%s", a.Store, a.Device, p.box.o.Store, p.box.o.Device)
+	}
+	if err != nil {
+		p.badAck(err)
+		return
+	}
+	select {
+	case p.acks <- a:
+	default: // Run is behind; the reports are published again and acknowledged again
+		p.log.Warn("egress: acknowledgement dropped, too many waiting; its reports will be published again", "boot", a.Boot)
+	}
+}
+
+func (p *Publisher) badAck(err error) {
+	p.log.Warn("egress: refused a message on the acknowledgement topic", "err", err)
+	p.mu.Lock()
+	p.st.BadAcks++
+	p.mu.Unlock()
+}
+
+// applyAck removes from the outbox the reports a names.
+func (p *Publisher) applyAck(a Ack, f flights, waiting awaitings) {
+	removed, err := p.box.acknowledge(a)
+	if err != nil {
+		p.log.Error("egress: head office acknowledged reports that could not be removed from the outbox; they will be sent again", "boot", a.Boot, "err", err)
+		p.setError(err)
+	}
+	refused := 0
+	for _, r := range removed {
+		id := identOf(r)
+		delete(waiting, id)
+		delete(f, id)
+		for _, x := range a.Refused {
+			if x.Seq == r.Seq {
+				refused++
+				p.log.Warn("egress: head office refused a report for good; dropped", "boot", r.Boot, "seq", r.Seq,
+					"camera", r.Camera, "line", r.Line, "start", r.Start, "end", r.End, "in", r.In, "out", r.Out, "reason", x.Reason)
+			}
+		}
+	}
+	p.log.Debug("egress: head office acknowledged reports", "boot", a.Boot, "removed", len(removed), "refused", refused)
+	p.mu.Lock()
+	p.st.LastStored = time.Now()
+	p.st.Refused += refused
+	p.st.InFlight = len(f)
+	p.st.AwaitingStored = len(waiting)
+	p.mu.Unlock()
 }

@@ -186,7 +186,14 @@ type MQTT struct {
 	CAFile      string `mapstructure:"ca_file"`      // PEM CA bundle for ssl:// brokers; empty: system roots
 	CertFile    string `mapstructure:"cert_file"`    // PEM client certificate (with key_file)
 	KeyFile     string `mapstructure:"key_file"`     // PEM client key (with cert_file)
-	TopicPrefix string `mapstructure:"topic_prefix"` // topics are <prefix>/<store>/<device>/footfall|status
+	TopicPrefix string `mapstructure:"topic_prefix"` // topics are <prefix>/<store>/<device>/footfall|status|ack
+	// HeadOfficeKey is head office's Ed25519 public key, standard base64
+	// (veil-hq relay-key prints it). With it, a count window leaves the
+	// outbox only when head office's acknowledgement on
+	// <prefix>/<store>/<device>/ack, signed with that key, says it is
+	// stored; without it (and without consent.relay_key, the same key,
+	// used in its place) delivery ends at the broker's acknowledgement.
+	HeadOfficeKey string `mapstructure:"head_office_key"`
 }
 
 // Outbox configures the on-disk queue of closed count windows.

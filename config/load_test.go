@@ -131,7 +131,7 @@ var badFiles = map[string][]string{
 	"hq-postgres-no-dsn":   {`hq.postgres_dsn: is empty but hq.store is "postgres"; allowed a PostgreSQL connection string`},
 	"hq-bad-store":         {`hq.store: "mysql" is not supported; allowed sqlite, postgres`},
 	"hq-bad-group":         {`hq.group: "a/b" is not a shared-subscription group; allowed a name without / + #`},
-	"bad-relay-key":        {`consent.relay_key: "aGVhZCBvZmZpY2U=" is not an Ed25519 public key; allowed empty (relay off) or head office's Ed25519 public key in standard base64 (44 characters)`},
+	"bad-relay-key":        {`consent.relay_key: "aGVhZCBvZmZpY2U=" is not an Ed25519 public key; allowed empty or head office's Ed25519 public key in standard base64 (44 characters; veil-hq relay-key prints it)`},
 }
 
 func TestBadFiles(t *testing.T) {
@@ -369,6 +369,7 @@ var envValues = map[string]struct {
 	"consent.public_url":     {"https://shop.example/", "https://shop.example/"},
 	"consent.notice_file":    {"/etc/veil/notice.json", "/etc/veil/notice.json"},
 	"consent.relay_key":      {"ERERERERERERERERERERERERERERERERERERERERERE=", "ERERERERERERERERERERERERERERERERERERERERERE="},
+	"mqtt.head_office_key":   {"ERERERERERERERERERERERERERERERERERERERERERE=", "ERERERERERERERERERERERERERERERERERERERERERE="},
 	"live.detect_deadline":   {"250ms", 250 * time.Millisecond},
 	"update.root":            {"/srv/veil", "/srv/veil"},
 	"update.metadata_url":    {"https://updates.example/veil/metadata", "https://updates.example/veil/metadata"},

@@ -105,7 +105,7 @@ func (l limit) allowed() string {
 	case l.http:
 		return "an https:// URL (http:// only to a loopback address), or empty"
 	case l.edkey:
-		return "empty (relay off) or head office's Ed25519 public key in standard base64 (44 characters)"
+		return "empty or head office's Ed25519 public key in standard base64 (44 characters; veil-hq relay-key prints it)"
 	case l.colour:
 		return "#RRGGBB"
 	case l.name && l.text:
@@ -190,6 +190,7 @@ var limits = map[string]limit{
 	"consent.public_url":     {text: true},
 	"consent.notice_file":    {text: true},
 	"consent.relay_key":      {edkey: true},
+	"mqtt.head_office_key":   {edkey: true},
 	"live.detect_every":      between(1, 30),
 	"live.detect_deadline":   durBetween(time.Millisecond, 60*time.Second),
 	"update.root":            {dir: true},

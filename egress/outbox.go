@@ -652,8 +652,9 @@ func (b *Outbox) acknowledge(a Ack) ([]Report, error) {
 	return removed, errors.Join(errs...)
 }
 
-// oldestEnd is the end of the oldest window stored, zero if none.
-func (b *Outbox) oldestEnd() time.Time {
+// OldestEnd is the end of the oldest window stored (the one that has
+// waited longest for head office), zero if none.
+func (b *Outbox) OldestEnd() time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var t time.Time

@@ -373,7 +373,7 @@ func (p *Publisher) Status() Status {
 	p.mu.Unlock()
 	st.Connected = c != nil && c.IsConnectionOpen()
 	st.Pending = p.box.Len()
-	st.OldestPending = p.box.oldestEnd()
+	st.OldestPending = p.box.OldestEnd()
 	return st
 }
 

@@ -16,6 +16,9 @@ type Health struct {
 	Cameras []CameraHealth `json:"cameras"`
 	Outbox  struct {
 		Pending int `json:"pending"`
+		// OldestAge is how long ago the oldest window still in the outbox
+		// ended, in seconds: how far head office is behind; 0 when empty.
+		OldestAge float64 `json:"oldest_age_seconds"`
 	} `json:"outbox"`
 	MQTT   *egress.Status `json:"mqtt,omitempty"`
 	Update *UpdateHealth  `json:"update,omitempty"`
@@ -92,6 +95,9 @@ func (s *Service) Health() Health {
 		h.Detect = &DetectHealth{Networks: s.detect.Workers(), Passes: st.Ran, LatePasses: st.Late, NetworksBuilt: st.Built}
 	}
 	h.Outbox.Pending = s.box.Len()
+	if t := s.box.OldestEnd(); !t.IsZero() {
+		h.Outbox.OldestAge = max(0, time.Since(t).Seconds())
+	}
 	if s.upd != nil {
 		h.Update = s.upd.health()
 	}

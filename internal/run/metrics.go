@@ -22,6 +22,10 @@ var (
 	mDetect  = prometheus.NewDesc("veil_camera_detect_seconds", "Face search time per keyframe.", []string{"camera"}, nil)
 	mRedact  = prometheus.NewDesc("veil_camera_redact_seconds", "Redaction time per frame.", []string{"camera"}, nil)
 	mPending = prometheus.NewDesc("veil_outbox_pending", "Count windows waiting in the outbox for head office.", nil, nil)
+	mOldest  = prometheus.NewDesc("veil_outbox_oldest_pending_seconds", "How long ago the oldest window still in the outbox ended (0 when empty): how far head office's acknowledgements are behind.", nil, nil)
+	mAwait   = prometheus.NewDesc("veil_mqtt_awaiting_stored", "Reports the broker has acknowledged that head office has not yet acknowledged storing.", nil, nil)
+	mRefused = prometheus.NewDesc("veil_mqtt_reports_refused_total", "Reports head office refused for good (dropped from the outbox; see the log for why).", nil, nil)
+	mBadAck  = prometheus.NewDesc("veil_mqtt_bad_acks_total", "Messages on the acknowledgement topic that were not a valid acknowledgement for this box (ignored).", nil, nil)
 	mMQTT    = prometheus.NewDesc("veil_mqtt_connected", "1 while connected to head office's MQTT broker.", nil, nil)
 	mRelayOK = prometheus.NewDesc("veil_consent_downlink_accepted_total", "Consent down-link messages from head office's relay accepted, by kind.", []string{"kind"}, nil)
 	mRelayNo = prometheus.NewDesc("veil_consent_downlink_refused_total", "Consent down-link messages refused, by reason (malformed, signature, other_box, stale, future, replay, token, consent, error).", []string{"reason"}, nil)
@@ -32,7 +36,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mFPS, mFrames, mWhole, mHealthy, mRestart, mViewers, mFPSIn, mIn, mDropped, mDetect, mRedact, mPending, mMQTT, mRelayOK, mRelayNo, mRelayUp, mPasses, mLate, mNets} {
+	for _, d := range []*prometheus.Desc{mFPS, mFrames, mWhole, mHealthy, mRestart, mViewers, mFPSIn, mIn, mDropped, mDetect, mRedact, mPending, mOldest, mAwait, mRefused, mBadAck, mMQTT, mRelayOK, mRelayNo, mRelayUp, mPasses, mLate, mNets} {
 		ch <- d
 	}
 }
@@ -59,8 +63,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstSummary(mRedact, uint64(cam.redact.n), cam.redact.sum.Seconds(), nil, cam.Name)
 	}
 	ch <- prometheus.MustNewConstMetric(mPending, prometheus.GaugeValue, float64(h.Outbox.Pending))
+	ch <- prometheus.MustNewConstMetric(mOldest, prometheus.GaugeValue, h.Outbox.OldestAge)
 	if h.MQTT != nil {
 		ch <- prometheus.MustNewConstMetric(mMQTT, prometheus.GaugeValue, b(h.MQTT.Connected))
+		ch <- prometheus.MustNewConstMetric(mAwait, prometheus.GaugeValue, float64(h.MQTT.AwaitingStored))
+		ch <- prometheus.MustNewConstMetric(mRefused, prometheus.CounterValue, float64(h.MQTT.Refused))
+		ch <- prometheus.MustNewConstMetric(mBadAck, prometheus.CounterValue, float64(h.MQTT.BadAcks))
 	}
 	if d := c.s.detect; d != nil {
 		st := d.Stats()

@@ -10,7 +10,9 @@ package run
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +41,10 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// MQTTRetry overrides the publisher's retry interval (tests); 0 keeps the default.
 	MQTTRetry time.Duration
+	// StoredWait overrides how long a report the broker has acknowledged
+	// waits for head office's acknowledgement before it is published again
+	// (tests); 0 keeps the default.
+	StoredWait time.Duration
 	// HungAfter is how long a camera may go with neither a frame nor a
 	// failure before veil counts itself hung and stops feeding systemd's
 	// watchdog; 0 means 90 s.
@@ -90,11 +96,15 @@ func New(o Options) (*Service, error) {
 	}
 	s := &Service{o: o, log: o.Log, box: box}
 	if m := cfg.MQTT; m.Broker != "" {
-		s.pub, err = egress.NewPublisher(egress.MQTTOptions{
-			Broker: m.Broker, ClientID: m.ClientID, Username: m.Username, Password: m.Password,
-			CAFile: m.CAFile, CertFile: m.CertFile, KeyFile: m.KeyFile, TopicPrefix: m.TopicPrefix,
-			RetryInterval: o.MQTTRetry,
-		}, box, o.Log)
+		mo, err := publisherKeys(cfg, o.Log)
+		if err != nil {
+			box.Close()
+			return nil, err
+		}
+		mo.Broker, mo.ClientID, mo.Username, mo.Password = m.Broker, m.ClientID, m.Username, m.Password
+		mo.CAFile, mo.CertFile, mo.KeyFile, mo.TopicPrefix = m.CAFile, m.CertFile, m.KeyFile, m.TopicPrefix
+		mo.RetryInterval, mo.StoredWait = o.MQTTRetry, o.StoredWait
+		s.pub, err = egress.NewPublisher(mo, box, o.Log)
 		if err != nil {
 			box.Close()
 			return nil, fmt.Errorf("mqtt: %w", err)
@@ -270,4 +280,32 @@ func (s *Service) Serve(ctx context.Context, l net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// publisherKeys returns the publisher's keys: the box's own (consent.key_file,
+// created if missing), which signs every report, and head office's public
+// key (mqtt.head_office_key, else consent.relay_key), which makes delivery
+// end at head office's acknowledgement.
+func publisherKeys(cfg config.Config, log *slog.Logger) (egress.MQTTOptions, error) {
+	var mo egress.MQTTOptions
+	key, err := consent.LoadKey(cfg.Consent.KeyFile)
+	if err != nil {
+		return mo, fmt.Errorf("consent.key_file %s (the box's key, which signs its reports): %w", cfg.Consent.KeyFile, err)
+	}
+	mo.SignKey = key
+	hq, field := cfg.MQTT.HeadOfficeKey, "mqtt.head_office_key"
+	if hq == "" {
+		hq, field = cfg.Consent.RelayKey, "consent.relay_key"
+	}
+	if hq == "" {
+		log.Warn("mqtt.head_office_key is empty: a count window leaves the outbox when the broker acknowledges it, not when head office has stored it; a broker that denies or loses it loses the count",
+			"fix", "set mqtt.head_office_key to what `veil-hq relay-key` prints")
+		return mo, nil
+	}
+	pub, err := base64.StdEncoding.DecodeString(hq)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return mo, fmt.Errorf("%s: not an Ed25519 public key in base64", field)
+	}
+	mo.HeadOfficeKey = pub
+	return mo, nil
 }

@@ -359,9 +359,9 @@ type failing struct {
 	fails atomic.Int32
 }
 
-func (f *failing) Add(ctx context.Context, reports ...egress.Report) (int, error) {
+func (f *failing) Add(ctx context.Context, reports ...egress.Report) ([]store.Outcome, error) {
 	if f.fails.Add(-1) >= 0 {
-		return 0, errors.New("database is down")
+		return nil, errors.New("database is down")
 	}
 	return f.Store.Add(ctx, reports...)
 }

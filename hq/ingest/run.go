@@ -10,6 +10,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/veil-edge/veil/egress"
+	"github.com/veil-edge/veil/hq/store"
 )
 
 // Run connects to the broker, subscribes and stores what arrives until ctx
@@ -108,9 +109,9 @@ func (in *Ingest) process(ctx context.Context, batch []mqtt.Message) bool {
 	var added int
 	if !in.retry(ctx, "storing reports", func() error {
 		start := time.Now()
-		n, err := in.o.Store.Add(ctx, reports...)
+		outcomes, err := in.o.Store.Add(ctx, reports...)
 		in.m.storeSeconds.Observe(time.Since(start).Seconds())
-		added = n
+		added = store.Count(outcomes, store.Added)
 		return err
 	}) {
 		return false

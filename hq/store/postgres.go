@@ -19,7 +19,9 @@ import (
 // pgSchemaVersion is stored in the schema_version table; OpenPostgres
 // refuses a database written by a newer schema. It counts separately from
 // SQLite's schemaVersion.
-const pgSchemaVersion = 1
+// Version 2 added the devices columns unsigned_reports, conflicts and
+// conflict_ns.
+const pgSchemaVersion = 2
 
 // pgInitLock is the transaction-level advisory lock that serializes schema
 // creation between processes opening one database at once (CREATE TABLE IF
@@ -55,12 +57,17 @@ CREATE TABLE IF NOT EXISTS devices (
 	reports   bigint  NOT NULL DEFAULT 0,     -- reports stored
 	PRIMARY KEY (store, device)
 );
+-- Version 2: an older database gets them here.
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS unsigned_reports bigint NOT NULL DEFAULT 0; -- of reports, stored without a signature
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS conflicts bigint NOT NULL DEFAULT 0;        -- reports refused: same identity as a stored one, different content
+ALTER TABLE devices ADD COLUMN IF NOT EXISTS conflict_ns bigint NOT NULL DEFAULT 0;      -- when the last conflict was received, Unix ns; 0 none
 `
 
-// pgAdd is all of Add in one statement, so one round trip and its own
-// transaction: it inserts the reports (arrays, one per column, unnested into
-// rows), skipping keys already stored, counts the new rows per device, adds
-// those counts to devices with last_ns $13, and returns how many were new.
+// pgAdd inserts the reports (arrays, one per column, unnested into rows),
+// skipping keys already stored, counts the new rows (and the unsigned ones,
+// $13) per device, adds those counts to devices with last_ns $14, and
+// returns the keys it inserted: one statement, so one round trip and its
+// own transaction.
 //
 // Rows go in key order, and devices in (store, device) order, so that two
 // calls inserting overlapping keys (two head-office processes) wait for each
@@ -68,22 +75,40 @@ CREATE TABLE IF NOT EXISTS devices (
 // first commits, then skips the keys the first stored. The caller removes
 // duplicate keys first, keeping the first copy.
 const pgAdd = `
-WITH added AS (
-	INSERT INTO windows (device, boot, seq, store, camera, line, start_s, start_ns, end_s, end_ns, in_count, out_count)
+WITH input AS (
 	SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-		$7::bigint[], $8::integer[], $9::bigint[], $10::integer[], $11::bigint[], $12::bigint[])
-		AS r (device, boot, seq, store, camera, line, start_s, start_ns, end_s, end_ns, in_count, out_count)
+		$7::bigint[], $8::integer[], $9::bigint[], $10::integer[], $11::bigint[], $12::bigint[], $13::boolean[])
+		AS r (device, boot, seq, store, camera, line, start_s, start_ns, end_s, end_ns, in_count, out_count, unsigned)
+), added AS (
+	INSERT INTO windows (device, boot, seq, store, camera, line, start_s, start_ns, end_s, end_ns, in_count, out_count)
+	SELECT device, boot, seq, store, camera, line, start_s, start_ns, end_s, end_ns, in_count, out_count FROM input
 	ORDER BY device COLLATE "C", boot, seq
 	ON CONFLICT (device, boot, seq) DO NOTHING
-	RETURNING store, device
+	RETURNING device, boot, seq
 ), news AS (
-	SELECT store, device, count(*) AS n FROM added GROUP BY store, device
+	SELECT i.store, i.device, count(*) AS n, count(*) FILTER (WHERE i.unsigned) AS u
+	FROM added a JOIN input i ON i.device = a.device AND i.boot = a.boot AND i.seq = a.seq
+	GROUP BY i.store, i.device
 ), noted AS (
-	INSERT INTO devices AS d (store, device, last_ns, reports)
-	SELECT store, device, $13::bigint, n FROM news ORDER BY store, device
-	ON CONFLICT (store, device) DO UPDATE SET last_ns = excluded.last_ns, reports = d.reports + excluded.reports
+	INSERT INTO devices AS d (store, device, last_ns, reports, unsigned_reports)
+	SELECT store, device, $14::bigint, n, u FROM news ORDER BY store, device
+	ON CONFLICT (store, device) DO UPDATE SET last_ns = excluded.last_ns, reports = d.reports + excluded.reports,
+		unsigned_reports = d.unsigned_reports + excluded.unsigned_reports
 )
-SELECT coalesce(sum(n), 0)::bigint FROM news`
+SELECT device, boot, seq FROM added`
+
+// pgStored reads the stored rows of the keys given as three arrays.
+const pgStored = `
+SELECT w.device, w.boot, w.seq, w.store, w.camera, w.line, w.start_s, w.start_ns, w.end_s, w.end_ns, w.in_count, w.out_count
+FROM windows w JOIN unnest($1::text[], $2::bigint[], $3::bigint[]) AS k (device, boot, seq)
+	ON w.device = k.device AND w.boot = k.boot AND w.seq = k.seq`
+
+// pgConflicts adds conflicts to devices, in (store, device) order.
+const pgConflicts = `
+INSERT INTO devices AS d (store, device, conflicts, conflict_ns)
+SELECT store, device, n, $4::bigint FROM unnest($1::text[], $2::text[], $3::bigint[]) AS c (store, device, n)
+ORDER BY store, device
+ON CONFLICT (store, device) DO UPDATE SET conflicts = d.conflicts + excluded.conflicts, conflict_ns = excluded.conflict_ns`
 
 // pgRetries is how often Add and SetStatus try a statement that failed with
 // a deadlock or a serialization failure. Adds do not deadlock each other
@@ -246,49 +271,138 @@ func retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
 
-// Add implements Store in one statement (one round trip, one transaction),
-// however many reports.
-func (p *Postgres) Add(ctx context.Context, reports ...egress.Report) (added int, err error) {
+// Add implements Store: one statement (one round trip, one transaction)
+// however many reports, when all are new. Reports not inserted are then
+// compared with the stored rows, which a second statement reads (under READ
+// COMMITTED it sees what other processes committed meanwhile), and
+// conflicts are counted by a third. If Add fails after the first, its
+// caller retries the batch, which is safe: what was stored is then a
+// repeat.
+func (p *Postgres) Add(ctx context.Context, reports ...egress.Report) (outcomes []Outcome, err error) {
 	if err := validate(reports); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if len(reports) == 0 {
-		return 0, nil
+		return nil, nil
 	}
-	type key struct {
-		device    string
-		boot, seq uint64
-	}
-	seen := make(map[key]bool, len(reports))
+	first := make(map[reportKey]int, len(reports)) // key → index of its first copy
 	n := len(reports)
 	var (
 		device, store, camera, line = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		boot, seq, startS, endS     = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
 		in, out                     = make([]int64, 0, n), make([]int64, 0, n)
 		startNS, endNS              = make([]int32, 0, n), make([]int32, 0, n)
+		unsigned                    = make([]bool, 0, n)
 	)
-	for _, r := range reports {
-		k := key{r.Device, r.Boot, r.Seq}
-		if seen[k] {
-			continue // the first copy in the call wins
+	for i, r := range reports {
+		k := keyOf(r)
+		if _, seen := first[k]; seen {
+			continue // the first copy in the call is the one inserted
 		}
-		seen[k] = true
+		first[k] = i
 		device, store, camera, line = append(device, r.Device), append(store, r.Store), append(camera, r.Camera), append(line, r.Line)
 		boot, seq = append(boot, int64(r.Boot)), append(seq, int64(r.Seq))
 		startS, startNS = append(startS, r.Start.Unix()), append(startNS, int32(r.Start.Nanosecond()))
 		endS, endNS = append(endS, r.End.Unix()), append(endNS, int32(r.End.Nanosecond()))
 		in, out = append(in, int64(r.In)), append(out, int64(r.Out))
+		unsigned = append(unsigned, r.Sig == "")
 	}
 	now := p.now().UnixNano()
-	var n64 int64
+	var inserted map[reportKey]bool
 	err = retry(ctx, func() error {
-		return p.pool.QueryRow(ctx, pgAdd, device, boot, seq, store, camera, line,
-			startS, startNS, endS, endNS, in, out, now).Scan(&n64)
+		inserted = make(map[reportKey]bool, len(first))
+		rows, err := p.pool.Query(ctx, pgAdd, device, boot, seq, store, camera, line,
+			startS, startNS, endS, endNS, in, out, unsigned, now)
+		if err != nil {
+			return err
+		}
+		var k reportKey
+		var b, q int64
+		_, err = pgx.ForEachRow(rows, []any{&k.device, &b, &q}, func() error {
+			k.boot, k.seq = uint64(b), uint64(q)
+			inserted[k] = true
+			return nil
+		})
+		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("store: adding %d reports: %w", len(reports), err)
+		return nil, fmt.Errorf("store: adding %d reports: %w", len(reports), err)
 	}
-	return int(n64), nil
+	outcomes = make([]Outcome, len(reports))
+	var rest []int // reports not inserted: compared with the stored rows
+	for i, r := range reports {
+		if k := keyOf(r); inserted[k] && first[k] == i {
+			outcomes[i] = Added
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	if len(rest) == 0 {
+		return outcomes, nil
+	}
+	stored, err := p.stored(ctx, reports, rest)
+	if err != nil {
+		return nil, err
+	}
+	conflicts := map[deviceKey]*deviceCounts{}
+	for _, i := range rest {
+		r := reports[i]
+		c, ok := stored[keyOf(r)]
+		if !ok {
+			return nil, fmt.Errorf("store: report (device %q boot %d seq %d) neither inserted nor stored", r.Device, r.Boot, r.Seq)
+		}
+		outcomes[i] = Repeat
+		if c != contentOf(r) {
+			outcomes[i] = Conflict
+			tally(conflicts, r, Conflict)
+		}
+	}
+	if len(conflicts) > 0 {
+		var cs, cd []string
+		var cn []int64
+		for _, d := range sortedDevices(conflicts) {
+			cs, cd, cn = append(cs, d.store), append(cd, d.device), append(cn, conflicts[d].conflicts)
+		}
+		err := retry(ctx, func() error {
+			_, err := p.pool.Exec(ctx, pgConflicts, cs, cd, cn, now)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("store: noting conflicting reports: %w", err)
+		}
+	}
+	return outcomes, nil
+}
+
+// stored reads the stored content of the keys of reports[i] for i in idx.
+func (p *Postgres) stored(ctx context.Context, reports []egress.Report, idx []int) (map[reportKey]content, error) {
+	var device []string
+	var boot, seq []int64
+	for _, i := range idx {
+		r := reports[i]
+		device, boot, seq = append(device, r.Device), append(boot, int64(r.Boot)), append(seq, int64(r.Seq))
+	}
+	rows, err := p.pool.Query(ctx, pgStored, device, boot, seq)
+	if err != nil {
+		return nil, fmt.Errorf("store: reading stored reports: %w", err)
+	}
+	out := make(map[reportKey]content, len(idx))
+	var (
+		k              reportKey
+		b, q           int64
+		c              content
+		startNS, endNS int32
+	)
+	_, err = pgx.ForEachRow(rows, []any{&k.device, &b, &q, &c.store, &c.camera, &c.line, &c.startS, &startNS, &c.endS, &endNS, &c.in, &c.out}, func() error {
+		k.boot, k.seq = uint64(b), uint64(q)
+		c.startNS, c.endNS = int64(startNS), int64(endNS)
+		out[k] = c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: reading stored reports: %w", err)
+	}
+	return out, nil
 }
 
 // Totals implements Store.
@@ -369,7 +483,8 @@ func (p *Postgres) SetStatus(ctx context.Context, store, device string, online b
 
 // Devices implements Store.
 func (p *Postgres) Devices(ctx context.Context) ([]Device, error) {
-	rows, err := p.pool.Query(ctx, `SELECT store, device, online, status_ns, last_ns, reports
+	rows, err := p.pool.Query(ctx, `SELECT store, device, online, status_ns, last_ns, reports,
+		unsigned_reports, conflicts, conflict_ns
 		FROM devices ORDER BY store, device`)
 	if err != nil {
 		return nil, fmt.Errorf("store: devices: %w", err)
@@ -378,11 +493,12 @@ func (p *Postgres) Devices(ctx context.Context) ([]Device, error) {
 	var out []Device
 	for rows.Next() {
 		var d Device
-		var statusNS, lastNS int64
-		if err := rows.Scan(&d.Store, &d.Device, &d.Online, &statusNS, &lastNS, &d.Reports); err != nil {
+		var statusNS, lastNS, conflictNS int64
+		if err := rows.Scan(&d.Store, &d.Device, &d.Online, &statusNS, &lastNS, &d.Reports,
+			&d.Unsigned, &d.Conflicts, &conflictNS); err != nil {
 			return nil, fmt.Errorf("store: devices: %w", err)
 		}
-		d.StatusAt, d.LastReport = unixNano(statusNS), unixNano(lastNS)
+		d.StatusAt, d.LastReport, d.LastConflict = unixNano(statusNS), unixNano(lastNS), unixNano(conflictNS)
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {

@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/veil-edge/veil/internal/pgtest"
 )
@@ -141,5 +143,51 @@ func TestRedactError(t *testing.T) {
 				t.Errorf("redacted %v, want %v: %q", got, tc.redacted, err)
 			}
 		})
+	}
+}
+
+// TestPostgresUpgrade: a database of schema version 1 (no unsigned or
+// conflict columns) opens, keeps its rows and counts conflicts.
+func TestPostgresUpgrade(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.Start(t)
+	old := openPostgres(t, dsn)
+	old.now = func() time.Time { return t0 }
+	r := report("a", 1, 1)
+	if _, err := old.Add(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"ALTER TABLE devices DROP COLUMN unsigned_reports, DROP COLUMN conflicts, DROP COLUMN conflict_ns",
+		"UPDATE schema_version SET version = 1",
+	} {
+		if _, err := old.pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.Close()
+
+	s := openPostgres(t, dsn)
+	s.now = func() time.Time { return t0.Add(time.Hour) }
+	var v int
+	if err := s.pool.QueryRow(ctx, "SELECT version FROM schema_version").Scan(&v); err != nil || v != pgSchemaVersion {
+		t.Fatalf("schema version %d, %v; want %d", v, err, pgSchemaVersion)
+	}
+	conflicting := r
+	conflicting.In++
+	got, err := s.Add(ctx, r, conflicting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Outcome{Repeat, Conflict}; !reflect.DeepEqual(got, want) {
+		t.Errorf("outcomes %v, want %v", got, want)
+	}
+	devs, err := s.Devices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Device{{Store: "s1", Device: "a", LastReport: t0, Reports: 1, Conflicts: 1, LastConflict: t0.Add(time.Hour)}}
+	if !reflect.DeepEqual(devs, want) {
+		t.Errorf("devices %+v, want %+v", devs, want)
 	}
 }

@@ -17,7 +17,9 @@ import (
 
 // schemaVersion is stored in PRAGMA user_version; Open refuses a database
 // written by a newer schema.
-const schemaVersion = 2
+// Version 3 added the devices columns unsigned_reports, conflicts and
+// conflict_ns.
+const schemaVersion = 3
 
 // busyTimeout is how long a statement waits for another connection's lock.
 const busyTimeout = 10 * time.Second
@@ -47,9 +49,20 @@ CREATE TABLE IF NOT EXISTS devices (
 	status_ns   INTEGER NOT NULL DEFAULT 0, -- when the status was received, Unix ns; 0 none
 	last_ns     INTEGER NOT NULL DEFAULT 0, -- when the last new report was received, Unix ns; 0 none
 	reports     INTEGER NOT NULL DEFAULT 0, -- reports stored
+	unsigned_reports INTEGER NOT NULL DEFAULT 0, -- of which stored without a signature
+	conflicts   INTEGER NOT NULL DEFAULT 0, -- reports refused: same identity as a stored one, different content
+	conflict_ns INTEGER NOT NULL DEFAULT 0, -- when the last conflict was received, Unix ns; 0 none
 	PRIMARY KEY (store, device)
 ) STRICT;
 `
+
+// addedColumns are the devices columns added since schema version 2, which
+// an older database gets with ALTER TABLE.
+var addedColumns = []struct{ name, def string }{
+	{"unsigned_reports", "INTEGER NOT NULL DEFAULT 0"},
+	{"conflicts", "INTEGER NOT NULL DEFAULT 0"},
+	{"conflict_ns", "INTEGER NOT NULL DEFAULT 0"},
+}
 
 // SQLite is a Store in an embedded SQLite database file. It is safe for
 // concurrent use, also by several processes on one file.
@@ -106,6 +119,9 @@ func (s *SQLite) init(ctx context.Context) error {
 		return fmt.Errorf("creating schema: %w", err)
 	}
 	if v < schemaVersion {
+		if err := addColumns(ctx, tx); err != nil {
+			return fmt.Errorf("upgrading schema from version %d: %w", v, err)
+		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
 			return err
 		}
@@ -113,67 +129,118 @@ func (s *SQLite) init(ctx context.Context) error {
 	return tx.Commit()
 }
 
+// addColumns adds the addedColumns that devices lacks.
+func addColumns(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, "SELECT name FROM pragma_table_info('devices')")
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return err
+		}
+		have[name] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, c := range addedColumns {
+		if !have[c.name] {
+			if _, err := tx.ExecContext(ctx, "ALTER TABLE devices ADD COLUMN "+c.name+" "+c.def); err != nil {
+				return fmt.Errorf("adding column devices.%s: %w", c.name, err)
+			}
+		}
+	}
+	return nil
+}
+
 // Close closes the database.
 func (s *SQLite) Close() error {
 	return s.db.Close()
 }
 
-// Add stores reports in one transaction and returns how many were new. It
-// validates every report first and stores nothing if any is invalid; the
-// error then names the report and its bad field, and wraps egress.ErrInvalid.
-// A report whose (Device, Boot, Seq) is already stored, or appears earlier in
-// the same call, is skipped without error, even if its content differs: the
-// first copy stays.
-func (s *SQLite) Add(ctx context.Context, reports ...egress.Report) (added int, err error) {
+// Add implements Store in one transaction.
+func (s *SQLite) Add(ctx context.Context, reports ...egress.Report) (outcomes []Outcome, err error) {
 	if err := validate(reports); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if len(reports) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("store: adding reports: %w", err)
+		return nil, fmt.Errorf("store: adding reports: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO windows
+	insert, err := tx.PrepareContext(ctx, `INSERT INTO windows
 		(device, boot, seq, store, camera, line, start_s, start_ns, end_s, end_ns, in_count, out_count)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (device, boot, seq) DO NOTHING`)
 	if err != nil {
-		return 0, fmt.Errorf("store: adding reports: %w", err)
+		return nil, fmt.Errorf("store: adding reports: %w", err)
 	}
-	defer stmt.Close()
-	news := map[deviceKey]int64{}
-	for _, r := range reports {
-		res, err := stmt.ExecContext(ctx,
+	defer insert.Close()
+	stored, err := tx.PrepareContext(ctx, `SELECT store, camera, line, start_s, start_ns, end_s, end_ns, in_count, out_count
+		FROM windows WHERE device = ? AND boot = ? AND seq = ?`)
+	if err != nil {
+		return nil, fmt.Errorf("store: adding reports: %w", err)
+	}
+	defer stored.Close()
+	outcomes = make([]Outcome, len(reports))
+	counts := map[deviceKey]*deviceCounts{}
+	for i, r := range reports {
+		res, err := insert.ExecContext(ctx,
 			r.Device, int64(r.Boot), int64(r.Seq), r.Store, r.Camera, r.Line,
 			r.Start.Unix(), r.Start.Nanosecond(), r.End.Unix(), r.End.Nanosecond(),
 			r.In, r.Out)
 		if err != nil {
-			return 0, fmt.Errorf("store: adding report (device %q boot %d seq %d): %w", r.Device, r.Boot, r.Seq, err)
+			return nil, fmt.Errorf("store: adding report (device %q boot %d seq %d): %w", r.Device, r.Boot, r.Seq, err)
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
-			return 0, fmt.Errorf("store: adding reports: %w", err)
+			return nil, fmt.Errorf("store: adding reports: %w", err)
 		}
-		added += int(n)
-		if n > 0 {
-			news[deviceKey{r.Store, r.Device}]++
+		outcomes[i] = Added
+		if n == 0 {
+			var c content
+			if err := stored.QueryRowContext(ctx, r.Device, int64(r.Boot), int64(r.Seq)).Scan(
+				&c.store, &c.camera, &c.line, &c.startS, &c.startNS, &c.endS, &c.endNS, &c.in, &c.out); err != nil {
+				return nil, fmt.Errorf("store: reading stored report (device %q boot %d seq %d): %w", r.Device, r.Boot, r.Seq, err)
+			}
+			outcomes[i] = Repeat
+			if c != contentOf(r) {
+				outcomes[i] = Conflict
+			}
 		}
+		tally(counts, r, outcomes[i])
 	}
 	now := s.now().UnixNano()
-	for d, n := range news {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO devices (store, device, last_ns, reports) VALUES (?, ?, ?, ?)
-			ON CONFLICT (store, device) DO UPDATE SET last_ns = excluded.last_ns, reports = reports + excluded.reports`,
-			d.store, d.device, now, n); err != nil {
-			return 0, fmt.Errorf("store: noting device %s/%s: %w", d.store, d.device, err)
+	for _, d := range sortedDevices(counts) {
+		c := counts[d]
+		if c.added > 0 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO devices (store, device, last_ns, reports, unsigned_reports) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (store, device) DO UPDATE SET last_ns = excluded.last_ns, reports = reports + excluded.reports,
+				unsigned_reports = unsigned_reports + excluded.unsigned_reports`,
+				d.store, d.device, now, c.added, c.unsigned); err != nil {
+				return nil, fmt.Errorf("store: noting device %s/%s: %w", d.store, d.device, err)
+			}
+		}
+		if c.conflicts > 0 {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO devices (store, device, conflicts, conflict_ns) VALUES (?, ?, ?, ?)
+				ON CONFLICT (store, device) DO UPDATE SET conflicts = conflicts + excluded.conflicts, conflict_ns = excluded.conflict_ns`,
+				d.store, d.device, c.conflicts, now); err != nil {
+				return nil, fmt.Errorf("store: noting conflicts of device %s/%s: %w", d.store, d.device, err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("store: adding reports: %w", err)
+		return nil, fmt.Errorf("store: adding reports: %w", err)
 	}
-	return added, nil
+	return outcomes, nil
 }
 
 // Totals sums In and Out of the stored windows q selects, grouped by store,
@@ -252,7 +319,8 @@ func (s *SQLite) SetStatus(ctx context.Context, store, device string, online boo
 
 // Devices implements Store.
 func (s *SQLite) Devices(ctx context.Context) ([]Device, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT store, device, online, status_ns, last_ns, reports
+	rows, err := s.db.QueryContext(ctx, `SELECT store, device, online, status_ns, last_ns, reports,
+		unsigned_reports, conflicts, conflict_ns
 		FROM devices ORDER BY store, device`)
 	if err != nil {
 		return nil, fmt.Errorf("store: devices: %w", err)
@@ -261,11 +329,12 @@ func (s *SQLite) Devices(ctx context.Context) ([]Device, error) {
 	var out []Device
 	for rows.Next() {
 		var d Device
-		var statusNS, lastNS int64
-		if err := rows.Scan(&d.Store, &d.Device, &d.Online, &statusNS, &lastNS, &d.Reports); err != nil {
+		var statusNS, lastNS, conflictNS int64
+		if err := rows.Scan(&d.Store, &d.Device, &d.Online, &statusNS, &lastNS, &d.Reports,
+			&d.Unsigned, &d.Conflicts, &conflictNS); err != nil {
 			return nil, fmt.Errorf("store: devices: %w", err)
 		}
-		d.StatusAt, d.LastReport = unixNano(statusNS), unixNano(lastNS)
+		d.StatusAt, d.LastReport, d.LastConflict = unixNano(statusNS), unixNano(lastNS), unixNano(conflictNS)
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/veil-edge/veil/egress"
 )
@@ -82,5 +83,58 @@ func TestSQLiteOpenErrors(t *testing.T) {
 			s.Close()
 		}
 		t.Errorf("Open of a newer schema: error %v", err)
+	}
+}
+
+// TestSQLiteUpgrade: a database of schema version 2 (no unsigned or
+// conflict columns) opens, keeps its rows and counts conflicts.
+func TestSQLiteUpgrade(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "hq.db")
+	old := openSQLite(t, path)
+	for _, q := range []string{
+		"DROP TABLE devices",
+		`CREATE TABLE devices (store TEXT NOT NULL, device TEXT NOT NULL, online INTEGER NOT NULL DEFAULT 0,
+			status_ns INTEGER NOT NULL DEFAULT 0, last_ns INTEGER NOT NULL DEFAULT 0, reports INTEGER NOT NULL DEFAULT 0,
+			PRIMARY KEY (store, device)) STRICT`,
+		"PRAGMA user_version = 2",
+	} {
+		if _, err := old.db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.now = func() time.Time { return t0 }
+	r := report("a", 1, 1)
+	if _, err := old.db.Exec(`INSERT INTO windows VALUES (?, 1, 1, ?, ?, ?, ?, 0, ?, 0, ?, ?)`,
+		r.Device, r.Store, r.Camera, r.Line, r.Start.Unix(), r.End.Unix(), r.In, r.Out); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.db.Exec(`INSERT INTO devices (store, device, last_ns, reports) VALUES (?, ?, ?, 1)`, r.Store, r.Device, t0.UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	s := openSQLite(t, path)
+	s.now = func() time.Time { return t0.Add(time.Hour) }
+	var v int
+	if err := s.db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != schemaVersion {
+		t.Fatalf("user_version %d, %v; want %d", v, err, schemaVersion)
+	}
+	conflicting := r
+	conflicting.In++
+	got, err := s.Add(ctx, r, conflicting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Outcome{Repeat, Conflict}; !reflect.DeepEqual(got, want) {
+		t.Errorf("outcomes %v, want %v", got, want)
+	}
+	devs, err := s.Devices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Device{{Store: "s1", Device: "a", LastReport: t0, Reports: 1, Conflicts: 1, LastConflict: t0.Add(time.Hour)}}
+	if !reflect.DeepEqual(devs, want) {
+		t.Errorf("devices %+v, want %+v", devs, want)
 	}
 }

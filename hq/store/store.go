@@ -8,9 +8,12 @@
 //
 // One table, windows, holds one row per report, keyed by (device, boot, seq),
 // the identity a report keeps forever. Because delivery is at least once, Add
-// ignores a report whose key is already stored, even when its content differs:
-// the first copy stored wins. A second table, devices, keyed by (store,
-// device), holds each device's last status and last report time.
+// stores a report only if its key is not stored yet: the first copy stored
+// wins. A later copy with the same content is a Repeat and changes nothing; one
+// with different content is a Conflict: not stored, and counted on its
+// device. A second table, devices, keyed by (store, device), holds each
+// device's last status and last report time, how many of its stored reports
+// were unsigned, and its conflicts.
 //
 // Times are stored as UTC Unix time, whole seconds and nanoseconds in separate
 // integer columns (start_s, start_ns, end_s, end_ns), so they round-trip
@@ -25,16 +28,21 @@
 // Postgres has the same tables and columns (bigint, text collated "C" so
 // that sorting is byte order as in SQLite, boolean online) and a
 // schema_version table in place of SQLite's user_version. Its Add is one
-// statement whatever the batch size: the batch's columns travel as arrays,
-// unnested into an INSERT ... ON CONFLICT DO NOTHING RETURNING whose rows
-// update devices in the same statement. Rows are inserted in key order, and
-// sessions run READ COMMITTED, so processes adding overlapping batches wait
-// for each other and then skip what the other stored, without deadlock.
+// statement whatever the batch size when every report is new: the batch's
+// columns travel as arrays, unnested into an INSERT ... ON CONFLICT DO
+// NOTHING RETURNING whose rows update devices in the same statement. Rows
+// are inserted in key order, and sessions run READ COMMITTED, so processes
+// adding overlapping batches wait for each other and then skip what the
+// other stored, without deadlock. Reports not inserted are then compared
+// with the stored rows (a second statement) and conflicts counted on their
+// devices (a third, only if there are any).
 package store
 
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/veil-edge/veil/egress"
@@ -45,15 +53,25 @@ import (
 // both are safe for concurrent use and behave the same (conformance_test.go
 // runs one suite against both).
 type Store interface {
-	// Add stores reports in one transaction and returns how many were new.
-	// It validates every report first and stores nothing if any is invalid;
-	// the error then names the report and its bad field, and wraps
-	// egress.ErrInvalid. A report whose (Device, Boot, Seq) is already
-	// stored, or appears earlier in the same call, is skipped without error,
-	// even if its content differs: the first copy stays. Every device with a
-	// new report in the call gets LastReport set to now and Reports
-	// increased by its new reports; repeats change neither.
-	Add(ctx context.Context, reports ...egress.Report) (added int, err error)
+	// Add stores reports and returns what it did with each: outcomes[i] is
+	// reports[i]'s. It validates every report first and stores nothing if
+	// any is invalid; the error then names the report and its bad field,
+	// and wraps egress.ErrInvalid.
+	//
+	// A report whose (Device, Boot, Seq) is not stored yet is stored (Added);
+	// within one call the first copy of a key is the one stored. A report
+	// whose key is stored already, or stored by an earlier report of the
+	// same call, is a Repeat if its content (store, camera, line, times and
+	// counts) is the stored one's, else a Conflict; neither is stored. Sig
+	// is not content: a report without one counts as unsigned.
+	//
+	// Every device with an Added report gets LastReport set to now, Reports
+	// increased by its added reports and Unsigned by those without Sig; every
+	// device with a Conflict gets Conflicts increased and LastConflict set to
+	// now. Repeats change nothing. If Add fails, some of the reports may be
+	// stored: calling it again with the same reports is safe (they are then
+	// repeats, and conflicts are counted again).
+	Add(ctx context.Context, reports ...egress.Report) (outcomes []Outcome, err error)
 	// Totals sums In and Out of the stored windows q selects, grouped by
 	// store, camera, line and the UTC hour or day in which each window starts
 	// (a window counts wholly in the bucket of its Start). The result is
@@ -68,6 +86,43 @@ type Store interface {
 	Devices(ctx context.Context) ([]Device, error)
 	// Close closes the database.
 	Close() error
+}
+
+// Outcome is what Add did with one report.
+type Outcome uint8
+
+const (
+	// Added: the report was new and is now stored.
+	Added Outcome = iota + 1
+	// Repeat: a report with its identity and the same content is stored;
+	// nothing changed.
+	Repeat
+	// Conflict: a report with its identity but different content is
+	// stored; this one was not stored, and was counted on its device.
+	Conflict
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Added:
+		return "added"
+	case Repeat:
+		return "repeat"
+	case Conflict:
+		return "conflict"
+	}
+	return fmt.Sprintf("Outcome(%d)", uint8(o))
+}
+
+// Count returns how many of outcomes are o.
+func Count(outcomes []Outcome, o Outcome) int {
+	n := 0
+	for _, x := range outcomes {
+		if x == o {
+			n++
+		}
+	}
+	return n
 }
 
 // Bucket sizes for Query.Bucket.
@@ -104,6 +159,14 @@ type Device struct {
 	// zero if none yet.
 	LastReport time.Time
 	Reports    int64 // reports stored, duplicates not counted
+	// Unsigned is how many of Reports were stored without a signature
+	// (head office accepted them from a device allowed to send unsigned).
+	Unsigned int64
+	// Conflicts counts reports not stored because a report with their
+	// identity and different content was; LastConflict is when the last
+	// arrived (zero if none).
+	Conflicts    int64
+	LastConflict time.Time
 }
 
 // bucketSeconds checks q and returns its bucket size in seconds.
@@ -146,6 +209,68 @@ func checkDevice(store, device string) error {
 }
 
 type deviceKey struct{ store, device string }
+
+// reportKey is a report's identity.
+type reportKey struct {
+	device    string
+	boot, seq uint64
+}
+
+func keyOf(r egress.Report) reportKey { return reportKey{r.Device, r.Boot, r.Seq} }
+
+// content is what of a report is stored besides its identity: two reports
+// with one identity are repeats when their contents are equal.
+type content struct {
+	store, camera, line string
+	startS, endS        int64
+	startNS, endNS      int64
+	in, out             int64
+}
+
+func contentOf(r egress.Report) content {
+	return content{r.Store, r.Camera, r.Line, r.Start.Unix(), r.End.Unix(),
+		int64(r.Start.Nanosecond()), int64(r.End.Nanosecond()), int64(r.In), int64(r.Out)}
+}
+
+// deviceCounts are the changes one call to Add makes to a device.
+type deviceCounts struct {
+	added, unsigned, conflicts int64
+}
+
+// tally adds one report's outcome to counts.
+func tally(counts map[deviceKey]*deviceCounts, r egress.Report, o Outcome) {
+	k := deviceKey{r.Store, r.Device}
+	c := counts[k]
+	if c == nil {
+		c = &deviceCounts{}
+		counts[k] = c
+	}
+	switch o {
+	case Added:
+		c.added++
+		if r.Sig == "" {
+			c.unsigned++
+		}
+	case Conflict:
+		c.conflicts++
+	}
+}
+
+// sortedDevices returns counts' keys in (store, device) byte order, the
+// order devices rows are written in.
+func sortedDevices(counts map[deviceKey]*deviceCounts) []deviceKey {
+	keys := make([]deviceKey, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b deviceKey) int {
+		if c := strings.Compare(a.store, b.store); c != 0 {
+			return c
+		}
+		return strings.Compare(a.device, b.device)
+	})
+	return keys
+}
 
 // unixNano is the time of ns Unix nanoseconds in UTC, or zero for 0.
 func unixNano(ns int64) time.Time {

@@ -387,6 +387,79 @@ func (b *Outbox) Add(c Counts) (Report, error) {
 	return r, nil
 }
 
+// Reserve gives the next identity of this boot to a window before it is
+// stored, so that its owner can record it durably first (the crossings
+// journal): a window added with AddAs under a reserved identity is stored
+// once whatever crashes in between, because adding it again under the same
+// identity is a no-op, and if it was already delivered and removed, head
+// office takes the repeat as the duplicate it is. A reserved identity never
+// used is a gap in seq, which head office tolerates (merges leave them too).
+func (b *Outbox) Reserve() (boot, seq uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.seq++
+	return b.boot, b.seq
+}
+
+// AddAs stores window c under the identity (boot, seq) that Reserve gave,
+// in this boot or an earlier one. If the outbox already holds that
+// identity with the same window, it returns it and writes nothing; with a
+// different window it is an error. Like Add it first merges the two oldest
+// mergeable windows when full, but it never folds c into another window
+// (its identity would then be lost, and a repeat after a crash would count
+// it twice): with no room it returns an error wrapping ErrFull and the
+// caller keeps the window and its identity.
+func (b *Outbox) AddAs(c Counts, boot, seq uint64) (Report, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return Report{}, ErrClosed
+	}
+	if boot < 1 || seq < 1 || boot > b.boot || boot == b.boot && seq > b.seq {
+		return Report{}, fmt.Errorf("adding counting window as boot %d seq %d: not an identity this outbox reserved: %w", boot, seq, ErrInvalid)
+	}
+	r := Report{
+		Device: b.o.Device, Store: b.o.Store, Camera: c.Camera, Line: c.Line,
+		Start: c.Start.UTC(), End: c.End.UTC(), In: c.In, Out: c.Out,
+		Boot: boot, Seq: seq,
+	}
+	data, err := r.Marshal()
+	if err != nil {
+		return Report{}, fmt.Errorf("adding counting window: %w", err)
+	}
+	id := identOf(r)
+	find := func() (int, bool) {
+		return slices.BinarySearchFunc(b.entries, id, func(e Report, id ident) int { return identOf(e).compare(id) })
+	}
+	if i, ok := find(); ok {
+		if !sameReport(b.entries[i], r) {
+			return Report{}, fmt.Errorf("adding counting window as %s: the outbox holds another window under it: %w", id, ErrInvalid)
+		}
+		return b.entries[i], nil
+	}
+	for len(b.entries) >= b.o.MaxEntries {
+		ia, ib := b.oldestPair()
+		if ia < 0 {
+			return Report{}, fmt.Errorf("adding counting window: outbox %s holds %d windows, its limit (max entries %d), and none can be merged: %w",
+				b.dir, len(b.entries), b.o.MaxEntries, ErrFull)
+		}
+		if err := b.merge(ia, ib); err != nil {
+			return Report{}, fmt.Errorf("adding counting window: %w", err)
+		}
+	}
+	if err := durable.WriteFile(b.dir, entryName(id), tmpPrefix, data); err != nil {
+		_ = os.Remove(b.path(entryName(id)))
+		return Report{}, fmt.Errorf("adding counting window: %w", err)
+	}
+	i, _ := find()
+	b.entries = slices.Insert(b.entries, i, r)
+	select {
+	case b.notify <- struct{}{}:
+	default:
+	}
+	return r, nil
+}
+
 // merge makes room by merging stored windows ia and ib, which oldestPair
 // chose: the oldest pair of windows of the same camera and line that
 //

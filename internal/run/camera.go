@@ -15,6 +15,7 @@ import (
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/footfall"
 	"github.com/veil-edge/veil/internal/app"
+	"github.com/veil-edge/veil/internal/crashpoint"
 	"github.com/veil-edge/veil/live"
 	"github.com/veil-edge/veil/media"
 	"github.com/veil-edge/veil/pipeline"
@@ -28,9 +29,12 @@ type camera struct {
 	lines []footfall.Line
 	log   *slog.Logger
 
+	storeMu sync.Mutex // one store at a time
+	jmu     sync.Mutex // one journal save at a time, in snapshot order
+
 	mu       sync.Mutex
 	wins     *footfall.Windows // open count windows; nil while the camera is not counting
-	unsent   []footfall.Window // closed windows the outbox refused (disk full): retried
+	unsent   []unsentWindow    // closed windows not yet in the outbox (being stored, or refused when full: retried)
 	healthy  bool
 	lastErr  string
 	restarts int
@@ -165,7 +169,7 @@ func (c *camera) stopCounting(now time.Time) {
 			ws[i].End = end
 		}
 	}
-	c.unsent = append(c.unsent, ws...)
+	c.unsent = appendUnsent(c.unsent, ws)
 	c.wins = nil
 }
 
@@ -352,7 +356,7 @@ func (c *camera) closeWindows(ctx context.Context, box *egress.Outbox) {
 		case now := <-t.C:
 			c.mu.Lock()
 			if c.wins != nil {
-				c.unsent = append(c.unsent, c.wins.Close(now)...)
+				c.unsent = appendUnsent(c.unsent, c.wins.Close(now))
 			}
 			c.mu.Unlock()
 			c.store(box)
@@ -373,50 +377,97 @@ func (c *camera) flush(now time.Time, box *egress.Outbox) {
 	}
 }
 
-// saveJournal writes the crossings not yet in the outbox to the journal.
-func (c *camera) saveJournal(now time.Time) {
+// unsentWindow is a closed window on its way to the outbox, with the
+// identity the outbox reserved for it (zero until reserved).
+type unsentWindow struct {
+	footfall.Window
+	boot, seq uint64
+}
+
+func appendUnsent(u []unsentWindow, ws []footfall.Window) []unsentWindow {
+	for _, w := range ws {
+		u = append(u, unsentWindow{Window: w})
+	}
+	return u
+}
+
+// saveJournal writes the crossings not yet in the outbox to the journal:
+// the closed windows on their way there, with their reserved identities,
+// and the open windows. Saves are serialised so that an older snapshot
+// never overwrites a newer one.
+func (c *camera) saveJournal(now time.Time) error {
+	c.jmu.Lock()
+	defer c.jmu.Unlock()
 	c.mu.Lock()
 	var ws []journalWindow
-	add := func(w footfall.Window) {
-		if w.Tally != (footfall.Tally{}) {
-			ws = append(ws, journalWindow{Line: c.lines[w.Line].Name, Start: w.Start, End: w.End, In: w.In, Out: w.Out})
+	add := func(w footfall.Window, boot, seq uint64) {
+		// A closed window with an identity is kept even when empty: it is
+		// a report on its way.
+		if w.Tally != (footfall.Tally{}) || seq != 0 {
+			ws = append(ws, journalWindow{Line: c.lines[w.Line].Name, Start: w.Start, End: w.End, In: w.In, Out: w.Out, Boot: boot, Seq: seq})
 		}
 	}
 	for _, w := range c.unsent {
-		add(w)
+		add(w.Window, w.boot, w.seq)
 	}
 	if c.wins != nil {
 		for _, w := range c.wins.Snapshot(now) {
-			add(w)
+			add(w, 0, 0)
 		}
 	}
 	c.mu.Unlock()
 	if err := c.jr.save(c.cfg.Name, ws); err != nil {
 		c.log.Error("cannot write the crossings journal; a crash now would lose this window's counts", "err", err)
+		return err
 	}
+	return nil
 }
 
+// store moves the closed windows into the outbox, oldest first, each in
+// three durable steps: its identity is reserved and written to the journal,
+// the outbox stores it under that identity, the journal drops it. A crash
+// between any two steps leaves it in the journal with its identity, and
+// the next start adds it under the same identity, which the outbox and head
+// office take once.
 func (c *camera) store(box *egress.Outbox) {
-	c.mu.Lock()
-	pending := c.unsent
-	c.unsent = nil
-	c.mu.Unlock()
-	if len(pending) == 0 {
-		return
-	}
-	defer c.saveJournal(time.Now())
-	for i, w := range pending {
-		if !w.End.After(w.Start) {
-			continue
+	c.storeMu.Lock()
+	defer c.storeMu.Unlock()
+	for {
+		c.mu.Lock()
+		for len(c.unsent) > 0 && !c.unsent[0].End.After(c.unsent[0].Start) {
+			c.unsent = c.unsent[1:] // empty span: nothing counted
 		}
-		r, err := box.Add(egress.Counts{Camera: c.cfg.Name, Line: c.lines[w.Line].Name, Start: w.Start, End: w.End, In: w.In, Out: w.Out})
-		if err != nil {
-			c.log.Error("outbox refused a count window; will retry", "err", err)
-			c.mu.Lock()
-			c.unsent = append(pending[i:], c.unsent...)
+		if len(c.unsent) == 0 {
 			c.mu.Unlock()
 			return
 		}
-		c.log.Info("count window closed", "line", r.Line, "start", r.Start.Format(time.RFC3339), "end", r.End.Format(time.RFC3339), "in", r.In, "out", r.Out, "seq", r.Seq)
+		w := c.unsent[0]
+		reserve := w.seq == 0
+		if reserve {
+			w.boot, w.seq = box.Reserve()
+			c.unsent[0] = w
+		}
+		c.mu.Unlock()
+		if reserve {
+			if err := c.saveJournal(time.Now()); err != nil {
+				return // retried at the next tick, under the identity reserved now
+			}
+			if w.In+w.Out > 0 {
+				crashpoint.Hit("window-reserved") // its identity journaled, not yet stored
+			}
+		}
+		r, err := box.AddAs(egress.Counts{Camera: c.cfg.Name, Line: c.lines[w.Line].Name, Start: w.Start, End: w.End, In: w.In, Out: w.Out}, w.boot, w.seq)
+		if err != nil {
+			c.log.Error("outbox refused a count window; will retry", "err", err)
+			return
+		}
+		if w.In+w.Out > 0 {
+			crashpoint.Hit("window-stored") // a window with crossings, stored, not yet out of the journal
+		}
+		c.mu.Lock()
+		c.unsent = c.unsent[1:]
+		c.mu.Unlock()
+		c.saveJournal(time.Now())
+		c.log.Info("count window closed", "line", r.Line, "start", r.Start.Format(time.RFC3339), "end", r.End.Format(time.RFC3339), "in", r.In, "out", r.Out, "boot", r.Boot, "seq", r.Seq)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/veil-edge/veil/egress"
+	"github.com/veil-edge/veil/internal/crashpoint"
 	"github.com/veil-edge/veil/internal/durable"
 )
 
@@ -18,11 +19,12 @@ import (
 // and fsynced after every change. A crash then loses nothing: the next start
 // writes them to the outbox as partial windows ending at the last crossing.
 //
-// Residual risk, by design: a crash between a window's outbox write and the
-// journal update that follows it (a few milliseconds) makes the next start
-// add that window again under a new seq, which head office counts twice.
-// The alternative, losing every crossing of the open window at a crash, is
-// far more likely and far larger.
+// A closed window is journaled with the identity (boot, seq) the outbox
+// reserved for it before the outbox stores it, and the next start adds it
+// under that identity: a crash between the outbox write and the journal
+// update cannot queue it twice (TestJournalCrashPoints). Open windows have
+// no identity yet; recover reserves one for each and journals it before
+// adding it, for the same reason.
 type journal struct {
 	dir string
 }
@@ -40,6 +42,8 @@ type journalWindow struct {
 	End   time.Time `json:"end"`
 	In    int       `json:"in"`
 	Out   int       `json:"out"`
+	Boot  uint64    `json:"boot,omitempty"` // the outbox identity reserved for a closed window; 0 for an open one
+	Seq   uint64    `json:"seq,omitempty"`
 }
 
 func (j journal) path(camera string) string { return filepath.Join(j.dir, camera+".json") }
@@ -81,15 +85,36 @@ func (j journal) recover(camera string, box *egress.Outbox) (int, error) {
 		}
 		return 0, fmt.Errorf("journal %s is unreadable (moved to %s.corrupt): %v", p, p, err)
 	}
-	n := 0
-	for _, w := range jf.Windows {
+	// Open windows become partial windows: give each an identity and
+	// journal it before adding any.
+	reserved := false
+	for i, w := range jf.Windows {
 		if !w.End.After(w.Start) {
-			w.End = w.Start.Add(time.Millisecond)
+			jf.Windows[i].End = w.Start.Add(time.Millisecond)
 		}
-		if _, err := box.Add(egress.Counts{Camera: camera, Line: w.Line, Start: w.Start, End: w.End, In: w.In, Out: w.Out}); err != nil {
+		if w.Seq == 0 {
+			jf.Windows[i].Boot, jf.Windows[i].Seq = box.Reserve()
+			reserved = true
+		}
+	}
+	if reserved {
+		if err := j.save(camera, jf.Windows); err != nil {
+			return 0, fmt.Errorf("journal %s: %w", p, err)
+		}
+		crashpoint.Hit("recover-reserved")
+	}
+	n := 0
+	for len(jf.Windows) > 0 {
+		w := jf.Windows[0]
+		if _, err := box.AddAs(egress.Counts{Camera: camera, Line: w.Line, Start: w.Start, End: w.End, In: w.In, Out: w.Out}, w.Boot, w.Seq); err != nil {
 			return n, fmt.Errorf("journal %s: %w", p, err)
 		}
+		crashpoint.Hit("recover-stored")
 		n += w.In + w.Out
+		jf.Windows = jf.Windows[1:]
+		if err := j.save(camera, jf.Windows); err != nil {
+			return n, fmt.Errorf("journal %s: %w", p, err)
+		}
 	}
-	return n, j.save(camera, nil)
+	return n, nil
 }

@@ -289,6 +289,7 @@ func writeKillConfig(t *testing.T, dir, broker, outbox, video string) string {
 		`footfall: {window: "1s", journal_dir: ` + q(filepath.Join(dir, "open-windows")) + `}`,
 		`mqtt: {broker: ` + q(broker) + `}`,
 		`outbox: {dir: ` + q(outbox) + `}`,
+		`consent: {key_file: ` + q(filepath.Join(dir, "box.key")) + `}`,
 		`http: {listen: ""}`,
 		`log: {format: json, level: debug}`,
 		`models: {dir: ` + q(testenv.ModelsDir()) + `}`,
@@ -316,8 +317,8 @@ type veilProc struct {
 }
 
 // startVeil starts `veil run -c cfg` with no VEIL_* variables from the
-// test's environment; t.Cleanup kills it if it still runs.
-func startVeil(t testing.TB, bin, cfg string) *veilProc {
+// test's environment (env is added); t.Cleanup kills it if it still runs.
+func startVeil(t testing.TB, bin, cfg string, env ...string) *veilProc {
 	t.Helper()
 	cmd := exec.Command(bin, "run", "-c", cfg)
 	for _, kv := range os.Environ() {
@@ -325,6 +326,7 @@ func startVeil(t testing.TB, bin, cfg string) *veilProc {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, env...)
 	v := &veilProc{cmd: cmd, stderr: &testenv.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout = v.stderr
 	cmd.Stderr = v.stderr

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,12 @@ import (
 // BuildVeil builds cmd/veil into a temporary directory of t and returns its
 // path, for tests that run the real binary as a process.
 func BuildVeil(t testing.TB) string {
+	t.Helper()
+	return BuildVeilTags(t)
+}
+
+// BuildVeilTags is BuildVeil with build tags (e.g. crashpoints).
+func BuildVeilTags(t testing.TB, tags ...string) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -25,7 +32,11 @@ func BuildVeil(t testing.TB) string {
 	bin := filepath.Join(t.TempDir(), "veil")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/veil")
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	cmd := exec.CommandContext(ctx, goBin, append(args, "./cmd/veil")...)
 	cmd.Dir = Root()
 	cmd.Env = os.Environ()
 	if os.Getenv("GOFLAGS") == "" {

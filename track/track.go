@@ -9,6 +9,12 @@
 // backward and forward: a face first seen on keyframe k1 is also covered on
 // the frames just before k1, and a face lost on k1 stays covered for the hold
 // time. Boxes grow with the time since the nearest observation.
+//
+// Each track also counts, keyframe by keyframe, what a consumer that must
+// not confuse two people needs to know (the consent gate): the keyframes it
+// was detected on, those it was missed on, and those on which it was
+// contested: its identity could have been confused with another track's by
+// position and time alone (see Covered).
 package track
 
 import (
@@ -107,6 +113,8 @@ type Track struct {
 	ID        uint64
 	obs       []obs // oldest first; never empty
 	confirmed bool
+	// Keyframe counts since the track began (see Covered).
+	seen, missed, contested int
 }
 
 // Confirmed reports whether the track is covered (see Options.ConfirmScore).
@@ -117,6 +125,7 @@ func (tr *Track) Confirmed() bool { return tr.confirmed }
 // for any ConfirmObs up to maxObs.
 func (tr *Track) observe(o Options, at time.Duration, d Detection) (confirmed bool) {
 	tr.obs = append(tr.obs, obs{at, BoxOf(d.Box)})
+	tr.seen++
 	if len(tr.obs) > maxObs {
 		tr.obs = append(tr.obs[:0], tr.obs[len(tr.obs)-maxObs:]...)
 	}
@@ -194,9 +203,11 @@ func (t *Tracker) Update(at time.Duration, dets []Detection) {
 		ti, di int
 		score  float64
 	}
+	preds := make([]Box, len(t.tracks))
 	var pairs []pair
 	for ti, tr := range t.tracks {
 		p := tr.predict(at)
+		preds[ti] = p
 		size := math.Max(p.w(), p.h())
 		for di, d := range dets {
 			db := BoxOf(d.Box)
@@ -218,14 +229,25 @@ func (t *Tracker) Update(at time.Duration, dets []Detection) {
 			pairs[j], pairs[j-1] = pairs[j-1], pairs[j]
 		}
 	}
-	usedT := make([]bool, len(t.tracks))
+	match := make([]int, len(t.tracks)) // detection index per track, -1: missed
+	for i := range match {
+		match[i] = -1
+	}
 	usedD := make([]bool, len(dets))
 	for _, p := range pairs {
-		if usedT[p.ti] || usedD[p.di] {
+		if match[p.ti] >= 0 || usedD[p.di] {
 			continue
 		}
-		usedT[p.ti], usedD[p.di] = true, true
-		if t.tracks[p.ti].observe(t.opts, at, dets[p.di]) {
+		match[p.ti], usedD[p.di] = p.di, true
+	}
+	newHit := t.contest(preds, match, dets)
+	for ti, di := range match {
+		tr := t.tracks[ti]
+		if di < 0 {
+			tr.missed++
+			continue
+		}
+		if tr.observe(t.opts, at, dets[di]) {
 			t.faces++
 		}
 	}
@@ -233,6 +255,9 @@ func (t *Tracker) Update(at time.Duration, dets []Detection) {
 		if !usedD[di] {
 			t.nextID++
 			tr := &Track{ID: t.nextID}
+			if newHit[di] {
+				tr.contested = 1
+			}
 			if tr.observe(t.opts, at, d) {
 				t.faces++
 			}
@@ -253,6 +278,104 @@ func (t *Tracker) Update(at time.Duration, dets []Detection) {
 	t.tracks = live
 }
 
+// ContestReach is how far a track's reach extends, in sizes of its
+// predicted box: a detection whose box overlaps the prediction, or whose
+// centre is within ContestReach box sizes of the prediction's centre, is
+// one the track could have taken (the matching gate is one box size).
+const ContestReach = 1.5
+
+// sweptMargin grows each box of a track's path between two keyframes by
+// this share of its size on each side.
+const sweptMargin = 0.25
+
+// inReach reports whether detection box d is within the reach of a track
+// predicted at p.
+func inReach(p, d Box) bool {
+	if iou(p, d) > 0 {
+		return true
+	}
+	return math.Hypot(p.cx()-d.cx(), p.cy()-d.cy()) <= ContestReach*math.Max(p.w(), p.h())
+}
+
+// swept is the region a face may have crossed between two keyframes: the
+// bounding box of its boxes at both, each grown by sweptMargin.
+func swept(a, b Box) Box {
+	a, b = a.grow(sweptMargin), b.grow(sweptMargin)
+	return Box{math.Min(a.X0, b.X0), math.Min(a.Y0, b.Y0), math.Max(a.X1, b.X1), math.Max(a.Y1, b.Y1)}
+}
+
+// contest counts, for this keyframe, every track whose identity could have
+// been confused with another's by position and time alone (Covered's
+// Contested): a detection other than its own within its reach, its own
+// detection within another track's reach, or its path since the previous
+// keyframe (swept) touching another track's path or the first box of a new
+// track. preds are the tracks' predicted boxes at this keyframe, match the
+// detection each took (-1: none). It runs before the detections are
+// recorded, and returns, per detection, whether the new track it starts
+// (if it starts one) is contested from its first keyframe by the same
+// rules.
+func (t *Tracker) contest(preds []Box, match []int, dets []Detection) (newHit []bool) {
+	// Every path of this keyframe interval: the tracks' first, in order,
+	// then the first boxes of the tracks about to start.
+	type path struct {
+		box    Box
+		track  int // index in t.tracks, or -1
+		newDet int // the detection starting a new track, or -1
+	}
+	var paths []path
+	taken := make([]bool, len(dets))
+	for ti, tr := range t.tracks {
+		to := preds[ti]
+		if di := match[ti]; di >= 0 {
+			to, taken[di] = BoxOf(dets[di].Box), true
+		}
+		paths = append(paths, path{swept(tr.last().box, to), ti, -1})
+	}
+	for di, d := range dets {
+		if !taken[di] {
+			b := BoxOf(d.Box)
+			paths = append(paths, path{swept(b, b), -1, di})
+		}
+	}
+	meets := func(k int) bool {
+		for j, q := range paths {
+			if j != k && iou(paths[k].box, q.box) > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	reachedBy := func(d Box, except int) bool { // within another track's reach
+		for tj := range t.tracks {
+			if tj != except && inReach(preds[tj], d) {
+				return true
+			}
+		}
+		return false
+	}
+	newHit = make([]bool, len(dets))
+	for k, p := range paths {
+		if p.track < 0 {
+			newHit[p.newDet] = meets(k) || reachedBy(BoxOf(dets[p.newDet].Box), -1)
+			continue
+		}
+		ti := p.track
+		hit := meets(k)
+		for di, d := range dets {
+			if !hit && di != match[ti] && inReach(preds[ti], BoxOf(d.Box)) {
+				hit = true // another detection it could have taken
+			}
+		}
+		if di := match[ti]; !hit && di >= 0 {
+			hit = reachedBy(BoxOf(dets[di].Box), ti) // its detection was another's to take
+		}
+		if hit {
+			t.tracks[ti].contested++
+		}
+	}
+	return newHit
+}
+
 // Cover returns the boxes to redact at stream time at, which may lie
 // anywhere in the span of frames the caller still buffers. A track observed
 // on both sides of at is interpolated; one first seen after at is covered
@@ -268,10 +391,28 @@ func (t *Tracker) Cover(at time.Duration) []image.Rectangle {
 	return out
 }
 
-// Covered is a track's box to redact at one moment, with the track's ID.
+// Covered is a track's box to redact at one moment, with the track's ID
+// and what its keyframes say about its continuity. The counts only grow
+// over a track's life, so a consumer compares them with what it saw
+// before; they reflect every keyframe applied so far, which in a
+// look-ahead schedule includes keyframes after the covered moment.
 type Covered struct {
 	ID  uint64
 	Box image.Rectangle
+	// Seen is the number of keyframes the track was detected on, Missed
+	// the number it was not detected on since its first.
+	Seen, Missed int
+	// Contested is the number of keyframes on which the track's identity
+	// could have been confused with another track's by position and time
+	// alone: another detection within its reach (ContestReach), its own
+	// detection within another track's reach, or its path since the
+	// previous keyframe (boxes grown by a quarter) touching another
+	// track's path or a new track's first box. A track never contested
+	// has been the one face it followed as far as positions can tell.
+	Contested int
+	// Held: the track was not detected on the latest keyframe; its box is
+	// held and extrapolated.
+	Held bool
 }
 
 // CoverTracks is Cover with the ID of the track behind each box.
@@ -282,7 +423,8 @@ func (t *Tracker) CoverTracks(at time.Duration) []Covered {
 			continue
 		}
 		if b, ok := t.boxAt(tr, at); ok {
-			out = append(out, Covered{ID: tr.ID, Box: b.Rect()})
+			out = append(out, Covered{ID: tr.ID, Box: b.Rect(), Seen: tr.seen, Missed: tr.missed, Contested: tr.contested,
+				Held: tr.last().t < t.lastKey})
 		}
 	}
 	return out

@@ -165,3 +165,87 @@ func TestConfirmation(t *testing.T) {
 		t.Errorf("ConfirmObs 0: Faces() = %d, want 0", n)
 	}
 }
+
+// sq is a 40 px face box centred at (x, y).
+func sq(x, y int) image.Rectangle { return image.Rect(x-20, y-20, x+20, y+20) }
+
+// TestContinuity: what each track's counts say (Covered's Seen, Missed,
+// Contested, Held) after two faces move past each other in different ways,
+// keyframes every 100 ms. Face a is the first track; its counts are read
+// after the last keyframe.
+func TestContinuity(t *testing.T) {
+	type step []image.Rectangle // one keyframe's detections; a's first when present
+	path := func(n int, a, b func(k int) image.Rectangle) []step {
+		var s []step
+		for k := range n {
+			s = append(s, step{a(k), b(k)})
+		}
+		return s
+	}
+	tests := []struct {
+		name      string
+		steps     []step
+		contested bool
+		seen      int
+		missed    int
+		held      bool
+		newB      bool // b's track contested from its first keyframe
+	}{
+		{"apart", path(8, func(k int) image.Rectangle { return sq(100+10*k, 100) }, func(int) image.Rectangle { return sq(500, 100) }),
+			false, 8, 0, false, false},
+		{"pass three sizes apart", path(10, func(k int) image.Rectangle { return sq(100+30*k, 100) }, func(k int) image.Rectangle { return sq(400-30*k, 220) }),
+			false, 10, 0, false, false},
+		{"paths meet", path(10, func(k int) image.Rectangle { return sq(100+30*k, 200) }, func(k int) image.Rectangle { return sq(400-30*k, 200) }),
+			true, 10, 0, false, false},
+		// Speeding up (the tracker follows by velocity), 2.5 sizes apart
+		// on keyframe 3 and 3.5 past each other on keyframe 4: never seen
+		// close, but their paths in between touch.
+		{"cross between two keyframes, a size apart sideways", path(6, func(k int) image.Rectangle { return sq(100+15*k*(k+1), 200) }, func(k int) image.Rectangle { return sq(560-15*k*(k+1), 240) }),
+			true, 6, 0, false, false},
+		{"cross between two keyframes, three sizes apart sideways", path(6, func(k int) image.Rectangle { return sq(100+15*k*(k+1), 200) }, func(k int) image.Rectangle { return sq(560-15*k*(k+1), 320) }),
+			false, 6, 0, false, false},
+		{"overtake close", path(12, func(k int) image.Rectangle { return sq(100+20*k, 200) }, func(k int) image.Rectangle { return sq(180+5*k, 230) }),
+			true, 12, 0, false, false},
+		{"missed on the last keyframe", []step{{sq(100, 100)}, {sq(110, 100)}, {sq(120, 100)}, {}},
+			false, 3, 1, true, false},
+		{"missed, then seen again", []step{{sq(100, 100)}, {sq(110, 100)}, {}, {sq(130, 100)}},
+			false, 3, 1, false, false},
+		{"another face appears beside it", []step{{sq(100, 100)}, {sq(100, 100)}, {sq(100, 100), sq(135, 100)}},
+			true, 3, 0, false, true},
+		{"another face appears far away", []step{{sq(100, 100)}, {sq(100, 100)}, {sq(100, 100), sq(400, 100)}},
+			false, 3, 0, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := New(DefaultOptions)
+			var at time.Duration
+			for _, s := range tc.steps {
+				tr.Update(at, dets(s...))
+				at += 100 * ms
+			}
+			cs := tr.CoverTracks(at - 100*ms)
+			var a, b *Covered
+			for i := range cs {
+				switch cs[i].ID {
+				case 1:
+					a = &cs[i]
+				case 2:
+					b = &cs[i]
+				}
+			}
+			if a == nil {
+				t.Fatalf("face a's track is gone: %+v", cs)
+			}
+			if (a.Contested > 0) != tc.contested || a.Seen != tc.seen || a.Missed != tc.missed || a.Held != tc.held {
+				t.Errorf("a: contested %d, seen %d, missed %d, held %v; want contested %v, seen %d, missed %d, held %v",
+					a.Contested, a.Seen, a.Missed, a.Held, tc.contested, tc.seen, tc.missed, tc.held)
+			}
+			if tc.newB && (b == nil || b.Contested != 1) {
+				t.Errorf("b's track %+v: want contested from its first keyframe", b)
+			}
+			if len(tr.Tracks()) != max(1, len(tc.steps[len(tc.steps)-1])) && !tc.held {
+				t.Errorf("%d tracks, want one per face (no track lost or split)", len(tr.Tracks()))
+			}
+		})
+	}
+}

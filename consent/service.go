@@ -67,7 +67,14 @@ type Grant struct {
 	Bound   bool      // bound to a track now
 	Ended   string    // why it ended ("" while active)
 	Relayed bool      // given on head office's pages and relayed to the box
+	// Suspended: bound, but redacted for now: another face is close (see
+	// follow.go).
+	Suspended bool
+	// Unbound says why the binding last ended while the grant stayed
+	// active (another face came close); the shopper may confirm again.
+	Unbound string
 	track   uint64
+	follow  *follow   // while bound
 	bindBy  time.Time // a relayed grant not yet bound: keep trying until then
 }
 
@@ -360,11 +367,11 @@ func (s *Service) bind(g *Grant) error {
 	if cs.at.IsZero() || s.o.Now().Sub(cs.at) > snapshotMaxAge {
 		return ErrCameraDown
 	}
-	var in []uint64
+	var in []track.Covered
 	for _, f := range cs.faces {
 		c := image.Pt((f.Box.Min.X+f.Box.Max.X)/2, (f.Box.Min.Y+f.Box.Max.Y)/2)
 		if c.In(cs.zone.Rect) {
-			in = append(in, f.ID)
+			in = append(in, f)
 		}
 	}
 	switch {
@@ -374,14 +381,14 @@ func (s *Service) bind(g *Grant) error {
 		return ErrSeveralInZone
 	}
 	for _, o := range s.grants {
-		if o.Bound && o.Camera == g.Camera && o.track == in[0] {
+		if o.Bound && o.Camera == g.Camera && o.track == in[0].ID {
 			return ErrSeveralInZone // that track is someone else's consent already
 		}
 	}
 	if _, err := s.o.Ledger.Append(Entry{Time: s.o.Now().UTC(), Type: EventBind, ConsentID: g.ID, Camera: g.Camera, Zone: g.Zone}); err != nil {
 		return fmt.Errorf("consent ledger: %w", err)
 	}
-	g.Bound, g.track = true, in[0]
+	g.Bound, g.track, g.follow, g.Suspended, g.Unbound = true, in[0].ID, newFollow(in[0]), false, ""
 	s.log.Info("consent bound to a track", "consent", g.ID, "camera", g.Camera, "track", g.track)
 	return nil
 }
@@ -404,11 +411,27 @@ func (s *Service) end(g *Grant, ev EventType, reason string) {
 			s.log.Error("consent ledger", "err", err)
 		}
 	}
-	g.Bound, g.Ended = false, reason
+	g.Bound, g.Ended, g.follow, g.Suspended = false, reason, nil, false
 	if _, err := s.o.Ledger.Append(Entry{Time: now, Type: ev, ConsentID: g.ID, Camera: g.Camera, Zone: g.Zone, Reason: reason}); err != nil {
 		s.log.Error("consent ledger", "err", err)
 	}
 	s.log.Info("consent ended", "consent", g.ID, "reason", reason)
+}
+
+// unbind ends g's binding for reason (see follow.go). A grant confirmed on
+// this box's pages stays active: the shopper may confirm again on the spot.
+// A relayed grant, which has no phone to confirm on the box, ends. s.mu is
+// held.
+func (s *Service) unbind(g *Grant, reason string) {
+	if g.Relayed {
+		s.end(g, EventExpire, reason)
+		return
+	}
+	if _, err := s.o.Ledger.Append(Entry{Time: s.o.Now().UTC(), Type: EventUnbind, ConsentID: g.ID, Camera: g.Camera, Zone: g.Zone, Reason: reason}); err != nil {
+		s.log.Error("consent ledger", "err", err)
+	}
+	g.Bound, g.follow, g.Suspended, g.Unbound = false, nil, false, reason
+	s.log.Info("consent unbound: confirm again to be shown", "consent", g.ID, "camera", g.Camera, "reason", reason)
 }
 
 // expire ends grants past their expiry, and forgets ended grants one
@@ -510,7 +533,10 @@ type Gate struct {
 }
 
 // Exempt records the camera's tracks (for Confirm), ends consents whose
-// track is gone or whose time is up, and returns the tracks still bound.
+// track is gone or whose time is up, follows each bound track by the rules
+// in follow.go (suspended while another face is near, unbound when which
+// face is which can no longer be told), and returns the tracks that may be
+// shown.
 func (g *Gate) Exempt(faces []track.Covered) []uint64 {
 	s := g.s
 	s.mu.Lock()
@@ -525,18 +551,23 @@ func (g *Gate) Exempt(faces []track.Covered) []uint64 {
 		if !gr.Bound || gr.Camera != g.camera {
 			continue
 		}
-		alive := false
-		for _, f := range faces {
-			if f.ID == gr.track {
-				alive = true
-				break
-			}
-		}
+		f, alive := find(faces, gr.track)
 		if !alive {
 			s.end(gr, EventExpire, "track ended")
 			continue
 		}
-		out = append(out, gr.track)
+		exempt, ended := gr.follow.step(f, faces)
+		if ended != "" {
+			s.unbind(gr, ended)
+			continue
+		}
+		if gr.Suspended != !exempt {
+			gr.Suspended = !exempt
+			s.log.Debug("consent exemption", "consent", gr.ID, "track", gr.track, "suspended", gr.Suspended)
+		}
+		if exempt {
+			out = append(out, gr.track)
+		}
 	}
 	return out
 }

@@ -351,8 +351,12 @@ func (w *webUI) show(rw http.ResponseWriter, r *http.Request, op func(id, secret
 		p.Message = t.Withdrawn
 	case g.Ended != "":
 		p.Message = t.Ended
+	case g.Bound && g.Suspended:
+		p.Message = fmt.Sprintf(t.Bound, g.Expires.Local().Format("15:04")) + " " + text(suspendedTexts, lang)
 	case g.Bound:
 		p.Message = fmt.Sprintf(t.Bound, g.Expires.Local().Format("15:04"))
+	case g.Unbound != "" && p.Message == "":
+		p.Message = text(unboundTexts, lang)
 	case g.Relayed && p.Message == "":
 		p.Message = relayedText(lang)
 	}
@@ -381,18 +385,38 @@ var relayedTexts = map[string]string{
 	"en": "Your consent was sent to the shop's camera box. Stand alone on the marked spot in front of the sign now: " +
 		"for %d seconds after receiving it, the camera looks for exactly one person there and leaves that person unredacted. " +
 		"This page cannot show whether that happened. If nobody or more than one person was on the spot, nothing changes; " +
-		"scan the code on the sign again to retry. Your consent also ends when you leave the camera's view.",
+		"scan the code on the sign again to retry. Your consent also ends when you leave the camera's view, " +
+		"and when another person comes so close to you that the camera can no longer tell you apart.",
 	"zh-CN": "您的同意已发送到店内的摄像设备。请现在独自站在标牌前的标记位置：设备收到后的%d秒内，" +
 		"会在该位置寻找唯一一人，并对其不做遮挡处理。本页面无法显示是否已成功。如果标记位置无人或多于一人，" +
-		"则不会有任何变化，您可以重新扫描标牌上的二维码。离开摄像头画面后，您的同意也会结束。",
+		"则不会有任何变化，您可以重新扫描标牌上的二维码。离开摄像头画面后，或有他人靠近到摄像头无法区分您二人时，您的同意也会结束。",
 }
 
 func relayedText(lang string) string {
-	t, ok := relayedTexts[lang]
-	if !ok {
-		t = relayedTexts["en"]
+	return fmt.Sprintf(text(relayedTexts, lang), int(RelayBindWindow.Seconds()))
+}
+
+// suspendedTexts is added to the bound message while another face is close
+// to the shopper's (see follow.go).
+var suspendedTexts = map[string]string{
+	"en":    "Someone is close to you in the camera's view right now, so you are redacted until you are apart again.",
+	"zh-CN": "目前摄像画面中有人靠近您，因此在你们分开之前，您会被遮挡。",
+}
+
+// unboundTexts is what the phone says once the binding ended because
+// another face came close (see follow.go); the consent itself is still on.
+var unboundTexts = map[string]string{
+	"en": "Another person came so close to you in the camera's view that the camera could no longer be sure which of you " +
+		"had opted in, so you are redacted again. To be shown again, stand alone on the marked spot and tap Confirm.",
+	"zh-CN": "摄像画面中有另一人与您靠得太近，摄像设备无法再确定哪一位是同意者，因此您重新被遮挡。如需再次显示，请独自站在标记位置并点击确认。",
+}
+
+// text is m's text in lang, or in English.
+func text(m map[string]string, lang string) string {
+	if t, ok := m[lang]; ok {
+		return t
 	}
-	return fmt.Sprintf(t, int(RelayBindWindow.Seconds()))
+	return m["en"]
 }
 
 func names(n Notice) map[string]string {

@@ -1,6 +1,7 @@
 package egressproof
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/internal/testenv"
 )
@@ -24,7 +26,10 @@ const (
 	runFor       = 12 * time.Second
 	exitWithin   = 15 * time.Second
 	minReports   = 4   // 2 s windows over runFor, two lines: far more are expected
-	maxReportLen = 512 // a report is ~250 bytes; no frame fits in one
+	maxReportLen = 512 // a signed report is ~350 bytes; no frame fits in one
+	// proofHQKey is a head-office public key: with it veil subscribes to
+	// its acknowledgement topic, which the proof then covers too.
+	proofHQKey = "ERERERERERERERERERERERERERERERERERERERERERE="
 )
 
 var proofLines = []string{"crossing", "road"}
@@ -78,7 +83,13 @@ func TestEgressProof(t *testing.T) {
 		ClientID: "veil-" + proofDevice, Prefix: egress.DefaultTopicPrefix,
 		Store: proofStore, Device: proofDevice, Camera: proofCamera, Lines: proofLines,
 		MaxReport: maxReportLen,
+		AckTopic:  egress.AckTopic(egress.DefaultTopicPrefix, proofStore, proofDevice),
 	}
+	boxKey, err := consent.LoadKey(filepath.Join(filepath.Dir(cfg), "box.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.BoxKey = boxKey.Public().(ed25519.PublicKey)
 	vd := p.check(frames)
 	t.Logf("egress summary:\n%s", vd.summary())
 	for _, s := range vd.Violations {
@@ -86,6 +97,9 @@ func TestEgressProof(t *testing.T) {
 	}
 	if len(vd.Reports) < minReports {
 		t.Errorf("%d footfall reports left the box, want at least %d: the proof would be vacuous", len(vd.Reports), minReports)
+	}
+	if len(vd.Subscribes) == 0 {
+		t.Errorf("veil never subscribed to head office's acknowledgements; the proof would not cover it")
 	}
 	if vd.Conns == 0 {
 		t.Errorf("veil never connected to the broker")
@@ -122,6 +136,9 @@ footfall:
   journal_dir: %q
 mqtt:
   broker: "tcp://%s:%d"
+  head_office_key: %q
+consent:
+  key_file: %q
 outbox:
   dir: %q
 http:
@@ -132,7 +149,7 @@ cameras:
     loop: true
     lines:
 %s`, testenv.ModelsDir(), proofStore, proofDevice, filepath.Join(dir, "open-windows"), n.hqAddr, brokerPort,
-		filepath.Join(dir, "outbox"), proofCamera, testenv.VTest, lines.String())
+		proofHQKey, filepath.Join(dir, "box.key"), filepath.Join(dir, "outbox"), proofCamera, testenv.VTest, lines.String())
 	path := filepath.Join(dir, "veil.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ var testPolicy = policy{
 	BoxMAC: mac{0x02, 'v', 'e', 'i', 'l', 1}, HQMAC: mac{0x02, 'v', 'e', 'i', 'l', 2},
 	Box: netip.MustParseAddr("10.231.7.1"), HQ: netip.MustParseAddr("10.231.7.2"), BrokerPort: 1883,
 	ClientID: "veil-dev1", Prefix: "veil/v1", Store: "shop", Device: "dev1", Camera: "cam", Lines: []string{"door", "road"},
-	MaxReport: 512,
+	MaxReport: 512, AckTopic: "veil/v1/shop/dev1/ack",
 }
 
 // session builds the capture of one MQTT session between the box and the
@@ -207,8 +207,20 @@ func TestPolicy(t *testing.T) {
 		{name: "ip to the broker's address at another mac", want: "not the broker's", mid: func(s *session) {
 			s.frame(ethernet(s.p.BoxMAC, broadcast, etherIPv4, ipv4Bytes(s.p.Box, s.p.HQ, protoTCP, tcpBytes(s.sport, 1883, s.seqOut, 0, tcpACK, nil))))
 		}},
-		{name: "subscribe", want: "the box may not send SUBSCRIBE", mid: func(s *session) {
+		{name: "subscribe", want: `SUBSCRIBE to "cmd/#"; allowed only "veil/v1/shop/dev1/ack"`, mid: func(s *session) {
 			s.out(mqttPacket{Type: mqttSUBSCRIBE, Flags: 2, Body: cat([]byte{0, 5}, putString(nil, []byte("cmd/#")), []byte{1})}.encode())
+			s.in(mqttPacket{Type: mqttSUBACK, Body: []byte{0, 5, 1}}.encode())
+		}},
+		{name: "subscribe to the ack topic", mid: func(s *session) {
+			s.out(mqttPacket{Type: mqttSUBSCRIBE, Flags: 2, Body: cat([]byte{0, 5}, putString(nil, []byte("veil/v1/shop/dev1/ack")), []byte{1})}.encode())
+			s.in(mqttPacket{Type: mqttSUBACK, Body: []byte{0, 5, 1}}.encode())
+		}},
+		{name: "subscribe to the ack topic and more", want: "allowed exactly one filter", mid: func(s *session) {
+			s.out(mqttPacket{Type: mqttSUBSCRIBE, Flags: 2, Body: cat([]byte{0, 5}, putString(nil, []byte("veil/v1/shop/dev1/ack")), []byte{1}, putString(nil, []byte("#")), []byte{0})}.encode())
+			s.in(mqttPacket{Type: mqttSUBACK, Body: []byte{0, 5, 1, 0}}.encode())
+		}},
+		{name: "subscribe to another box's ack topic", want: `SUBSCRIBE to "veil/v1/shop/dev2/ack"`, mid: func(s *session) {
+			s.out(mqttPacket{Type: mqttSUBSCRIBE, Flags: 2, Body: cat([]byte{0, 5}, putString(nil, []byte("veil/v1/shop/dev2/ack")), []byte{1})}.encode())
 			s.in(mqttPacket{Type: mqttSUBACK, Body: []byte{0, 5, 1}}.encode())
 		}},
 		{name: "unsolicited puback", want: "answers no QoS 1 PUBLISH from the broker", mid: func(s *session) {

@@ -2,6 +2,7 @@ package egressproof
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -24,7 +25,10 @@ import (
 //     no credentials when none are configured, the will offline on the
 //     status topic), then only PUBLISH at QoS 0 or 1, PINGREQ, and a final
 //     DISCONNECT; a PUBACK, PUBREC or PUBCOMP only answering a PUBLISH or
-//     PUBREL the broker sent on that connection. Never SUBSCRIBE or
+//     PUBREL the broker sent on that connection. SUBSCRIBE only to the
+//     box's acknowledgement topic <prefix>/<store>/<device>/ack, exactly
+//     that one filter (no wildcard) at QoS 0 or 1, when head office's key
+//     is configured (AckTopic); it carries nothing but that topic. Never
 //     UNSUBSCRIBE.
 //   - A PUBLISH goes to <prefix>/<store>/<device>/status with payload
 //     exactly online or offline, or to …/footfall with a payload shorter
@@ -40,6 +44,12 @@ type policy struct {
 	Camera        string
 	Lines         []string
 	MaxReport     int // a footfall payload must be shorter than this
+	// AckTopic is the one topic the box may subscribe to (head office's
+	// acknowledgements); empty: no SUBSCRIBE at all.
+	AckTopic string
+	// BoxKey, when set, is the box's public key: every report must carry a
+	// signature that verifies with it (and nothing else new).
+	BoxKey ed25519.PublicKey
 }
 
 func (p policy) statusTopic() string {
@@ -65,6 +75,7 @@ type verdict struct {
 	PublishFlags                map[string]int // box PUBLISH packets by topic kind, QoS and flags
 	Connects                    []string       // each CONNECT, described
 	Statuses                    []string       // status payloads in order
+	Subscribes                  []string       // topic filters the box subscribed to
 	Reports                     []egress.Report
 	MaxReportLen                int
 	Violations                  []string
@@ -245,6 +256,8 @@ func (p policy) checkConn(c *conn, v *verdict) {
 			p.checkConnect(where, pk, v)
 		case mqttPUBLISH:
 			p.checkPublish(where, pk, v)
+		case mqttSUBSCRIBE:
+			p.checkSubscribe(where, pk, v)
 		case mqttPINGREQ:
 		case mqttDISCONNECT:
 			if j != len(pkts)-1 {
@@ -262,7 +275,7 @@ func (p policy) checkConn(c *conn, v *verdict) {
 			if !hqPubrel[pk.packetID()] {
 				v.fail("%s: id %d answers no PUBREL from the broker", where, pk.packetID())
 			}
-		default: // SUBSCRIBE, UNSUBSCRIBE, PUBREL (veil never publishes at QoS 2) and broker-only types
+		default: // UNSUBSCRIBE, PUBREL (veil never publishes at QoS 2) and broker-only types
 			v.fail("%s: the box may not send %s", where, pk)
 		}
 	}
@@ -290,6 +303,30 @@ func (p policy) checkConnect(where string, pk mqttPacket, v *verdict) {
 		v.fail("%s: no last will", where)
 	case w.Topic != p.statusTopic() || string(w.Message) != egress.StatusOffline:
 		v.fail("%s: will %q on %q, want %q on %q", where, w.Message, w.Topic, egress.StatusOffline, p.statusTopic())
+	}
+}
+
+// checkSubscribe allows one form of SUBSCRIBE: a packet id and exactly
+// the filter AckTopic at QoS 0 or 1.
+func (p policy) checkSubscribe(where string, pk mqttPacket, v *verdict) {
+	if p.AckTopic == "" {
+		v.fail("%s: the box may not send %s (no acknowledgement topic configured)", where, pk)
+		return
+	}
+	if len(pk.Body) < 2 {
+		v.fail("%s: SUBSCRIBE without a packet id", where)
+		return
+	}
+	filter, rest, err := readString(pk.Body[2:], "topic filter")
+	switch {
+	case err != nil:
+		v.fail("%s: %v", where, err)
+	case filter != p.AckTopic:
+		v.fail("%s: SUBSCRIBE to %q; allowed only %q", where, filter, p.AckTopic)
+	case len(rest) != 1 || rest[0] > 1:
+		v.fail("%s: SUBSCRIBE to %q followed by %d bytes; allowed exactly one filter at QoS 0 or 1", where, filter, len(rest))
+	default:
+		v.Subscribes = append(v.Subscribes, filter)
 	}
 }
 
@@ -325,6 +362,11 @@ func (p policy) checkPublish(where string, pk mqttPacket, v *verdict) {
 		if err != nil {
 			v.fail("%s: footfall payload %q: %v", where, truncate(pub.Payload), err)
 			return
+		}
+		if p.BoxKey != nil {
+			if err := r.Verify(p.BoxKey); err != nil {
+				v.fail("%s: report boot %d seq %d: %v", where, r.Boot, r.Seq, err)
+			}
 		}
 		if r.Store != p.Store || r.Device != p.Device || r.Camera != p.Camera || !slices.Contains(p.Lines, r.Line) {
 			v.fail("%s: report for store %q device %q camera %q line %q; configured %q %q %q %q",

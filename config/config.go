@@ -194,6 +194,10 @@ type MQTT struct {
 	// stored; without it (and without consent.relay_key, the same key,
 	// used in its place) delivery ends at the broker's acknowledgement.
 	HeadOfficeKey string `mapstructure:"head_office_key"`
+	// ResendAfter is how long a report the broker has acknowledged waits
+	// for head office's acknowledgement before it is published again; each
+	// further wait doubles, up to 30 minutes (or ResendAfter if longer).
+	ResendAfter time.Duration `mapstructure:"resend_after"`
 }
 
 // Outbox configures the on-disk queue of closed count windows.
@@ -225,7 +229,7 @@ var Default = Config{
 	Output:   Output{Codec: "auto"},
 	Site:     Site{Store: "store", Device: "box"},
 	Footfall: Footfall{Window: 15 * time.Minute, Band: 0.1, MinHeight: 0.06, JournalDir: "var/open-windows"},
-	MQTT:     MQTT{TopicPrefix: "veil/v1"},
+	MQTT:     MQTT{TopicPrefix: "veil/v1", ResendAfter: time.Minute},
 	Outbox:   Outbox{Dir: "var/outbox", MaxEntries: 10000},
 	HTTP:     HTTP{Listen: "127.0.0.1:8080", User: "operator"},
 	Live:     Live{Every: 1, Deadline: 500 * time.Millisecond},

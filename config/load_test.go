@@ -370,6 +370,7 @@ var envValues = map[string]struct {
 	"consent.notice_file":    {"/etc/veil/notice.json", "/etc/veil/notice.json"},
 	"consent.relay_key":      {"ERERERERERERERERERERERERERERERERERERERERERE=", "ERERERERERERERERERERERERERERERERERERERERERE="},
 	"mqtt.head_office_key":   {"ERERERERERERERERERERERERERERERERERERERERERE=", "ERERERERERERERERERERERERERERERERERERERERERE="},
+	"mqtt.resend_after":      {"20s", 20 * time.Second},
 	"live.detect_deadline":   {"250ms", 250 * time.Millisecond},
 	"update.root":            {"/srv/veil", "/srv/veil"},
 	"update.metadata_url":    {"https://updates.example/veil/metadata", "https://updates.example/veil/metadata"},

@@ -191,6 +191,7 @@ var limits = map[string]limit{
 	"consent.notice_file":    {text: true},
 	"consent.relay_key":      {edkey: true},
 	"mqtt.head_office_key":   {edkey: true},
+	"mqtt.resend_after":      durBetween(time.Second, time.Hour),
 	"live.detect_every":      between(1, 30),
 	"live.detect_deadline":   durBetween(time.Millisecond, 60*time.Second),
 	"update.root":            {dir: true},

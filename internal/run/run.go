@@ -41,10 +41,6 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// MQTTRetry overrides the publisher's retry interval (tests); 0 keeps the default.
 	MQTTRetry time.Duration
-	// StoredWait overrides how long a report the broker has acknowledged
-	// waits for head office's acknowledgement before it is published again
-	// (tests); 0 keeps the default.
-	StoredWait time.Duration
 	// HungAfter is how long a camera may go with neither a frame nor a
 	// failure before veil counts itself hung and stops feeding systemd's
 	// watchdog; 0 means 90 s.
@@ -103,7 +99,7 @@ func New(o Options) (*Service, error) {
 		}
 		mo.Broker, mo.ClientID, mo.Username, mo.Password = m.Broker, m.ClientID, m.Username, m.Password
 		mo.CAFile, mo.CertFile, mo.KeyFile, mo.TopicPrefix = m.CAFile, m.CertFile, m.KeyFile, m.TopicPrefix
-		mo.RetryInterval, mo.StoredWait = o.MQTTRetry, o.StoredWait
+		mo.RetryInterval, mo.StoredWait = o.MQTTRetry, m.ResendAfter
 		s.pub, err = egress.NewPublisher(mo, box, o.Log)
 		if err != nil {
 			box.Close()

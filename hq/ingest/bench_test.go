@@ -50,8 +50,8 @@ func BenchmarkIngest(b *testing.B) {
 	perDevice := make([][]msg, benchDevices)
 	for i := range b.N {
 		d := i % benchDevices
-		r := report("shop-"+strconv.Itoa(d/5), "box-"+strconv.Itoa(d), 1, uint64(i/benchDevices+1), i/benchDevices)
-		perDevice[d] = append(perDevice[d], msg{footfallTopic(r), marshal(b, r)})
+		r := report("bench-shop-"+strconv.Itoa(d/5), "bench-"+strconv.Itoa(d), 1, uint64(i/benchDevices+1), i/benchDevices)
+		perDevice[d] = append(perDevice[d], msg{footfallTopic(r), signed(b, r)})
 	}
 	clients := make([]mqtt.Client, benchDevices)
 	for d := range clients {

@@ -33,15 +33,46 @@
 // max_inflight_messages, 20 by default), and so the batch size: raise it on
 // head office's broker for high report rates (docs/ARCHITECTURE.md).
 //
-// # Refused messages
+// # Which reports are stored
 //
-// A report that does not parse (egress.ParseReport: the one wire type, every
-// field checked), or whose store or device differs from its topic's, is
-// refused: counted, logged (once a minute per topic) and acknowledged, so
-// that it is not delivered again and again.
+// Every report must come from a registered box (Options.Boxes, head
+// office's box registry) and be signed with that box's key; the registry's
+// store must be the report's and its topic's. Devices listed in
+// Options.Unsigned may send unsigned reports while their boxes are
+// upgraded: those are stored and counted as unsigned on the device. A
+// report that passes is then checked for plausibility: a window of at most
+// MaxWindow, ending no later than Options.MaxSkew after head office's
+// clock, with in+out at most Options.MaxRate per second of the window (a
+// window shorter than RateFloor is allowed RateFloor's worth).
+//
+// Everything else is refused: counted (veil_hq_messages_refused_total by
+// reason), logged (once a minute per topic), never stored, and
+// acknowledged to the broker so that it is not delivered again and again.
+// The reasons: malformed (egress.ParseReport's strict parse fails), topic
+// (the report names another store or device than its topic), replayed (a
+// genuine report of one box published on another's topic), unknown-device,
+// wrong-store, unsigned, bad-signature, implausible, conflict (its identity
+// is stored with other content: store.Conflict, also counted on the
+// device), status (a status message that is neither online nor offline).
+//
+// # Acknowledgements to the boxes
+//
+// After a batch commits, ingest publishes on each box's
+// egress.AckTopic (QoS 1) one egress.Ack per (device, boot) of the batch,
+// signed with head office's key (Options.Key): Stored names every report
+// of the batch that head office now holds (new, or a repeat of a stored
+// one), Refused those it will never store (implausible, conflict), so the
+// box can drop them from its outbox. Only reports whose signature verified
+// (or from a device allowed unsigned) are acknowledged at all: an unsigned,
+// forged or unregistered report gets no answer, so a forger cannot make a
+// box drop its real windows. Then the batch's messages are acknowledged to
+// the broker. An acknowledgement that cannot be published is logged and
+// counted; the box publishes the report again and it is acknowledged as a
+// repeat.
 package ingest
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,7 +93,29 @@ const (
 	DefaultGroup    = "veil-hq"
 	DefaultClientID = "veil-hq"
 	DefaultBatch    = 512
+	DefaultMaxRate  = 10.0            // people per second per line
+	DefaultMaxSkew  = 5 * time.Minute // how far in the future a window may end
 )
+
+// Plausibility limits that are not options.
+const (
+	// MaxWindow is the longest window head office stores (footfall.window
+	// is at most 24h).
+	MaxWindow = 24 * time.Hour
+	// RateFloor is the shortest window length the rate limit is applied
+	// to: a shorter window (a box closes a partial one when it stops, often
+	// about a second long) may hold MaxRate × RateFloor people, 600 at the
+	// default rate.
+	RateFloor = time.Minute
+)
+
+// ackItems bounds the ranges and refusals of one Ack together, within
+// egress.MaxAckRanges and egress.MaxAckRefusals and well within
+// egress.MaxAckSize (a range or a refusal is at most about 60 bytes).
+const ackItems = 500
+
+// ackWait bounds the wait for the broker to acknowledge a batch's Acks.
+const ackWait = 10 * time.Second
 
 // retryMax caps the back-off between attempts to store a batch.
 const retryMax = 30 * time.Second
@@ -86,6 +139,23 @@ type Options struct {
 	// Batch is the most reports stored in one transaction; 0 means
 	// DefaultBatch.
 	Batch int
+	// Boxes is the box registry (hq.boxes): the only devices whose reports
+	// are stored, each with its store and the public key its reports must
+	// be signed with. A device may be listed once.
+	Boxes []Box
+	// Unsigned lists devices, "store/device", whose unsigned reports are
+	// stored (counted as unsigned on the device) while they are upgraded
+	// to firmware that signs; they need not be registered. A signed report
+	// of a registered device must still verify.
+	Unsigned []string
+	// Key is head office's Ed25519 key, which signs the Acks; required.
+	Key ed25519.PrivateKey
+	// MaxRate is the most people (in+out) a window may count per second of
+	// its length on one line; 0 means DefaultMaxRate.
+	MaxRate float64
+	// MaxSkew is how far after head office's clock a window may end; 0
+	// means DefaultMaxSkew.
+	MaxSkew time.Duration
 	// Metrics, when set, gets the ingest's counters (veil_hq_*).
 	Metrics *prometheus.Registry
 	Log     *slog.Logger // nil: slog.Default()
@@ -98,10 +168,19 @@ type Status struct {
 	Received    int64     `json:"received"`   // report messages received (duplicates included)
 	Stored      int64     `json:"stored"`     // new reports stored
 	Duplicates  int64     `json:"duplicates"` // reports already stored
-	Refused     int64     `json:"refused"`    // messages refused (malformed or mismatched topic)
+	Refused     int64     `json:"refused"`    // messages refused, for any reason (see the package doc)
+	Acks        int64     `json:"acks"`       // acknowledgements published to boxes and acknowledged by the broker
+	AckErrors   int64     `json:"ack_errors"` // acknowledgements that could not be published
 	LastReport  time.Time `json:"last_report"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// Box is a registered box.
+type Box struct {
+	Device string            // its site.device, unique across all stores
+	Store  string            // its site.store
+	Key    ed25519.PublicKey // its consent.key_file key, which signs its reports
 }
 
 // Ingest subscribes to the boxes' topics and stores what arrives. Make one
@@ -109,6 +188,9 @@ type Status struct {
 type Ingest struct {
 	o             Options
 	log           *slog.Logger
+	boxes         map[string]Box  // by device
+	unsigned      map[string]bool // "store/device"
+	client        mqtt.Client     // set by Run
 	broker        string
 	reports       string // the report subscription (shared unless Group is "-")
 	statuses      string
@@ -120,6 +202,7 @@ type Ingest struct {
 	mu            sync.Mutex
 	st            Status
 	refusedLogged map[string]time.Time
+	ackLogged     time.Time // when a failed Ack was last logged
 }
 
 // New checks o and returns an Ingest. Errors name the option at fault.
@@ -151,6 +234,35 @@ func New(o Options) (*Ingest, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxRate == 0 {
+		o.MaxRate = DefaultMaxRate
+	}
+	if o.MaxSkew == 0 {
+		o.MaxSkew = DefaultMaxSkew
+	}
+	if len(o.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("ingest: no Ed25519 key to sign acknowledgements with")
+	}
+	if !(o.MaxRate > 0) || o.MaxSkew < 0 {
+		return nil, fmt.Errorf("ingest: max rate %g, max skew %s; allowed a positive rate and a skew of 0 or more: %w", o.MaxRate, o.MaxSkew, egress.ErrInvalid)
+	}
+	boxes := make(map[string]Box, len(o.Boxes))
+	for i, b := range o.Boxes {
+		if p := egress.NameProblem(b.Device) + egress.NameProblem(b.Store); p != "" || len(b.Key) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("ingest: box %d (%q/%q): not a valid name or Ed25519 public key: %w", i+1, b.Store, b.Device, egress.ErrInvalid)
+		}
+		if _, dup := boxes[b.Device]; dup {
+			return nil, fmt.Errorf("ingest: box %d: device %q is registered twice: %w", i+1, b.Device, egress.ErrInvalid)
+		}
+		boxes[b.Device] = b
+	}
+	unsigned := make(map[string]bool, len(o.Unsigned))
+	for _, u := range o.Unsigned {
+		if err := CheckDeviceName(u); err != nil {
+			return nil, fmt.Errorf("ingest: unsigned device %w", err)
+		}
+		unsigned[u] = true
+	}
 	if err := egress.CheckTopicPrefix(o.MQTT.TopicPrefix); err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
@@ -164,6 +276,8 @@ func New(o Options) (*Ingest, error) {
 	in := &Ingest{
 		o:             o,
 		log:           o.Log,
+		boxes:         boxes,
+		unsigned:      unsigned,
 		broker:        co.Servers[0].String(),
 		reports:       o.MQTT.TopicPrefix + "/+/+/footfall",
 		statuses:      o.MQTT.TopicPrefix + "/+/+/status",
@@ -177,6 +291,21 @@ func New(o Options) (*Ingest, error) {
 	}
 	in.clientOpts = in.clientOptions(co)
 	return in, nil
+}
+
+// CheckDeviceName checks s as a "store/device" entry of Options.Unsigned
+// (and hq.unsigned_devices).
+func CheckDeviceName(s string) error {
+	st, dev, ok := strings.Cut(s, "/")
+	if !ok {
+		return fmt.Errorf("%q is not store/device: %w", s, egress.ErrInvalid)
+	}
+	for _, p := range [...]string{egress.NameProblem(st), egress.NameProblem(dev)} {
+		if p != "" {
+			return fmt.Errorf("%q is not store/device: %s: %w", s, p, egress.ErrInvalid)
+		}
+	}
+	return nil
 }
 
 // Topics are the report and status subscriptions.

@@ -2,10 +2,13 @@ package ingest
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,13 +48,39 @@ func mqttOptions(b *mqtttest.Broker, clientID string) egress.MQTTOptions {
 type running struct {
 	*Ingest
 	stop func()
+	log  *testenv.Buffer
 }
 
-// start runs an Ingest on b into st until stop or the end of the test.
+// hqKey is head office's key in every test: it signs the Acks.
+var hqKey = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+
+// boxKey is the key of a test box, derived from its device name.
+func boxKey(device string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("test box " + device))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// testBoxes is the box registry of every test: box-1 in shop-a, box-2 in
+// shop-b, and the benchmark's bench-0..bench-49 in bench-shop-0..9.
+func testBoxes() []Box {
+	var boxes []Box
+	add := func(st, dev string) {
+		boxes = append(boxes, Box{Device: dev, Store: st, Key: boxKey(dev).Public().(ed25519.PublicKey)})
+	}
+	add("shop-a", "box-1")
+	add("shop-b", "box-2")
+	for d := range benchDevices {
+		add("bench-shop-"+strconv.Itoa(d/5), "bench-"+strconv.Itoa(d))
+	}
+	return boxes[:len(boxes):len(boxes)]
+}
+
+// start runs an Ingest on b into st until stop or the end of the test,
+// with the test registry and head office's test key.
 func start(t testing.TB, b *mqtttest.Broker, st store.Store, clientID string, edit func(*Options)) running {
 	t.Helper()
-	log, _ := testLog(t)
-	o := Options{MQTT: mqttOptions(b, clientID), Store: st, Log: log}
+	log, buf := testLog(t)
+	o := Options{MQTT: mqttOptions(b, clientID), Store: st, Log: log, Key: hqKey, Boxes: testBoxes()}
 	if edit != nil {
 		edit(&o)
 	}
@@ -73,7 +102,7 @@ func start(t testing.TB, b *mqtttest.Broker, st store.Store, clientID string, ed
 	}
 	t.Cleanup(stop)
 	waitFor(t, 10*time.Second, "ingest subscribed", func() bool { return in.Status().Connected })
-	return running{in, stop}
+	return running{in, stop, buf}
 }
 
 func testLog(t testing.TB) (*slog.Logger, *testenv.Buffer) {
@@ -128,6 +157,17 @@ func footfallTopic(r egress.Report) string {
 	return egress.DefaultTopicPrefix + "/" + r.Store + "/" + r.Device + "/footfall"
 }
 
+// signed is r's wire form signed with its device's test key.
+func signed(t testing.TB, r egress.Report) []byte {
+	t.Helper()
+	b, err := r.Sign(boxKey(r.Device))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// marshal is r's wire form unsigned.
 func marshal(t testing.TB, r egress.Report) []byte {
 	t.Helper()
 	b, err := r.Marshal()
@@ -198,11 +238,11 @@ func TestStoresEachReportOnce(t *testing.T) {
 			}
 			sent = append(sent, r)
 		}
-		runBox(t, b, box)
+		runBox(t, b, box, dev.device)
 	}
 	again := client(t, b, "replayer")
 	for _, r := range sent[:10] {
-		publish(t, again, footfallTopic(r), marshal(t, r), false)
+		publish(t, again, footfallTopic(r), signed(t, r), false)
 	}
 	waitFor(t, 20*time.Second, "80 reports stored and 10 duplicates seen", func() bool {
 		s := in.Status()
@@ -217,11 +257,13 @@ func TestStoresEachReportOnce(t *testing.T) {
 	}
 }
 
-// runBox runs a real egress.Publisher for box on b until the test ends.
-func runBox(t testing.TB, b *mqtttest.Broker, box *egress.Outbox) {
+// runBox runs a real egress.Publisher for box on b, signing with device's
+// key, until the test ends.
+func runBox(t testing.TB, b *mqtttest.Broker, box *egress.Outbox, device string) {
 	t.Helper()
 	log, _ := testLog(t)
-	p, err := egress.NewPublisher(egress.MQTTOptions{Broker: b.URL(), ConnectTimeout: 2 * time.Second, RetryInterval: 100 * time.Millisecond}, box, log)
+	p, err := egress.NewPublisher(egress.MQTTOptions{Broker: b.URL(), ConnectTimeout: 2 * time.Second, RetryInterval: 100 * time.Millisecond,
+		SignKey: boxKey(device)}, box, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,10 +286,10 @@ func TestRefusesWhatIsNotAReport(t *testing.T) {
 		name, topic, payload string
 	}{
 		{"not JSON", prefix + "footfall", "hello"},
-		{"an extra field", prefix + "footfall", strings.Replace(string(marshal(t, good)), `"seq":1`, `"seq":1,"face":"x"`, 1)},
-		{"a field missing", prefix + "footfall", strings.Replace(string(marshal(t, good)), `"in":3,`, ``, 1)},
-		{"another device's report", egress.DefaultTopicPrefix + "/shop-a/box-9/footfall", string(marshal(t, good))},
-		{"another store's report", egress.DefaultTopicPrefix + "/shop-z/box-1/footfall", string(marshal(t, good))},
+		{"an extra field", prefix + "footfall", strings.Replace(string(signed(t, good)), `"seq":1`, `"seq":1,"face":"x"`, 1)},
+		{"a field missing", prefix + "footfall", strings.Replace(string(signed(t, good)), `"in":3,`, ``, 1)},
+		{"another device's report", egress.DefaultTopicPrefix + "/shop-a/box-9/footfall", string(signed(t, good))},
+		{"another store's report", egress.DefaultTopicPrefix + "/shop-z/box-1/footfall", string(signed(t, good))},
 		{"a status that is neither", prefix + "status", "rebooting"},
 	}
 	for i, tc := range tests {
@@ -259,7 +301,7 @@ func TestRefusesWhatIsNotAReport(t *testing.T) {
 			}
 		})
 	}
-	publish(t, c, footfallTopic(good), marshal(t, good), false)
+	publish(t, c, footfallTopic(good), signed(t, good), false)
 	waitFor(t, 10*time.Second, "the good report stored after the bad ones", func() bool { return reportsOf(t, st) == 1 })
 }
 
@@ -274,7 +316,8 @@ func TestDeviceStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	log, _ := testLog(t)
-	p, err := egress.NewPublisher(egress.MQTTOptions{Broker: b.URL(), ConnectTimeout: 2 * time.Second, RetryInterval: 100 * time.Millisecond}, box, log)
+	p, err := egress.NewPublisher(egress.MQTTOptions{Broker: b.URL(), ConnectTimeout: 2 * time.Second, RetryInterval: 100 * time.Millisecond,
+		SignKey: boxKey("box-1")}, box, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +370,7 @@ func TestRedeliveredAfterRestart(t *testing.T) {
 			send := func(from, to int) {
 				for i := from; i < to; i++ {
 					r := report("shop-a", "box-1", 1, uint64(i+1), i)
-					publish(t, c, footfallTopic(r), marshal(t, r), false)
+					publish(t, c, footfallTopic(r), signed(t, r), false)
 					sent = append(sent, r)
 				}
 			}
@@ -377,7 +420,7 @@ func TestStoreFailureRetried(t *testing.T) {
 	var sent []egress.Report
 	for i := range 20 {
 		r := report("shop-a", "box-1", 1, uint64(i+1), i)
-		publish(t, c, footfallTopic(r), marshal(t, r), false)
+		publish(t, c, footfallTopic(r), signed(t, r), false)
 		sent = append(sent, r)
 	}
 	waitFor(t, 30*time.Second, "20 reports stored", func() bool { return reportsOf(t, st) == 20 })
@@ -410,7 +453,7 @@ func TestSharedSubscription(t *testing.T) {
 	const n = 200
 	for i := range n {
 		r := report("shop-a", "box-1", 1, uint64(i+1), i)
-		c.Publish(footfallTopic(r), 1, false, marshal(t, r))
+		c.Publish(footfallTopic(r), 1, false, signed(t, r))
 	}
 	waitFor(t, 30*time.Second, "200 reports stored", func() bool { return reportsOf(t, sts[0]) == n })
 	// A report is stored before the ingest that took it counts it as
@@ -436,19 +479,31 @@ func TestOptions(t *testing.T) {
 		want string
 	}{
 		{"no store", Options{MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883"}}, "no store"},
-		{"bad broker", Options{Store: st, MQTT: egress.MQTTOptions{Broker: "http://x:1"}}, "scheme"},
-		{"bad group", Options{Store: st, MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883"}, Group: "a/b"}, "group"},
-		{"bad prefix", Options{Store: st, MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883", TopicPrefix: "a/#"}}, "prefix"},
+		{"bad broker", Options{MQTT: egress.MQTTOptions{Broker: "http://x:1"}}, "scheme"},
+		{"bad group", Options{MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883"}, Group: "a/b"}, "group"},
+		{"bad prefix", Options{MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883", TopicPrefix: "a/#"}}, "prefix"},
+		{"no key", Options{MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883"}, Key: ed25519.PrivateKey{}}, "no Ed25519 key"},
+		{"negative rate", Options{MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883"}, MaxRate: -1}, "max rate -1"},
+		{"box twice", Options{MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883"}, Boxes: append(testBoxes(), testBoxes()[0])}, `device "box-1" is registered twice`},
+		{"box without key", Options{MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883"}, Boxes: []Box{{Device: "d", Store: "s"}}}, "box 1"},
+		{"unsigned not store/device", Options{MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883"}, Unsigned: []string{"box-1"}}, `unsigned device "box-1" is not store/device`},
+		{"unsigned bad name", Options{MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883"}, Unsigned: []string{"shop a/box-1"}}, `"shop a/box-1" is not store/device`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.o.Key == nil {
+				tc.o.Key = hqKey
+			}
+			if tc.name != "no store" {
+				tc.o.Store = st
+			}
 			_, err := New(tc.o)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("New: %v; want an error about %q", err, tc.want)
 			}
 		})
 	}
-	in, err := New(Options{Store: st, MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883"}})
+	in, err := New(Options{Store: st, MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1883"}, Key: hqKey})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 	}
 	in.log.Info("hq ingest: connecting to broker", "broker", in.broker, "client_id", in.o.MQTT.ClientID)
 	c := mqtt.NewClient(in.clientOpts)
+	in.client = c
 	c.Connect() // with ConnectRetry it keeps trying; OnConnect subscribes
 	defer func() {
 		close(in.done) // releases handlers blocked on a full queue
@@ -71,13 +72,17 @@ func (in *Ingest) topicParts(topic string) (st, device, kind string, ok bool) {
 	return parts[0], parts[1], parts[2], true
 }
 
-// process stores one batch and acknowledges its messages. It returns false
-// if ctx ended first (nothing of the batch left unstored is acknowledged).
+// process stores one batch, publishes its Acks to the boxes and
+// acknowledges its messages to the broker. It returns false if ctx ended
+// first (nothing of the batch left unstored is acknowledged).
 func (in *Ingest) process(ctx context.Context, batch []mqtt.Message) bool {
 	var (
 		reports []egress.Report
-		acks    []mqtt.Message
+		msgs    []mqtt.Message // msgs[i] brought reports[i]
+		later   []mqtt.Message // refused for good, acknowledged with the batch
+		ans     = answers{}
 	)
+	now := in.o.Now()
 	for _, m := range batch {
 		st, device, kind, ok := in.topicParts(m.Topic())
 		switch {
@@ -88,44 +93,64 @@ func (in *Ingest) process(ctx context.Context, batch []mqtt.Message) bool {
 		case ok && kind == kindFootfall:
 			in.m.received.Inc()
 			r, err := egress.ParseReport(m.Payload())
-			if err == nil && (r.Store != st || r.Device != device) {
-				err = fmt.Errorf("report of store %q device %q on the topic of store %q device %q", r.Store, r.Device, st, device)
-				in.refuse(m, "topic", err)
+			if err != nil {
+				in.refuse(m, reasonMalformed, err)
 				continue
 			}
+			r, reason, err := in.admit(r, st, device)
 			if err != nil {
-				in.refuse(m, "malformed", err)
+				in.refuse(m, reason, err) // not from the box it names: no answer
+				continue
+			}
+			if err := in.implausible(r, now); err != nil {
+				in.note(m, reasonImplausible, err)
+				ans.refused(r, reasonImplausible)
+				later = append(later, m)
 				continue
 			}
 			reports = append(reports, r)
-			acks = append(acks, m)
+			msgs = append(msgs, m)
 		default:
-			in.refuse(m, "topic", errors.New("not a footfall or status topic"))
+			in.refuse(m, reasonTopic, errors.New("not a footfall or status topic"))
 		}
+	}
+	var outcomes []store.Outcome
+	if len(reports) > 0 {
+		if !in.retry(ctx, "storing reports", func() error {
+			start := time.Now()
+			var err error
+			outcomes, err = in.o.Store.Add(ctx, reports...)
+			in.m.storeSeconds.Observe(time.Since(start).Seconds())
+			return err
+		}) {
+			return false
+		}
+	}
+	for i, r := range reports {
+		if outcomes[i] == store.Conflict {
+			in.note(msgs[i], reasonConflict, fmt.Errorf("device %q boot %d seq %d: head office holds a different report under this identity", r.Device, r.Boot, r.Seq))
+			ans.refused(r, reasonConflict)
+			continue
+		}
+		ans.stored(r)
+	}
+	if len(ans) > 0 && !in.publishAcks(ctx, ans.acks(in.o.Now())) {
+		return false
+	}
+	for _, m := range append(msgs, later...) {
+		m.Ack()
 	}
 	if len(reports) == 0 {
 		return true
 	}
-	var added int
-	if !in.retry(ctx, "storing reports", func() error {
-		start := time.Now()
-		outcomes, err := in.o.Store.Add(ctx, reports...)
-		in.m.storeSeconds.Observe(time.Since(start).Seconds())
-		added = store.Count(outcomes, store.Added)
-		return err
-	}) {
-		return false
-	}
-	for _, m := range acks {
-		m.Ack()
-	}
+	added, repeats := store.Count(outcomes, store.Added), store.Count(outcomes, store.Repeat)
 	in.m.batch.Observe(float64(len(reports)))
 	in.m.stored.Add(float64(added))
-	in.m.duplicates.Add(float64(len(reports) - added))
+	in.m.duplicates.Add(float64(repeats))
 	in.mu.Lock()
 	in.st.Received += int64(len(reports))
 	in.st.Stored += int64(added)
-	in.st.Duplicates += int64(len(reports) - added)
+	in.st.Duplicates += int64(repeats)
 	in.st.LastReport = in.o.Now()
 	in.mu.Unlock()
 	return true
@@ -142,7 +167,7 @@ func (in *Ingest) status(ctx context.Context, m mqtt.Message, st, device string)
 		m.Ack()
 		return true
 	default:
-		in.refuse(m, "status", fmt.Errorf("status %.32q; allowed %q or %q", m.Payload(), egress.StatusOnline, egress.StatusOffline))
+		in.refuse(m, reasonStatus, fmt.Errorf("status %.32q; allowed %q or %q", m.Payload(), egress.StatusOnline, egress.StatusOffline))
 		return true
 	}
 	at := in.o.Now()
@@ -187,6 +212,12 @@ func (in *Ingest) retry(ctx context.Context, what string, op func() error) bool 
 // logging it at most once a minute per topic.
 func (in *Ingest) refuse(m mqtt.Message, reason string, err error) {
 	m.Ack()
+	in.note(m, reason, err)
+}
+
+// note counts and logs (at most once a minute per topic) a message refused
+// for reason.
+func (in *Ingest) note(m mqtt.Message, reason string, err error) {
 	in.m.refused.WithLabelValues(reason).Inc()
 	now := in.o.Now()
 	in.mu.Lock()

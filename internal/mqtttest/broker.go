@@ -65,6 +65,10 @@ type Options struct {
 	// keeps for a disconnected persistent session; 0 keeps its default
 	// (1000), -1 means no limit.
 	MaxQueued int
+	// ACL, when set, is mosquitto's acl_file content (e.g. "pattern read #"
+	// lines, which apply to every client); SetACL changes it while the
+	// broker runs.
+	ACL string
 }
 
 // Broker is a mosquitto process on a loopback port with persistence in its
@@ -125,6 +129,12 @@ func Start(t testing.TB, o Options) *Broker {
 	case o.MaxQueued > 0:
 		conf = append(conf, fmt.Sprintf("max_queued_messages %d", o.MaxQueued))
 	}
+	if o.ACL != "" {
+		if err := os.WriteFile(b.aclFile(), []byte(o.ACL+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		conf = append(conf, "acl_file "+b.aclFile())
+	}
 	if os.Geteuid() == 0 {
 		conf = append(conf, "user root") // else it drops to user mosquitto, who cannot read t.TempDir()
 	}
@@ -160,6 +170,31 @@ func Start(t testing.TB, o Options) *Broker {
 
 func (b *Broker) confFile() string { return filepath.Join(b.dir, "mosquitto.conf") }
 func (b *Broker) logFile() string  { return filepath.Join(b.dir, "mosquitto.log") }
+func (b *Broker) aclFile() string  { return filepath.Join(b.dir, "acl") }
+
+// SetACL replaces the access control list of a broker started with
+// Options.ACL and makes the running mosquitto reload it (SIGHUP), as an
+// operator would; it waits until the log says it reloaded.
+func (b *Broker) SetACL(acl string) {
+	b.t.Helper()
+	if b.o.ACL == "" {
+		b.t.Fatal("mqtttest: SetACL on a broker started without Options.ACL")
+	}
+	if err := os.WriteFile(b.aclFile(), []byte(acl+"\n"), 0o600); err != nil {
+		b.t.Fatal(err)
+	}
+	if b.cmd == nil {
+		return
+	}
+	before := strings.Count(b.Log(), "Reloading config")
+	_ = b.cmd.Process.Signal(syscall.SIGHUP)
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(b.Log(), "Reloading config") <= before; {
+		if time.Now().After(deadline) {
+			b.t.Fatal("mosquitto did not reload its configuration within 5 s of SIGHUP")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // Log returns what mosquitto has logged so far (connections included).
 func (b *Broker) Log() string {

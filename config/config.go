@@ -9,6 +9,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/veil-edge/veil/blur"
@@ -41,22 +42,46 @@ type Config struct {
 // files and topic prefix; not its client_id) and serves the dashboard. The
 // box (veil run) ignores this section.
 type HQ struct {
-	Listen       string        `mapstructure:"listen"`         // the dashboard's host:port
-	User         string        `mapstructure:"user"`           // the dashboard's login name
-	PasswordHash string        `mapstructure:"password_hash"`  // bcrypt hash of its password (veil passwd); veil-hq refuses to start without one
-	TLSCert      string        `mapstructure:"tls_cert"`       // PEM certificate: serve HTTPS (with tls_key)
-	TLSKey       string        `mapstructure:"tls_key"`        // PEM private key of tls_cert
-	TrustedProxy string        `mapstructure:"trusted_proxy"`  // IP address of a TLS-terminating reverse proxy; empty: none
-	Store        string        `mapstructure:"store"`          // sqlite | postgres
-	SQLitePath   string        `mapstructure:"sqlite_path"`    // the SQLite database file (store: sqlite)
-	PostgresDSN  string        `mapstructure:"postgres_dsn"`   // PostgreSQL connection string (store: postgres); prefer VEIL_HQ_POSTGRES_DSN
-	ClientID     string        `mapstructure:"client_id"`      // MQTT client id of the persistent session; distinct per veil-hq process
-	Group        string        `mapstructure:"group"`          // shared-subscription group; "-": a plain subscription
-	Batch        int           `mapstructure:"batch"`          // most reports stored in one transaction, 1..10000
-	StaleAfter   time.Duration `mapstructure:"stale_after"`    // a device without a report for this long is marked stale, 1m..168h
-	RelayBoxes   string        `mapstructure:"relay_boxes"`    // the registry of boxes whose consent pages head office relays (JSON lines); empty: relay off
-	RelayKeyFile string        `mapstructure:"relay_key_file"` // head office's Ed25519 key signing down-link messages (created if missing)
-	RelayLedger  string        `mapstructure:"relay_ledger"`   // head office's own consent ledger
+	Listen          string        `mapstructure:"listen"`           // the dashboard's host:port
+	User            string        `mapstructure:"user"`             // the dashboard's login name
+	PasswordHash    string        `mapstructure:"password_hash"`    // bcrypt hash of its password (veil passwd); veil-hq refuses to start without one
+	TLSCert         string        `mapstructure:"tls_cert"`         // PEM certificate: serve HTTPS (with tls_key)
+	TLSKey          string        `mapstructure:"tls_key"`          // PEM private key of tls_cert
+	TrustedProxy    string        `mapstructure:"trusted_proxy"`    // IP address of a TLS-terminating reverse proxy; empty: none
+	Store           string        `mapstructure:"store"`            // sqlite | postgres
+	SQLitePath      string        `mapstructure:"sqlite_path"`      // the SQLite database file (store: sqlite)
+	PostgresDSN     string        `mapstructure:"postgres_dsn"`     // PostgreSQL connection string (store: postgres); prefer VEIL_HQ_POSTGRES_DSN
+	ClientID        string        `mapstructure:"client_id"`        // MQTT client id of the persistent session; distinct per veil-hq process
+	Group           string        `mapstructure:"group"`            // shared-subscription group; "-": a plain subscription
+	Batch           int           `mapstructure:"batch"`            // most reports stored in one transaction, 1..10000
+	StaleAfter      time.Duration `mapstructure:"stale_after"`      // a device without a report for this long is marked stale, 1m..168h
+	Boxes           string        `mapstructure:"boxes"`            // the box registry (JSON lines: device, store, key): only these boxes' reports, signed with their keys, are stored; empty: relay_boxes
+	UnsignedDevices string        `mapstructure:"unsigned_devices"` // store/device names, comma-separated, whose unsigned reports are stored (marked unsigned) while their boxes are upgraded
+	MaxRate         float64       `mapstructure:"max_rate"`         // most people a window may count per second on one line, 0.1..1000
+	MaxSkew         time.Duration `mapstructure:"max_skew"`         // how far after head office's clock a window may end, 1s..24h
+	RelayBoxes      string        `mapstructure:"relay_boxes"`      // the registry of boxes whose consent pages head office relays (JSON lines); empty: relay off
+	RelayKeyFile    string        `mapstructure:"relay_key_file"`   // head office's Ed25519 key signing down-link messages and acknowledgements (created if missing)
+	RelayLedger     string        `mapstructure:"relay_ledger"`     // head office's own consent ledger
+}
+
+// BoxRegistry is the box registry veil-hq uses: hq.boxes, or
+// hq.relay_boxes when that is empty.
+func (h HQ) BoxRegistry() (path, key string) {
+	if h.Boxes != "" {
+		return h.Boxes, "hq.boxes"
+	}
+	return h.RelayBoxes, "hq.relay_boxes"
+}
+
+// Unsigned returns hq.unsigned_devices as a list of "store/device".
+func (h HQ) Unsigned() []string {
+	var out []string
+	for _, f := range strings.Split(h.UnsignedDevices, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Update configures the over-the-air update agent inside veil run: it checks
@@ -236,7 +261,7 @@ var Default = Config{
 	Consent:  Consent{Ledger: "var/consent/ledger.jsonl", KeyFile: "var/consent/box.key", MaxDuration: 2 * time.Hour, TokenTTL: time.Minute, Retention: 90 * 24 * time.Hour},
 	Update:   Update{Root: "/opt/veil", TrustedRoot: "/etc/veil/root.json", Interval: 6 * time.Hour, HealthTimeout: 3 * time.Minute},
 	HQ: HQ{Listen: "127.0.0.1:8090", User: "admin", Store: "sqlite", SQLitePath: "var/hq/hq.db",
-		ClientID: "veil-hq", Group: "veil-hq", Batch: 512, StaleAfter: 20 * time.Minute,
+		ClientID: "veil-hq", Group: "veil-hq", Batch: 512, StaleAfter: 20 * time.Minute, MaxRate: 10, MaxSkew: 5 * time.Minute,
 		RelayKeyFile: "var/hq/relay.key", RelayLedger: "var/hq/consent-ledger.jsonl"},
 }
 

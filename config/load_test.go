@@ -131,6 +131,10 @@ var badFiles = map[string][]string{
 	"hq-postgres-no-dsn":   {`hq.postgres_dsn: is empty but hq.store is "postgres"; allowed a PostgreSQL connection string`},
 	"hq-bad-store":         {`hq.store: "mysql" is not supported; allowed sqlite, postgres`},
 	"hq-bad-group":         {`hq.group: "a/b" is not a shared-subscription group; allowed a name without / + #`},
+	"hq-bad-unsigned":      {`hq.unsigned_devices: "shop_042/box-7, box-8" is not a list of store/device; allowed empty (none) or store/device names separated by commas, e.g. shop_042/box-7, shop_042/box-8`},
+	"hq-unsigned-list":     {`hq.unsigned_devices: a list is not text; allowed empty (none) or store/device names separated by commas`},
+	"hq-max-rate":          {"hq.max_rate: 0 is out of range; allowed 0.1..1000"},
+	"hq-max-skew":          {"hq.max_skew: 48h0m0s is out of range; allowed 1s..24h"},
 	"bad-relay-key":        {`consent.relay_key: "aGVhZCBvZmZpY2U=" is not an Ed25519 public key; allowed empty or head office's Ed25519 public key in standard base64 (44 characters; veil-hq relay-key prints it)`},
 }
 
@@ -391,6 +395,10 @@ var envValues = map[string]struct {
 	"hq.group":               {"-", "-"},
 	"hq.batch":               {"100", 100},
 	"hq.stale_after":         {"1h", time.Hour},
+	"hq.boxes":               {"/etc/veil/boxes.jsonl", "/etc/veil/boxes.jsonl"},
+	"hq.unsigned_devices":    {"shop_042/box-7, shop_042/box-8", "shop_042/box-7, shop_042/box-8"},
+	"hq.max_rate":            {"2.5", 2.5},
+	"hq.max_skew":            {"30s", 30 * time.Second},
 	"hq.relay_boxes":         {"/etc/veil/boxes.jsonl", "/etc/veil/boxes.jsonl"},
 	"hq.relay_key_file":      {"/var/lib/veil-hq/relay.key", "/var/lib/veil-hq/relay.key"},
 	"hq.relay_ledger":        {"/var/lib/veil-hq/consent.jsonl", "/var/lib/veil-hq/consent.jsonl"},

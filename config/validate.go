@@ -58,6 +58,7 @@ type limit struct {
 	ip     bool     // strings: empty or an IP address
 	http   bool     // strings: empty or an absolute http:// or https:// URL
 	edkey  bool     // strings: empty or an Ed25519 public key in standard base64
+	devs   bool     // strings: empty or comma-separated store/device names
 }
 
 func oneOf(v ...string) limit      { return limit{enum: v} }
@@ -104,6 +105,8 @@ func (l limit) allowed() string {
 		return "a file path"
 	case l.http:
 		return "an https:// URL (http:// only to a loopback address), or empty"
+	case l.devs:
+		return "empty (none) or store/device names separated by commas, e.g. shop_042/box-7, shop_042/box-8"
 	case l.edkey:
 		return "empty or head office's Ed25519 public key in standard base64 (44 characters; veil-hq relay-key prints it)"
 	case l.colour:
@@ -213,6 +216,10 @@ var limits = map[string]limit{
 	"hq.group":               {text: true, group: true},
 	"hq.batch":               between(1, 10000),
 	"hq.stale_after":         durBetween(time.Minute, 168*time.Hour),
+	"hq.boxes":               {text: true},
+	"hq.unsigned_devices":    {devs: true},
+	"hq.max_rate":            between(0.1, 1000),
+	"hq.max_skew":            durBetween(time.Second, 24*time.Hour),
 	"hq.relay_boxes":         {text: true},
 	"hq.relay_key_file":      {dir: true},
 	"hq.relay_ledger":        {dir: true},
@@ -238,6 +245,8 @@ func (l limit) check(v reflect.Value) string {
 			return fmt.Sprintf("%q is not an IP address; allowed %s", s, l.allowed())
 		case l.addr && s != "" && !validAddr(s):
 			return fmt.Sprintf("%q is not host:port; allowed %s", s, l.allowed())
+		case l.devs && !validDevices(s):
+			return fmt.Sprintf("%q is not a list of store/device; allowed %s", s, l.allowed())
 		case l.edkey && s != "" && !validEd25519Key(s):
 			return fmt.Sprintf("%q is not an Ed25519 public key; allowed %s", s, l.allowed())
 		case l.http && s != "" && !validHTTPURL(s):
@@ -430,6 +439,21 @@ func (c Config) crossErrors() []*FieldError {
 		errs = append(errs, &FieldError{Key: "update.targets_url", Msg: "update.metadata_url and update.targets_url go together; allowed both set (update agent on) or both empty (off)"})
 	}
 	return errs
+}
+
+// validDevices reports whether s is empty or store/device names separated
+// by commas (spaces around them allowed).
+func validDevices(s string) bool {
+	if strings.TrimSpace(s) == "" {
+		return true
+	}
+	for _, f := range strings.Split(s, ",") {
+		st, dev, ok := strings.Cut(strings.TrimSpace(f), "/")
+		if !ok || !validName(st) || !validName(dev) {
+			return false
+		}
+	}
+	return true
 }
 
 // validEd25519Key reports whether s is 32 bytes in standard base64.

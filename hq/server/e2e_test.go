@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +22,7 @@ import (
 	"time"
 
 	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/hq/store"
 	"github.com/veil-edge/veil/internal/mqtttest"
@@ -50,6 +54,8 @@ func startHQWith(t *testing.T, b *mqtttest.Broker, log *slog.Logger, edit func(*
 	cfg.MQTT.Broker = b.URL()
 	cfg.HQ.SQLitePath = filepath.Join(t.TempDir(), "hq.db")
 	cfg.HQ.PasswordHash = hash
+	cfg.HQ.RelayKeyFile = filepath.Join(t.TempDir(), "relay.key")
+	_, cfg.HQ.Boxes = registerShops(t, "idle-shop")
 	edit(&cfg)
 	srv, err := New(context.Background(), Options{Config: cfg, Log: log})
 	if err != nil {
@@ -72,6 +78,34 @@ func startHQWith(t *testing.T, b *mqtttest.Broker, log *slog.Logger, edit func(*
 	return srv, <-urls
 }
 
+// registerShops makes the box key of each shop's box (<shop>-box) in a
+// key file, as veil run keeps it (consent.key_file), and writes head
+// office's box registry of their public keys.
+func registerShops(t *testing.T, shops ...string) (keys map[string]ed25519.PrivateKey, registry string) {
+	t.Helper()
+	dir := t.TempDir()
+	keys = map[string]ed25519.PrivateKey{}
+	var lines []byte
+	for _, name := range shops {
+		key, err := consent.LoadKey(filepath.Join(dir, name, "box.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[name] = key
+		line, err := json.Marshal(map[string]string{"device": name + "-box", "store": name,
+			"key": base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(append(lines, line...), '\n')
+	}
+	registry = filepath.Join(dir, "boxes.jsonl")
+	if err := os.WriteFile(registry, lines, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keys, registry
+}
+
 // shop is a simulated store: veil's real outbox and publisher, fed by a
 // generator of counting windows instead of cameras, connected to the broker
 // through a proxy that can fail like a shop's network link.
@@ -83,7 +117,7 @@ type shop struct {
 	in, out      int64 // sums of every window the shop counted
 }
 
-func newShop(t *testing.T, b *mqtttest.Broker, name string, log *slog.Logger) *shop {
+func newShop(t *testing.T, b *mqtttest.Broker, name string, key ed25519.PrivateKey, log *slog.Logger) *shop {
 	t.Helper()
 	s := &shop{name: name, device: name + "-box", next: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)}
 	var err error
@@ -92,7 +126,7 @@ func newShop(t *testing.T, b *mqtttest.Broker, name string, log *slog.Logger) *s
 	}
 	s.link = newLink(t, b.URL())
 	p, err := egress.NewPublisher(egress.MQTTOptions{Broker: s.link.URL(), ConnectTimeout: time.Second,
-		RetryInterval: 100 * time.Millisecond, AckTimeout: 2 * time.Second}, s.box, log.With("shop", name))
+		RetryInterval: 100 * time.Millisecond, AckTimeout: 2 * time.Second, SignKey: key}, s.box, log.With("shop", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +153,8 @@ func (s *shop) count(t *testing.T, rng *rand.Rand, n int) {
 }
 
 // TestHeadOffice is veil-hq end to end with a real mosquitto: three shops
-// publish through veil's real publisher; one shop's link fails so that its
+// publish through veil's real publisher, signing with their box keys,
+// which head office's registry holds; one shop's link fails so that its
 // reports reach head office but their acknowledgements never come back,
 // then is cut and restored, and the shop sends them all again. Head
 // office's totals equal the sum of what the shops counted: nothing lost,
@@ -146,9 +181,13 @@ func headOffice(t *testing.T, edit func(*config.Config)) {
 			t.Logf("log:\n%s", logs.String())
 		}
 	})
-	srv, base := startHQWith(t, b, log, edit)
+	keys, registry := registerShops(t, "shop-a", "shop-b", "shop-c")
+	srv, base := startHQWith(t, b, log, func(c *config.Config) { c.HQ.Boxes = registry; edit(c) })
 	rng := rand.New(rand.NewPCG(1, 2))
-	shops := []*shop{newShop(t, b, "shop-a", log), newShop(t, b, "shop-b", log), newShop(t, b, "shop-c", log)}
+	var shops []*shop
+	for _, name := range []string{"shop-a", "shop-b", "shop-c"} {
+		shops = append(shops, newShop(t, b, name, keys[name], log))
+	}
 	for _, s := range shops {
 		s.count(t, rng, 30)
 	}

@@ -1,7 +1,9 @@
 // Package server is veil-hq, head office's process: it opens the store the
-// config names, runs the MQTT ingest of every box's reports and statuses,
-// and serves the dashboard with /healthz and /metrics. cmd/veil-hq and
-// `veil demo` run it.
+// config names, runs the MQTT ingest of every box's reports and statuses
+// (with the box registry, hq.boxes, and head office's key,
+// hq.relay_key_file, which signs the boxes' acknowledgements), and serves
+// the dashboard with /healthz and /metrics, and the consent relay when
+// hq.relay_boxes is set. cmd/veil-hq and `veil demo` run it.
 package server
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/hq/dashboard"
 	"github.com/veil-edge/veil/hq/ingest"
@@ -61,6 +64,15 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if cfg.HQ.PasswordHash == "" {
 		return nil, errors.New("hq.password_hash is empty: nobody could log in to the dashboard; make one with `veil passwd` and set hq.password_hash (or VEIL_HQ_PASSWORD_HASH)")
 	}
+	boxes, err := loadBoxes(cfg.HQ)
+	if err != nil {
+		return nil, err
+	}
+	// Head office's key signs the boxes' Acks, relay or not.
+	key, err := consent.LoadKey(cfg.HQ.RelayKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("hq.relay_key_file %s: %w", cfg.HQ.RelayKeyFile, err)
+	}
 	st, err := Open(ctx, cfg.HQ)
 	if err != nil {
 		return nil, err
@@ -71,11 +83,16 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.ingest, err = ingest.New(ingest.Options{
 		MQTT: egress.MQTTOptions{Broker: m.Broker, ClientID: cfg.HQ.ClientID, Username: m.Username, Password: m.Password,
 			CAFile: m.CAFile, CertFile: m.CertFile, KeyFile: m.KeyFile, TopicPrefix: m.TopicPrefix},
-		Group:   cfg.HQ.Group,
-		Store:   st,
-		Batch:   cfg.HQ.Batch,
-		Metrics: s.metrics,
-		Log:     o.Log,
+		Group:    cfg.HQ.Group,
+		Store:    st,
+		Batch:    cfg.HQ.Batch,
+		Boxes:    boxes,
+		Unsigned: cfg.HQ.Unsigned(),
+		Key:      key,
+		MaxRate:  cfg.HQ.MaxRate,
+		MaxSkew:  cfg.HQ.MaxSkew,
+		Metrics:  s.metrics,
+		Log:      o.Log,
 	})
 	if err != nil {
 		st.Close()
@@ -103,6 +120,33 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		s.dash.HandlePublic("/c/", s.relay.Handler())
 	}
 	return s, nil
+}
+
+// loadBoxes reads the box registry h names (hq.boxes, else
+// hq.relay_boxes). A head office with no box and no hq.unsigned_devices
+// would refuse every report: that is an error.
+func loadBoxes(h config.HQ) ([]ingest.Box, error) {
+	path, key := h.BoxRegistry()
+	if path == "" {
+		if len(h.Unsigned()) == 0 {
+			return nil, errors.New("hq.boxes is empty (and so is hq.relay_boxes): veil-hq would refuse every report; " +
+				`set hq.boxes to the box registry, one JSON line {"device","store","key"} per box (veil consent key --registry on a box prints its line)`)
+		}
+		return nil, nil
+	}
+	reg, err := relay.LoadBoxes(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if len(reg) == 0 && len(h.Unsigned()) == 0 {
+		return nil, fmt.Errorf("%s: box registry %s lists no box: veil-hq would refuse every report; "+
+			`add one JSON line {"device","store","key"} per box (veil consent key --registry on a box prints its line)`, key, path)
+	}
+	boxes := make([]ingest.Box, len(reg))
+	for i, b := range reg {
+		boxes[i] = ingest.Box{Device: b.Device, Store: b.Store, Key: b.Key}
+	}
+	return boxes, nil
 }
 
 // openRelay starts the consent relay cfg's hq.relay_* keys describe.

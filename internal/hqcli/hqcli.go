@@ -42,6 +42,21 @@ processes split the load. A report is acknowledged to the broker only once it
 is stored; repeats (delivery is at least once) are recognised by the box's
 (device, boot, seq) and counted once.
 
+Only reports of the boxes in the box registry (hq.boxes, else
+hq.relay_boxes: JSON lines device, store, key), signed with their keys, are
+stored; hq.unsigned_devices (store/device, comma-separated) lets named boxes
+send unsigned reports while they are upgraded, marked unsigned on the
+dashboard. Windows that count more than hq.max_rate people per second on a
+line (10; windows under a minute count as a minute), last over 24h, or end
+more than hq.max_skew (5m) after head office's clock are refused, and so is
+a report that conflicts with a stored one of the same (device, boot, seq)
+(counted on the dashboard's devices). Refusals are counted in /metrics by
+reason and logged. After storing, veil-hq publishes on each box's
+<prefix>/<store>/<device>/ack an acknowledgement signed with head office's
+key (hq.relay_key_file, created if missing; veil-hq relay-key prints it for
+the boxes' mqtt.head_office_key) naming what it stored and what genuine
+reports it refuses for good; the box drops a window only then.
+
 Windows are stored in SQLite (hq.store: sqlite, hq.sqlite_path; the default)
 or PostgreSQL (hq.store: postgres, hq.postgres_dsn).
 
@@ -73,12 +88,14 @@ docs/veil.example.yaml.`,
 func newRelayKeyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "relay-key -c hq.yaml",
-		Short: "Print head office's consent relay key, for the boxes' consent.relay_key",
-		Long: `Print the public half of head office's consent relay key (hq.relay_key_file,
-created if missing) in standard base64.
+		Short: "Print head office's key, for the boxes' mqtt.head_office_key and consent.relay_key",
+		Long: `Print the public half of head office's key (hq.relay_key_file, created if
+missing) in standard base64.
 
-Boxes act on a grant or withdrawal sent down by head office only when it is
-signed by this key: set it as consent.relay_key in every box's config.`,
+Boxes take head office's acknowledgements of their reports, and act on a
+grant or withdrawal sent down by its consent relay, only when they are
+signed by this key: set it as mqtt.head_office_key (and consent.relay_key
+for the relay) in every box's config.`,
 		Example: `  veil-hq relay-key -c /etc/veil/hq.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -53,6 +53,11 @@ func TestRefusals(t *testing.T) {
 		{"postgres without dsn", "mqtt:\n  broker: tcp://127.0.0.1:1883\nhq:\n  store: postgres\n", "hq.postgres_dsn: is empty"},
 		{"unknown key", "hq:\n  lisen: :80\n", `did you mean "hq.listen"?`},
 		{"missing registry", "mqtt:\n  broker: tcp://127.0.0.1:1883\nhq:\n  password_hash: $HASH\n  sqlite_path: $DIR/hq.db\n  relay_boxes: $DIR/none.jsonl\n", "hq.relay_boxes"},
+		{"missing box registry", "mqtt:\n  broker: tcp://127.0.0.1:1883\nhq:\n  password_hash: $HASH\n  sqlite_path: $DIR/hq.db\n  boxes: $DIR/none.jsonl\n", "hq.boxes: box registry: open"},
+		{"no box registry", "mqtt:\n  broker: tcp://127.0.0.1:1883\nhq:\n  password_hash: $HASH\n  sqlite_path: $DIR/hq.db\n", "hq.boxes is empty (and so is hq.relay_boxes): veil-hq would refuse every report"},
+		{"empty box registry", "mqtt:\n  broker: tcp://127.0.0.1:1883\nhq:\n  password_hash: $HASH\n  sqlite_path: $DIR/hq.db\n  boxes: /dev/null\n", "hq.boxes: box registry /dev/null lists no box"},
+		{"bad unsigned devices", "hq:\n  unsigned_devices: box-7\n", `hq.unsigned_devices: "box-7" is not a list of store/device; allowed empty (none) or store/device names separated by commas`},
+		{"bad max rate", "hq:\n  max_rate: 5000\n", "hq.max_rate: 5000 is out of range; allowed 0.1..1000"},
 	}
 	hash, err := web.HashPassword("pw")
 	if err != nil {
@@ -102,7 +107,9 @@ func TestServes(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	dir := t.TempDir()
-	path := writeConfig(t, "mqtt:\n  broker: "+b.URL()+"\nhq:\n  listen: "+addr+"\n  password_hash: "+hash+"\n  sqlite_path: "+filepath.Join(dir, "hq.db")+"\n")
+	path := writeConfig(t, "mqtt:\n  broker: "+b.URL()+"\nhq:\n  listen: "+addr+"\n  password_hash: "+hash+
+		"\n  sqlite_path: "+filepath.Join(dir, "hq.db")+"\n  relay_key_file: "+filepath.Join(dir, "relay.key")+
+		"\n  unsigned_devices: shop-a/box-1\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _, err := hq(ctx, "-c", path); done <- err }()

@@ -2,20 +2,24 @@ package cli
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/hq/server"
 	"github.com/veil-edge/veil/internal/demobroker"
@@ -39,8 +43,9 @@ arrives. It also starts head office's server, veil-hq, in the same process
 on that broker: its dashboard, on hq.listen (127.0.0.1:8090, or a free
 loopback port if that one is taken), shows the demo store's counts and the
 box's status; its SQLite database is --dir/hq.db unless hq.sqlite_path is
-set. Count windows are short (10s unless footfall.window is set) so
-reports show up quickly. State (the outbox) goes under --dir.
+set, and the demo box is its one registered box (--dir/boxes.jsonl, with
+the box's consent.key_file key) unless hq.boxes is set. Count windows are short (10s unless footfall.window is set) so
+reports show up quickly. State (the outbox, the box's key) goes under --dir.
 
 The demo also serves the operator page with the camera's redacted live
 video (WebRTC). It prints the addresses of both pages and a password made
@@ -82,6 +87,12 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 	if cfg.HQ.SQLitePath == config.Default.HQ.SQLitePath {
 		cfg.HQ.SQLitePath = filepath.Join(dir, "hq.db")
 	}
+	if cfg.Consent.KeyFile == config.Default.Consent.KeyFile {
+		cfg.Consent.KeyFile = filepath.Join(dir, "box.key")
+	}
+	if cfg.HQ.RelayKeyFile == config.Default.HQ.RelayKeyFile {
+		cfg.HQ.RelayKeyFile = filepath.Join(dir, "hq.key")
+	}
 	if err := os.MkdirAll(cfg.Outbox.Dir, 0o755); err != nil {
 		return fmt.Errorf("demo state %s: %w", dir, err)
 	}
@@ -96,6 +107,10 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 		b, err := demobroker.Start("127.0.0.1:0", "veil/#", nil, func(topic string, payload []byte, retained bool) {
 			printMu.Lock()
 			defer printMu.Unlock()
+			if strings.HasSuffix(topic, "/ack") {
+				fmt.Fprintf(out, "ack     %s  %s\n", topic, payload)
+				return
+			}
 			if r, err := egress.ParseReport(payload); err == nil {
 				fmt.Fprintf(out, "report  %s  camera=%s line=%s %s..%s in=%d out=%d (boot %d, seq %d)\n",
 					topic, r.Camera, r.Line, r.Start.Local().Format("15:04:05"), r.End.Local().Format("15:04:05"), r.In, r.Out, r.Boot, r.Seq)
@@ -136,6 +151,9 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 	defer stop()
 	var hq *demoHQ
 	if embedded {
+		if err := registerDemoBox(&cfg, dir); err != nil {
+			return err
+		}
 		// veil-hq outlives the box by a moment (it is stopped once the box
 		// has stopped) so that it takes in the box's last reports and
 		// status; if it fails, it stops the box and the demo returns its
@@ -177,6 +195,31 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 		err = errors.Join(err, hq.close())
 	}
 	return err
+}
+
+// registerDemoBox makes the demo box head office's one registered box,
+// unless cfg names a box registry or unsigned devices: it writes
+// dir/boxes.jsonl with the box's key (consent.key_file, which signs its
+// reports) and sets hq.boxes to it.
+func registerDemoBox(cfg *config.Config, dir string) error {
+	if path, _ := cfg.HQ.BoxRegistry(); path != "" || len(cfg.HQ.Unsigned()) > 0 {
+		return nil
+	}
+	key, err := consent.LoadKey(cfg.Consent.KeyFile)
+	if err != nil {
+		return fmt.Errorf("consent.key_file %s (the demo box's key, registered at head office): %w", cfg.Consent.KeyFile, err)
+	}
+	line, err := json.Marshal(map[string]string{"device": cfg.Site.Device, "store": cfg.Site.Store,
+		"key": base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))})
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, "boxes.jsonl")
+	if err := os.WriteFile(path, append(line, '\n'), 0o600); err != nil {
+		return fmt.Errorf("demo box registry: %w", err)
+	}
+	cfg.HQ.Boxes = path
+	return nil
 }
 
 // demoHQ is veil-hq (hq/server) running inside veil demo on the embedded

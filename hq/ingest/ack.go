@@ -82,7 +82,6 @@ func covered(ranges []egress.SeqRange, seq uint64) bool {
 	return i < len(ranges) && ranges[i][0] <= seq
 }
 
-
 // publishAcks signs and publishes acks (QoS 1) and waits, at most ackWait,
 // for the broker to acknowledge them. Failures are counted and logged (at
 // most once a minute): the box publishes its reports again and gets them

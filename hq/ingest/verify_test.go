@@ -167,7 +167,10 @@ func TestReportsRefusedOrStored(t *testing.T) {
 		{name: "replayed from another device", r: good, topic: egress.DefaultTopicPrefix + "/shop-b/box-2/footfall", reason: reasonReplayed},
 		{name: "replayed into another store", r: good, topic: egress.DefaultTopicPrefix + "/shop-z/box-1/footfall", reason: reasonReplayed},
 		{name: "4,000,000,000 people in 15 minutes", reason: reasonImplausible, ack: reasonImplausible,
-			r: with(good, func(r *egress.Report) { r.End = r.Start.Add(15 * time.Minute); r.In, r.Out = 2_000_000_000, 2_000_000_000 })},
+			r: with(good, func(r *egress.Report) {
+				r.End = r.Start.Add(15 * time.Minute)
+				r.In, r.Out = 2_000_000_000, 2_000_000_000
+			})},
 		{name: "9001 people in 15 minutes", reason: reasonImplausible, ack: reasonImplausible,
 			r: with(good, func(r *egress.Report) { r.End = r.Start.Add(15 * time.Minute); r.In, r.Out = 4501, 4500 })},
 		{name: "9000 people in 15 minutes", ack: ackStored,

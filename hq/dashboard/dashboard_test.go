@@ -347,8 +347,9 @@ func TestAPI(t *testing.T) {
 }
 
 // TestDevices checks the devices' rows in /api/devices and on the page:
-// status, and stale after StaleAfter without a report, by the dashboard's
-// clock (the store stamps LastReport with the wall clock).
+// status, stale after StaleAfter without a report, by the dashboard's
+// clock (the store stamps LastReport with the wall clock), unsigned
+// reports and conflicts.
 func TestDevices(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -383,10 +384,18 @@ func TestDevices(t *testing.T) {
 					want = "unknown"
 				}
 				if r.Store != s.Store || r.Device != s.Device || r.Status != want || r.Reports != s.Reports ||
-					!r.StatusAt.Equal(s.StatusAt) || !r.LastReport.Equal(s.LastReport) || r.Stale != tc.stale[r.Device] {
+					!r.StatusAt.Equal(s.StatusAt) || !r.LastReport.Equal(s.LastReport) || r.Stale != tc.stale[r.Device] ||
+					r.Unsigned != s.Unsigned || r.Conflicts != s.Conflicts || !r.LastConflict.Equal(s.LastConflict) {
 					t.Errorf("device %+v, stored %+v, want status %s stale %v", r, s, want, tc.stale[r.Device])
 				}
-				row := regexp.MustCompile(`<tr data-device="` + r.Device + `" data-store="` + r.Store + `" data-status="` + r.Status + `"( data-stale class="stale")?>`).FindStringSubmatch(page)
+				if (r.Unsigned > 0) != (r.Device == "s2-a") || (r.Unsigned > 0 && r.Unsigned != r.Reports) {
+					t.Errorf("device %s: %d of %d reports unsigned; want all of s2-a's, none of the others'", r.Device, r.Unsigned, r.Reports)
+				}
+				if (r.Conflicts == 1 && !r.LastConflict.IsZero()) != (r.Device == "s1-b") {
+					t.Errorf("device %s: %d conflicts, last %s; want s1-b's one", r.Device, r.Conflicts, r.LastConflict)
+				}
+				row := regexp.MustCompile(`<tr data-device="` + r.Device + `" data-store="` + r.Store + `" data-status="` + r.Status +
+					fmt.Sprintf(`" data-unsigned="%d" data-conflicts="%d"`, r.Unsigned, r.Conflicts) + `( data-stale class="stale")?>`).FindStringSubmatch(page)
 				if row == nil || (row[1] != "") != r.Stale {
 					t.Errorf("page row of %s: %q, want stale %v", r.Device, row, r.Stale)
 				}

@@ -47,7 +47,7 @@ var (
 // the previous period of "last 7 days") and s4 (only in the last 7 days, so
 // "new"), three windows a day for the last 14 days and one 40 days ago,
 // plus a window at 23:59:30 that ends the next day (it counts on its start
-// day).
+// day). s2-a's reports are unsigned; the others carry a signature.
 func fixture() []egress.Report {
 	type cam struct{ store, device, camera, line string }
 	cams := []cam{
@@ -58,9 +58,13 @@ func fixture() []egress.Report {
 	var rs []egress.Report
 	add := func(c cam, start time.Time, dur time.Duration, in, out int64) {
 		seq[c.device]++
+		sig := strings.Repeat("A", 86) // the store notes only whether there is one
+		if c.device == "s2-a" {
+			sig = "" // allowed unsigned
+		}
 		rs = append(rs, egress.Report{
 			Device: c.device, Store: c.store, Camera: c.camera, Line: c.line,
-			Start: start, End: start.Add(dur), In: int(in), Out: int(out), Boot: 1, Seq: seq[c.device],
+			Start: start, End: start.Add(dur), In: int(in), Out: int(out), Boot: 1, Seq: seq[c.device], Sig: sig,
 		})
 	}
 	for day := -13; day <= 0; day++ {
@@ -120,6 +124,15 @@ func newEnv(t *testing.T, o Options) *env {
 	rs := fixture()
 	if _, err := st.Add(ctx, rs...); err != nil {
 		t.Fatal(err)
+	}
+	for _, r := range rs { // s1-b sends another report under its first one's identity
+		if r.Device == "s1-b" {
+			r.In++
+			if out, err := st.Add(ctx, r); err != nil || out[0] != store.Conflict {
+				t.Fatalf("conflicting copy: %v, %v", out, err)
+			}
+			break
+		}
 	}
 	if err := st.SetStatus(ctx, "s1", "s1-a", true, testNow.Add(-time.Hour)); err != nil {
 		t.Fatal(err)

@@ -235,14 +235,15 @@ var dashPage = template.Must(template.New("dash").Funcs(template.FuncMap{
 <section id="devices">
 <h2>Devices</h2>
 {{if .Devices}}<table class="devices">
-<thead><tr><th>store</th><th>device</th><th>status</th><th>status since</th><th>last report</th><th></th><th>reports</th></tr></thead>
+<thead><tr><th>store</th><th>device</th><th>status</th><th>status since</th><th>last report</th><th></th><th>reports</th><th>unsigned</th><th>conflicts</th><th>last conflict</th></tr></thead>
 <tbody>
-{{range .Devices}}<tr data-device="{{.Device}}" data-store="{{.Store}}" data-status="{{.Status}}"{{if .Stale}} data-stale class="stale"{{end}}>
+{{range .Devices}}<tr data-device="{{.Device}}" data-store="{{.Store}}" data-status="{{.Status}}" data-unsigned="{{.Unsigned}}" data-conflicts="{{.Conflicts}}"{{if .Stale}} data-stale class="stale"{{end}}>
 <td>{{.Store}}</td><th>{{.Device}}</th><td class="{{if eq .Status "online"}}ok{{else}}bad{{end}}">{{.Status}}</td><td>{{time .StatusAt}}</td><td>{{time .LastReport}}</td><td>{{ago $.Now .LastReport}}{{if .Stale}} <strong>stale</strong>{{end}}</td><td>{{.Reports}}</td>
+<td{{if .Unsigned}} class="bad"{{end}}>{{if .Unsigned}}<strong>{{.Unsigned}} unsigned</strong>{{else}}0{{end}}</td><td{{if .Conflicts}} class="bad"{{end}}>{{if .Conflicts}}<strong>{{.Conflicts}}</strong>{{else}}0{{end}}</td><td>{{time .LastConflict}}</td>
 </tr>
 {{end}}</tbody>
 </table>
-<p class="note">Stale: no report for more than {{.StaleAfter}}. Times in UTC; now {{time .Now}}.</p>
+<p class="note">Stale: no report for more than {{.StaleAfter}}. Unsigned: reports stored without their box's signature (hq.unsigned_devices), which anyone able to publish on the box's topic could have forged. Conflicts: reports refused because head office holds a different one with the same identity (device, boot, seq). Times in UTC; now {{time .Now}}.</p>
 {{else}}<p>No devices yet.</p>
 {{end}}</section>
 </main>

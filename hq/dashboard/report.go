@@ -148,6 +148,14 @@ type deviceRow struct {
 	StatusAt   time.Time `json:"status_at,omitzero"`
 	LastReport time.Time `json:"last_report,omitzero"`
 	Reports    int64     `json:"reports"`
+	// Unsigned is how many of Reports were stored without the box's
+	// signature (hq.unsigned_devices): counts nobody can vouch for.
+	Unsigned int64 `json:"unsigned"`
+	// Conflicts is how many reports were refused because head office holds
+	// a different one under their (device, boot, seq); LastConflict is when
+	// the last arrived.
+	Conflicts    int64     `json:"conflicts"`
+	LastConflict time.Time `json:"last_conflict,omitzero"`
 	// Stale is set when the last report is older than Options.StaleAfter,
 	// or there is none.
 	Stale bool `json:"stale"`
@@ -159,6 +167,7 @@ func newDeviceRows(ds []store.Device, now time.Time, staleAfter time.Duration) [
 		r := deviceRow{
 			Store: d.Store, Device: d.Device, Status: "unknown",
 			StatusAt: d.StatusAt.UTC(), LastReport: d.LastReport.UTC(), Reports: d.Reports,
+			Unsigned: d.Unsigned, Conflicts: d.Conflicts, LastConflict: d.LastConflict.UTC(),
 			Stale: d.LastReport.IsZero() || now.Sub(d.LastReport) > staleAfter,
 		}
 		switch {

@@ -54,6 +54,8 @@
 // wrong-store, unsigned, bad-signature, implausible, conflict (its identity
 // is stored with other content: store.Conflict, also counted on the
 // device), status (a status message that is neither online nor offline).
+// Statuses (unsigned strings) are stored only for registered devices in
+// their registered store and for devices allowed unsigned.
 //
 // # Acknowledgements to the boxes
 //

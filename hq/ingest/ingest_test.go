@@ -291,6 +291,8 @@ func TestRefusesWhatIsNotAReport(t *testing.T) {
 		{"another device's report", egress.DefaultTopicPrefix + "/shop-a/box-9/footfall", string(signed(t, good))},
 		{"another store's report", egress.DefaultTopicPrefix + "/shop-z/box-1/footfall", string(signed(t, good))},
 		{"a status that is neither", prefix + "status", "rebooting"},
+		{"an unregistered device's status", egress.DefaultTopicPrefix + "/shop-a/box-9/status", "online"},
+		{"a status in another store", egress.DefaultTopicPrefix + "/shop-z/box-1/status", "online"},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -298,6 +300,9 @@ func TestRefusesWhatIsNotAReport(t *testing.T) {
 			waitFor(t, 10*time.Second, "the message refused", func() bool { return in.Status().Refused == int64(i+1) })
 			if n := reportsOf(t, st); n != 0 {
 				t.Errorf("%d reports stored", n)
+			}
+			if ds, err := st.Devices(context.Background()); err != nil || len(ds) != 0 {
+				t.Errorf("devices %+v, %v; want none", ds, err)
 			}
 		})
 	}

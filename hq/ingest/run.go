@@ -156,7 +156,8 @@ func (in *Ingest) process(ctx context.Context, batch []mqtt.Message) bool {
 	return true
 }
 
-// status records a device's status message and acknowledges it.
+// status records the status message of a registered (or allowed unsigned)
+// device and acknowledges it.
 func (in *Ingest) status(ctx context.Context, m mqtt.Message, st, device string) bool {
 	var online bool
 	switch string(m.Payload()) {
@@ -168,6 +169,14 @@ func (in *Ingest) status(ctx context.Context, m mqtt.Message, st, device string)
 		return true
 	default:
 		in.refuse(m, reasonStatus, fmt.Errorf("status %.32q; allowed %q or %q", m.Payload(), egress.StatusOnline, egress.StatusOffline))
+		return true
+	}
+	// Statuses are not signed; only known devices get a row for theirs.
+	if box, ok := in.boxes[device]; ok && box.Store != st {
+		in.refuse(m, reasonWrongStore, fmt.Errorf("status of device %q, registered in store %q, on the topic of store %q", device, box.Store, st))
+		return true
+	} else if !ok && !in.unsigned[st+"/"+device] {
+		in.refuse(m, reasonUnknown, fmt.Errorf("status of device %q of store %q, which is not in the box registry (hq.boxes)", device, st))
 		return true
 	}
 	at := in.o.Now()

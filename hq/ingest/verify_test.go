@@ -460,3 +460,29 @@ func odd(from, to uint64) []uint64 {
 	}
 	return out
 }
+
+// TestAckPublishFailureCounted: an Ack that cannot be published (here the
+// client has no connection) is counted and logged, and the batch goes on.
+func TestAckPublishFailureCounted(t *testing.T) {
+	log, buf := testLog(t)
+	in, err := New(Options{MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1"}, Store: openStore(t), Key: hqKey, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.client = mqtt.NewClient(in.clientOpts) // never connected
+	a := answers{}
+	a.stored(report("shop-a", "box-1", 1, 1, 0))
+	a.refused(report("shop-b", "box-2", 4, 2, 0), reasonImplausible)
+	if !in.publishAcks(context.Background(), a.acks(t0)) {
+		t.Fatal("publishAcks gave up")
+	}
+	if s := in.Status(); s.AckErrors != 2 || s.Acks != 0 {
+		t.Errorf("status %+v: want 2 ack errors", s)
+	}
+	if n := counter(in.m.ackErrors); n != 2 {
+		t.Errorf("veil_hq_ack_errors_total %g, want 2", n)
+	}
+	if got := strings.Count(buf.String(), "cannot publish an acknowledgement"); got != 1 {
+		t.Errorf("logged %d times, want once (a minute apart at most):\n%s", got, buf.String())
+	}
+}

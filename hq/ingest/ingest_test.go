@@ -244,9 +244,10 @@ func TestStoresEachReportOnce(t *testing.T) {
 	for _, r := range sent[:10] {
 		publish(t, again, footfallTopic(r), signed(t, r), false)
 	}
+	// The store commits before the ingest counts: wait for both.
 	waitFor(t, 20*time.Second, "80 reports stored and 10 duplicates seen", func() bool {
 		s := in.Status()
-		return reportsOf(t, st) == 80 && s.Duplicates >= 10
+		return reportsOf(t, st) == 80 && s.Stored == 80 && s.Duplicates >= 10
 	})
 	wantIn, wantOut := sums(sent)
 	if gotIn, gotOut := stored(t, st); gotIn != wantIn || gotOut != wantOut {

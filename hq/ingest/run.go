@@ -134,25 +134,24 @@ func (in *Ingest) process(ctx context.Context, batch []mqtt.Message) bool {
 		}
 		ans.stored(r)
 	}
+	if len(reports) > 0 {
+		added, repeats := store.Count(outcomes, store.Added), store.Count(outcomes, store.Repeat)
+		in.m.batch.Observe(float64(len(reports)))
+		in.m.stored.Add(float64(added))
+		in.m.duplicates.Add(float64(repeats))
+		in.mu.Lock()
+		in.st.Received += int64(len(reports))
+		in.st.Stored += int64(added)
+		in.st.Duplicates += int64(repeats)
+		in.st.LastReport = in.o.Now()
+		in.mu.Unlock()
+	}
 	if len(ans) > 0 && !in.publishAcks(ctx, ans.acks(in.o.Now())) {
 		return false
 	}
 	for _, m := range append(msgs, later...) {
 		m.Ack()
 	}
-	if len(reports) == 0 {
-		return true
-	}
-	added, repeats := store.Count(outcomes, store.Added), store.Count(outcomes, store.Repeat)
-	in.m.batch.Observe(float64(len(reports)))
-	in.m.stored.Add(float64(added))
-	in.m.duplicates.Add(float64(repeats))
-	in.mu.Lock()
-	in.st.Received += int64(len(reports))
-	in.st.Stored += int64(added)
-	in.st.Duplicates += int64(repeats)
-	in.st.LastReport = in.o.Now()
-	in.mu.Unlock()
 	return true
 }
 

@@ -121,6 +121,9 @@ func (in *Ingest) process(ctx context.Context, batch []mqtt.Message) bool {
 			var err error
 			outcomes, err = in.o.Store.Add(ctx, reports...)
 			in.m.storeSeconds.Observe(time.Since(start).Seconds())
+			if err == nil && len(outcomes) != len(reports) {
+				err = fmt.Errorf("store gave %d outcomes for %d reports", len(outcomes), len(reports))
+			}
 			return err
 		}) {
 			return false

@@ -545,6 +545,7 @@ func (b *Outbox) oldestPair() (int, int) {
 func (b *Outbox) mergeable(older, newer Report) bool {
 	return older.Camera == newer.Camera && older.Line == newer.Line &&
 		identOf(older).compare(b.sent) > 0 && !older.End.After(newer.Start) &&
+		newer.End.Sub(older.Start) <= MaxWindow &&
 		older.In <= math.MaxInt-newer.In && older.Out <= math.MaxInt-newer.Out
 }
 

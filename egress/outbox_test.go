@@ -419,6 +419,31 @@ func TestOutboxMergeOverlap(t *testing.T) {
 	}
 }
 
+// TestOutboxMergeSpan: merges never make a window longer than MaxWindow,
+// which head office would refuse (and the box then drop); the counts are
+// all kept.
+func TestOutboxMergeSpan(t *testing.T) {
+	b := openBox(t, t.TempDir(), 4) // 72 h of 6 h windows fit in three 24 h ones
+	in := 0
+	for i := range 12 {
+		start := t0.Add(time.Duration(i) * 6 * time.Hour)
+		if _, err := b.Add(Counts{Camera: "c", Line: "l", Start: start, End: start.Add(6 * time.Hour), In: i + 1}); err != nil {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+		in += i + 1
+	}
+	got := 0
+	for _, r := range pending(t, b) {
+		if d := r.End.Sub(r.Start); d > MaxWindow {
+			t.Errorf("merged window %v spans %s, more than %s", identOf(r), d, MaxWindow)
+		}
+		got += r.In
+	}
+	if got != in {
+		t.Errorf("stored %d people, added %d", got, in)
+	}
+}
+
 // TestOutboxMergeRecovery builds the states a crash can leave in the
 // middle of a merge and checks that OpenOutbox finishes the merge: the
 // counts of both windows, once, under the older identity.

@@ -20,6 +20,10 @@ var ErrInvalid = errors.New("invalid")
 // 20-digit numbers) is well under 1 KiB.
 const maxReportSize = 4096
 
+// MaxWindow is the longest window a report may span: head office refuses
+// longer ones as implausible, so the outbox never merges windows beyond it.
+const MaxWindow = 24 * time.Hour
+
 // maxNameLen is the longest camera, line, store or device name.
 const maxNameLen = 64
 

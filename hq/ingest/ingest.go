@@ -102,8 +102,8 @@ const (
 // Plausibility limits that are not options.
 const (
 	// MaxWindow is the longest window head office stores (footfall.window
-	// is at most 24h).
-	MaxWindow = 24 * time.Hour
+	// is at most 24h, and a box's outbox never merges windows beyond it).
+	MaxWindow = egress.MaxWindow
 	// RateFloor is the shortest window length the rate limit is applied
 	// to: a shorter window (a box closes a partial one when it stops, often
 	// about a second long) may hold MaxRate × RateFloor people, 600 at the

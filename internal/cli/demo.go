@@ -154,6 +154,15 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 		if err := registerDemoBox(&cfg, dir); err != nil {
 			return err
 		}
+		// The demo box trusts the demo head office: a window leaves its
+		// outbox when veil-hq says it stored it (the "ack" lines).
+		if cfg.MQTT.HeadOfficeKey == "" && cfg.Consent.RelayKey == "" {
+			k, err := consent.LoadKey(cfg.HQ.RelayKeyFile)
+			if err != nil {
+				return fmt.Errorf("hq.relay_key_file %s (the demo head office's key): %w", cfg.HQ.RelayKeyFile, err)
+			}
+			cfg.MQTT.HeadOfficeKey = base64.StdEncoding.EncodeToString(k.Public().(ed25519.PublicKey))
+		}
 		// veil-hq outlives the box by a moment (it is stopped once the box
 		// has stopped) so that it takes in the box's last reports and
 		// status; if it fails, it stops the box and the demo returns its

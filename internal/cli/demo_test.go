@@ -86,6 +86,9 @@ func TestDemoPrintsReports(t *testing.T) {
 			t.Fatalf("report %d has seq %d, want %d: reports arrive in order, none lost:\n%s", i, r.seq, i+1, out)
 		}
 	}
+	if !strings.Contains(out, "ack     veil/v1/demo-store/demo-box/ack  {") {
+		t.Errorf("no acknowledgement from the demo's head office: the demo box should trust it:\n%s", out)
+	}
 	if !strings.Contains(out, "status  veil/v1/demo-store/demo-box/status  offline") {
 		t.Errorf("no offline status at the end:\n%s", out)
 	}

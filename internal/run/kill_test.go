@@ -3,6 +3,7 @@ package run_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"image"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/internal/mqtttest"
 	"github.com/veil-edge/veil/internal/synth"
@@ -180,8 +182,19 @@ func TestKill9(t *testing.T) {
 			t.Errorf("boot %d seq %d was closed but never arrived", id.boot, id.seq)
 		}
 	}
+	boxKey, err := consent.LoadKey(filepath.Join(dir, "box.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, got := range byID {
+		if err := got.Verify(boxKey.Public().(ed25519.PublicKey)); err != nil {
+			t.Errorf("boot %d seq %d: %v", id.boot, id.seq, err)
+		}
+	}
 	for id, r := range onDisk {
-		if got := byID[id]; got != r {
+		got := byID[id]
+		got.Sig = "" // signed as it was sent; the outbox keeps it unsigned
+		if got != r {
 			t.Errorf("boot %d seq %d: on disk at the kill %+v, received %+v", id.boot, id.seq, r, got)
 		}
 	}

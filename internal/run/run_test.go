@@ -145,6 +145,10 @@ func TestDownCameraReportsNoWindows(t *testing.T) {
 	if err := svc.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// No broker: the windows wait, and /healthz says for how long.
+	if h := svc.Health(); h.Outbox.Pending < 3 || h.Outbox.OldestAge <= 0 || h.Outbox.OldestAge > 10 {
+		t.Errorf("/healthz outbox %+v; want >= 3 pending, the oldest ended 0..10 s ago", h.Outbox)
+	}
 	reports := pendingReports(t, cfg)
 	door := 0
 	for _, r := range reports {

@@ -41,13 +41,14 @@ then starts with an "anchor" line standing in for the last purged entry.`,
 func newConsentKeyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "key",
-		Short: "Print the box's consent public key, for registering the box at head office",
+		Short: "Print the box's public key, for registering the box at head office",
 		Long: `Key prints the public half of the box's consent key (consent.key_file,
 default var/consent/box.key; veil run creates it on first start), in
-standard base64. It verifies the QR codes' tokens and the receipts the box
-signs. Head office's consent relay (veil-hq) needs it to check the codes of
-this box's sign when the QR code points at head office; --registry prints
-the box's line for head office's box registry:
+standard base64. It verifies the count reports, the QR codes' tokens and
+the receipts the box signs. Head office (veil-hq) stores only reports
+signed by a box in its registry (hq.boxes), and its consent relay checks
+the codes of this box's sign with it; --registry prints the box's line for
+that registry:
 
   {"device":"<site.device>","store":"<site.store>","key":"<base64>"}
 
@@ -62,7 +63,7 @@ Key only reads the key file; it never creates one.`,
 			}
 			path := cfg.Consent.KeyFile
 			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("consent key: no key at %s (veil run creates it on first start when a camera has an optin_zone; set consent.key_file or --key-file)", path)
+				return fmt.Errorf("consent key: no key at %s (veil run creates it on first start when mqtt.broker is set or a camera has an optin_zone; set consent.key_file or --key-file)", path)
 			}
 			key, err := consent.LoadKey(path)
 			if err != nil {

@@ -20,6 +20,7 @@ package track
 import (
 	"image"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -113,8 +114,10 @@ type Track struct {
 	ID        uint64
 	obs       []obs // oldest first; never empty
 	confirmed bool
-	// Keyframe counts since the track began (see Covered).
+	// Keyframe counts since the track began, and the tracks it was
+	// contested by (see Covered).
 	seen, missed, contested int
+	rivals                  []Rival // never modified in place: Covered shares it
 }
 
 // Confirmed reports whether the track is covered (see Options.ConfirmScore).
@@ -240,28 +243,52 @@ func (t *Tracker) Update(at time.Duration, dets []Detection) {
 		}
 		match[p.ti], usedD[p.di] = p.di, true
 	}
-	newHit := t.contest(preds, match, dets)
+	// Detections no track took start new tracks; their IDs are known
+	// now so that contest can name them.
+	owner := make([]uint64, len(dets)) // the track each detection goes to
 	for ti, di := range match {
-		tr := t.tracks[ti]
-		if di < 0 {
-			tr.missed++
-			continue
-		}
-		if tr.observe(t.opts, at, dets[di]) {
-			t.faces++
+		if di >= 0 {
+			owner[di] = t.tracks[ti].ID
 		}
 	}
-	for di, d := range dets {
+	old := len(t.tracks)
+	for di := range dets {
 		if !usedD[di] {
 			t.nextID++
-			tr := &Track{ID: t.nextID}
-			if newHit[di] {
-				tr.contested = 1
-			}
-			if tr.observe(t.opts, at, d) {
+			owner[di] = t.nextID
+			t.tracks = append(t.tracks, &Track{ID: t.nextID})
+		}
+	}
+	rivals := t.contest(t.tracks[:old], preds, match, dets, owner)
+	for ti, di := range match {
+		if di >= 0 && t.tracks[ti].observe(t.opts, at, dets[di]) {
+			t.faces++
+		}
+		if di < 0 {
+			t.tracks[ti].missed++
+		}
+	}
+	next := old
+	for di, d := range dets {
+		if !usedD[di] {
+			if t.tracks[next].observe(t.opts, at, d) {
 				t.faces++
 			}
-			t.tracks = append(t.tracks, tr)
+			next++
+		}
+	}
+	seen := make(map[uint64]int, len(t.tracks))
+	for _, tr := range t.tracks {
+		seen[tr.ID] = tr.seen
+	}
+	for _, tr := range t.tracks {
+		if ids := rivals[tr.ID]; len(ids) > 0 {
+			tr.contested++
+			add := make([]Rival, len(ids))
+			for i, id := range ids {
+				add[i] = Rival{ID: id, N: tr.contested, Seen: seen[id]}
+			}
+			tr.rivals = addRivals(tr.rivals, add)
 		}
 	}
 	live := t.tracks[:0]
@@ -284,13 +311,49 @@ func (t *Tracker) Update(at time.Duration, dets []Detection) {
 // one the track could have taken (the matching gate is one box size).
 const ContestReach = 1.5
 
+// ContestRatio bounds the widths of two faces the tracker could confuse:
+// within this factor of each other. Its matching gate takes a detection at
+// a distance only when the widths are within a factor of 2, and one by
+// IoU (at least MatchIoU) only when their areas are within a factor of
+// 1/MatchIoU: widths within 2.24 for the default 0.2. A face that much
+// larger or smaller than another is at another depth, and no matching
+// swaps them. A tracker whose MatchIoU is below 0.2 widens the bound it
+// contests by to 1/sqrt(MatchIoU).
+const ContestRatio = 2.25
+
+// Confusable reports whether two face boxes are of sizes the tracker could
+// confuse (widths within ContestRatio of each other).
+func Confusable(a, b image.Rectangle) bool { return sizesClose(BoxOf(a), BoxOf(b)) }
+
+func sizesClose(a, b Box) bool { return sizesWithin(a, b, ContestRatio) }
+
+func sizesWithin(a, b Box, ratio float64) bool {
+	if a.w() <= 0 || b.w() <= 0 {
+		return false
+	}
+	r := a.w() / b.w()
+	return r <= ratio && r >= 1/ratio
+}
+
+// contestRatio is the size ratio this tracker contests by: ContestRatio,
+// or wider for a MatchIoU below 0.2.
+func (t *Tracker) contestRatio() float64 {
+	if t.opts.MatchIoU > 0 {
+		return max(ContestRatio, 1/math.Sqrt(t.opts.MatchIoU))
+	}
+	return math.Inf(1)
+}
+
 // sweptMargin grows each box of a track's path between two keyframes by
 // this share of its size on each side.
 const sweptMargin = 0.25
 
 // inReach reports whether detection box d is within the reach of a track
-// predicted at p.
-func inReach(p, d Box) bool {
+// predicted at p, for faces within ratio of each other's size.
+func inReach(p, d Box, ratio float64) bool {
+	if !sizesWithin(p, d, ratio) {
+		return false
+	}
 	if iou(p, d) > 0 {
 		return true
 	}
@@ -304,76 +367,92 @@ func swept(a, b Box) Box {
 	return Box{math.Min(a.X0, b.X0), math.Min(a.Y0, b.Y0), math.Max(a.X1, b.X1), math.Max(a.Y1, b.Y1)}
 }
 
-// contest counts, for this keyframe, every track whose identity could have
+// contest finds, for this keyframe, every track whose identity could have
 // been confused with another's by position and time alone (Covered's
-// Contested): a detection other than its own within its reach, its own
-// detection within another track's reach, or its path since the previous
-// keyframe (swept) touching another track's path or the first box of a new
-// track. preds are the tracks' predicted boxes at this keyframe, match the
-// detection each took (-1: none). It runs before the detections are
-// recorded, and returns, per detection, whether the new track it starts
-// (if it starts one) is contested from its first keyframe by the same
-// rules.
-func (t *Tracker) contest(preds []Box, match []int, dets []Detection) (newHit []bool) {
-	// Every path of this keyframe interval: the tracks' first, in order,
-	// then the first boxes of the tracks about to start.
+// Contested and Rivals): a detection other than its own within its reach,
+// its own detection within another track's reach, or its path since the
+// previous keyframe (swept) touching another track's path or the first box
+// of a new track, each only between faces of sizes the tracker could
+// confuse (ContestRatio). tracks are the tracks before this keyframe,
+// preds their predicted boxes at it, match the detection each took (-1:
+// none), owner the track (old or new) each detection goes to. It runs
+// before the detections are recorded, and returns the rivals of each track
+// (old or new) that has any, by track ID.
+func (t *Tracker) contest(tracks []*Track, preds []Box, match []int, dets []Detection, owner []uint64) map[uint64][]uint64 {
 	type path struct {
-		box    Box
-		track  int // index in t.tracks, or -1
-		newDet int // the detection starting a new track, or -1
+		id   uint64
+		box  Box // swept
+		face Box // the face's box at this keyframe
 	}
 	var paths []path
 	taken := make([]bool, len(dets))
-	for ti, tr := range t.tracks {
+	for ti, tr := range tracks {
 		to := preds[ti]
 		if di := match[ti]; di >= 0 {
 			to, taken[di] = BoxOf(dets[di].Box), true
 		}
-		paths = append(paths, path{swept(tr.last().box, to), ti, -1})
+		paths = append(paths, path{tr.ID, swept(tr.last().box, to), to})
 	}
 	for di, d := range dets {
 		if !taken[di] {
 			b := BoxOf(d.Box)
-			paths = append(paths, path{swept(b, b), -1, di})
+			paths = append(paths, path{owner[di], swept(b, b), b})
 		}
 	}
-	meets := func(k int) bool {
-		for j, q := range paths {
-			if j != k && iou(paths[k].box, q.box) > 0 {
-				return true
+	ratio := t.contestRatio()
+	rivals := map[uint64][]uint64{}
+	rival := func(a, b uint64) {
+		if a != b && !slices.Contains(rivals[a], b) {
+			rivals[a] = append(rivals[a], b)
+			rivals[b] = append(rivals[b], a)
+		}
+	}
+	for j, p := range paths {
+		for _, q := range paths[j+1:] {
+			if iou(p.box, q.box) > 0 && sizesWithin(p.face, q.face, ratio) {
+				rival(p.id, q.id) // paths met between the keyframes
 			}
 		}
-		return false
 	}
-	reachedBy := func(d Box, except int) bool { // within another track's reach
-		for tj := range t.tracks {
-			if tj != except && inReach(preds[tj], d) {
-				return true
-			}
-		}
-		return false
-	}
-	newHit = make([]bool, len(dets))
-	for k, p := range paths {
-		if p.track < 0 {
-			newHit[p.newDet] = meets(k) || reachedBy(BoxOf(dets[p.newDet].Box), -1)
-			continue
-		}
-		ti := p.track
-		hit := meets(k)
+	for ti, tr := range tracks {
 		for di, d := range dets {
-			if !hit && di != match[ti] && inReach(preds[ti], BoxOf(d.Box)) {
-				hit = true // another detection it could have taken
+			if di != match[ti] && inReach(preds[ti], BoxOf(d.Box), ratio) {
+				rival(tr.ID, owner[di]) // a detection it could have taken
 			}
 		}
-		if di := match[ti]; !hit && di >= 0 {
-			hit = reachedBy(BoxOf(dets[di].Box), ti) // its detection was another's to take
-		}
-		if hit {
-			t.tracks[ti].contested++
+	}
+	return rivals
+}
+
+// maxRivals bounds the rivals a track remembers (the most recent).
+const maxRivals = 16
+
+// Rival is a track that contested another (see Covered.Rivals).
+type Rival struct {
+	ID uint64
+	// N is the contested track's Contested count on the latest keyframe
+	// this rival contested it.
+	N int
+	// Seen is the keyframes the rival had been detected on by then,
+	// that one included if it was detected on it.
+	Seen int
+}
+
+// addRivals returns rs with add recorded as rivals, most recent last, the
+// oldest dropped beyond maxRivals, in a new slice: Covered values share the
+// old one.
+func addRivals(rs, add []Rival) []Rival {
+	out := make([]Rival, 0, len(rs)+len(add))
+	for _, r := range rs {
+		if !slices.ContainsFunc(add, func(a Rival) bool { return a.ID == r.ID }) {
+			out = append(out, r)
 		}
 	}
-	return newHit
+	out = append(out, add...)
+	if len(out) > maxRivals {
+		out = out[len(out)-maxRivals:]
+	}
+	return slices.Clip(out)
 }
 
 // Cover returns the boxes to redact at stream time at, which may lie
@@ -407,9 +486,16 @@ type Covered struct {
 	// alone: another detection within its reach (ContestReach), its own
 	// detection within another track's reach, or its path since the
 	// previous keyframe (boxes grown by a quarter) touching another
-	// track's path or a new track's first box. A track never contested
-	// has been the one face it followed as far as positions can tell.
+	// track's path or a new track's first box; only between faces of
+	// sizes the tracker could confuse (ContestRatio). A track never
+	// contested has been the one face it followed as far as positions
+	// can tell.
 	Contested int
+	// Rivals are the tracks it was contested by, each with the keyframe
+	// (by Contested count) it last did, the most recent last (up to 16;
+	// shared, do not modify). A detection that started a new track is
+	// named by that track.
+	Rivals []Rival
 	// Held: the track was not detected on the latest keyframe; its box is
 	// held and extrapolated.
 	Held bool
@@ -424,7 +510,7 @@ func (t *Tracker) CoverTracks(at time.Duration) []Covered {
 		}
 		if b, ok := t.boxAt(tr, at); ok {
 			out = append(out, Covered{ID: tr.ID, Box: b.Rect(), Seen: tr.seen, Missed: tr.missed, Contested: tr.contested,
-				Held: tr.last().t < t.lastKey})
+				Rivals: tr.rivals, Held: tr.last().t < t.lastKey})
 		}
 	}
 	return out

@@ -2,6 +2,7 @@ package track
 
 import (
 	"image"
+	"slices"
 	"testing"
 	"time"
 )
@@ -170,7 +171,7 @@ func TestConfirmation(t *testing.T) {
 func sq(x, y int) image.Rectangle { return image.Rect(x-20, y-20, x+20, y+20) }
 
 // TestContinuity: what each track's counts say (Covered's Seen, Missed,
-// Contested, Held) after two faces move past each other in different ways,
+// Contested, Rivals, Held) after two faces move past each other in different ways,
 // keyframes every 100 ms. Face a is the first track; its counts are read
 // after the last keyframe.
 func TestContinuity(t *testing.T) {
@@ -239,6 +240,9 @@ func TestContinuity(t *testing.T) {
 			if (a.Contested > 0) != tc.contested || a.Seen != tc.seen || a.Missed != tc.missed || a.Held != tc.held {
 				t.Errorf("a: contested %d, seen %d, missed %d, held %v; want contested %v, seen %d, missed %d, held %v",
 					a.Contested, a.Seen, a.Missed, a.Held, tc.contested, tc.seen, tc.missed, tc.held)
+			}
+			if tc.contested && !slices.ContainsFunc(a.Rivals, func(r Rival) bool { return r.ID == 2 && r.N == a.Contested && r.Seen > 0 }) {
+				t.Errorf("a's rivals %v: want b's track (2) on its latest contested keyframe (%d)", a.Rivals, a.Contested)
 			}
 			if tc.newB && (b == nil || b.Contested != 1) {
 				t.Errorf("b's track %+v: want contested from its first keyframe", b)

@@ -10,9 +10,20 @@
 //     goes into the ledger with every grant.
 //   - service.go: tokens issued and used, grants, and binding a grant to the
 //     one face track inside the opt-in zone at the moment the shopper
-//     confirms. Gate is the pipeline's hook: it sees track IDs and boxes only,
-//     never pixels, and ends a consent when its track is gone, its time is
-//     up or it is withdrawn. Signed receipts.
+//     confirms. Gate is the pipeline's hook: it sees track IDs, boxes and
+//     the tracker's continuity counts only, never pixels, and ends a
+//     consent when its track is gone, its time is up or it is withdrawn.
+//     Signed receipts.
+//   - follow.go: the opt-in follows the person, not the track number. A
+//     tracker can swap two people's tracks when they cross, so the gate
+//     suspends the exemption while another face is near the bound one,
+//     and unbinds the consent (ledger: unbind with the reason; the shopper
+//     may confirm again on the spot, a relayed grant ends) when, by
+//     position and time, which face is which can no longer be told: the
+//     tracker reports the bound track contested by a tracked face, or a
+//     face was not detected while close. Once apart with continuity
+//     intact, the exemption resumes. The file has the rules and why a
+//     swap cannot exempt the bystander.
 //   - web.go: the sign's page and the phone pages (no login, CSRF double
 //     submit, per-client rate limit). The phone pages run over a Backend:
 //     the box's Service, or head office's consent relay (hq/relay), which

@@ -10,19 +10,25 @@ import (
 )
 
 // at is a 40 px face of track id centred at (x, y) with the tracker's
-// counts for it.
-func at(id uint64, x, y, seen, missed, contested int, held bool) track.Covered {
-	return track.Covered{ID: id, Box: image.Rect(x-20, y-20, x+20, y+20), Seen: seen, Missed: missed, Contested: contested, Held: held}
+// counts for it and its rivals (track ID, Contested count).
+func at(id uint64, x, y, seen, missed, contested int, held bool, rivals ...track.Rival) track.Covered {
+	return track.Covered{ID: id, Box: image.Rect(x-20, y-20, x+20, y+20), Seen: seen, Missed: missed, Contested: contested, Held: held, Rivals: rivals}
 }
 
+// rival is track id, detected on seen keyframes, as a rival on the n-th
+// contested keyframe.
+func rival(id uint64, n, seen int) track.Rival { return track.Rival{ID: id, N: n, Seen: seen} }
+
+type cv = []track.Covered
+
 // TestFollow: the gate's rules for a bound track (follow.go), frame by
-// frame: the bound track 1 is exempt when alone or with others far away,
-// suspended while another face is near, exempt again after resumeAfter
-// keyframes apart when continuity held, and unbound (with the reason)
-// when it did not.
+// frame: the bound track 1 (bound with seen 4) is exempt when alone or
+// with others far away, suspended while another face is near, exempt again
+// after resumeAfter keyframes apart when continuity held, and unbound
+// (with the reason) when it did not.
 func TestFollow(t *testing.T) {
 	type frame struct {
-		faces  []track.Covered // the bound track's first
+		faces  cv // the bound track's first
 		exempt bool
 	}
 	tests := []struct {
@@ -31,50 +37,96 @@ func TestFollow(t *testing.T) {
 		ended  string
 	}{
 		{"alone, then a face far away", []frame{
-			{[]track.Covered{at(1, 100, 100, 5, 0, 0, false)}, true},
-			{[]track.Covered{at(1, 110, 100, 6, 0, 0, false), at(2, 400, 100, 1, 0, 0, false)}, true},
-			{[]track.Covered{at(1, 120, 100, 7, 0, 0, false), at(2, 390, 100, 2, 0, 0, false)}, true},
+			{cv{at(1, 100, 100, 5, 0, 0, false)}, true},
+			{cv{at(1, 110, 100, 6, 0, 0, false), at(2, 400, 100, 1, 0, 0, false)}, true},
+			{cv{at(1, 120, 100, 7, 0, 0, false), at(2, 390, 100, 2, 0, 0, false)}, true},
 		}, ""},
 		{"missed while alone: still shown", []frame{
-			{[]track.Covered{at(1, 100, 100, 5, 0, 0, false)}, true},
-			{[]track.Covered{at(1, 100, 100, 5, 1, 0, true)}, true},
-			{[]track.Covered{at(1, 100, 100, 6, 1, 0, false)}, true},
+			{cv{at(1, 100, 100, 5, 0, 0, false)}, true},
+			{cv{at(1, 100, 100, 5, 1, 0, true)}, true},
+			{cv{at(1, 100, 100, 6, 1, 0, false)}, true},
 		}, ""},
 		{"a face passes close and parts cleanly: suspended, then resumed", []frame{
-			{[]track.Covered{at(1, 100, 100, 5, 0, 0, false), at(2, 300, 100, 5, 0, 0, false)}, true},
-			{[]track.Covered{at(1, 100, 100, 6, 0, 0, false), at(2, 170, 100, 6, 0, 0, false)}, false}, // 30 px gap
-			{[]track.Covered{at(1, 100, 100, 7, 0, 0, false), at(2, 160, 130, 7, 0, 0, false)}, false},
-			{[]track.Covered{at(1, 100, 100, 7, 0, 0, false), at(2, 250, 160, 7, 0, 0, false)}, false}, // apart, no keyframe yet
-			{[]track.Covered{at(1, 100, 100, 8, 0, 0, false), at(2, 280, 190, 8, 0, 0, false)}, false}, // one keyframe apart
-			{[]track.Covered{at(1, 100, 100, 9, 0, 0, false), at(2, 310, 220, 9, 0, 0, false)}, true},  // two
+			{cv{at(1, 100, 100, 5, 0, 0, false), at(2, 300, 100, 5, 0, 0, false)}, true},
+			{cv{at(1, 100, 100, 6, 0, 0, false), at(2, 170, 100, 6, 0, 0, false)}, false}, // 30 px gap
+			{cv{at(1, 100, 100, 7, 0, 0, false), at(2, 160, 130, 7, 0, 0, false)}, false},
+			{cv{at(1, 100, 100, 7, 0, 0, false), at(2, 250, 160, 7, 0, 0, false)}, false}, // apart, not yet detected so
+			{cv{at(1, 100, 100, 8, 0, 0, false), at(2, 280, 190, 8, 0, 0, false)}, false}, // seen apart; one keyframe
+			{cv{at(1, 100, 100, 9, 0, 0, false), at(2, 310, 220, 9, 0, 0, false)}, true},  // two
 		}, ""},
-		{"paths met (contested)", []frame{
-			{[]track.Covered{at(1, 100, 100, 5, 0, 0, false), at(2, 170, 100, 5, 0, 0, false)}, false},
-			{[]track.Covered{at(1, 120, 100, 6, 0, 1, false), at(2, 140, 100, 6, 0, 1, false)}, false},
+		{"paths met with a tracked face", []frame{
+			{cv{at(1, 100, 100, 5, 0, 0, false), at(2, 170, 100, 5, 0, 0, false)}, false},
+			{cv{at(1, 120, 100, 6, 0, 1, false, rival(2, 1, 6)), at(2, 140, 100, 6, 0, 1, false, rival(1, 1, 6))}, false},
 		}, reasonPathsMet},
-		{"contested without ever being seen close (crossed between keyframes)", []frame{
-			{[]track.Covered{at(1, 100, 100, 5, 0, 0, false), at(2, 400, 100, 5, 0, 0, false)}, true},
-			{[]track.Covered{at(1, 400, 100, 6, 0, 1, false), at(2, 100, 100, 6, 0, 1, false)}, false},
+		{"crossed between two keyframes, never seen close", []frame{
+			{cv{at(1, 100, 100, 5, 0, 0, false), at(2, 400, 100, 5, 0, 0, false)}, true},
+			{cv{at(1, 400, 100, 6, 0, 1, false, rival(2, 1, 6)), at(2, 100, 100, 6, 0, 1, false, rival(1, 1, 6))}, false},
 		}, reasonPathsMet},
-		{"the bound face missed while another is close", []frame{
-			{[]track.Covered{at(1, 100, 100, 5, 0, 0, false), at(2, 170, 100, 5, 0, 0, false)}, false},
-			{[]track.Covered{at(1, 100, 100, 5, 1, 0, true), at(2, 160, 100, 6, 0, 0, false)}, false},
+		{"a tracked rival the gate cannot see", []frame{
+			{cv{at(1, 100, 100, 5, 0, 1, false, rival(9, 1, 4))}, false},
+		}, reasonPathsMet},
+		{"a one-off rival the tracker no longer covers", []frame{
+			{cv{at(1, 100, 100, 5, 0, 1, false, rival(9, 1, 1))}, false},
+			{cv{at(1, 100, 100, 6, 0, 1, false, rival(9, 1, 1))}, false},
+			{cv{at(1, 100, 100, 7, 0, 1, false, rival(9, 1, 1))}, true},
+		}, ""},
+		{"a one-off rival the tracker no longer covers comes back", []frame{
+			{cv{at(1, 100, 100, 5, 0, 1, false, rival(9, 1, 1))}, false},
+			{cv{at(1, 100, 100, 6, 0, 1, false, rival(9, 1, 1)), at(9, 400, 100, 2, 1, 0, false)}, false},
+		}, reasonPathsMet},
+		{"a one-off copy of the face contests it, then disappears", []frame{
+			{cv{at(1, 100, 100, 5, 0, 1, false, rival(3, 1, 1)), at(3, 120, 90, 1, 0, 1, false, rival(1, 1, 6))}, false},
+			{cv{at(1, 100, 100, 6, 0, 1, false, rival(3, 1, 1)), at(3, 120, 90, 1, 1, 1, true, rival(1, 1, 6))}, false},
+			{cv{at(1, 100, 100, 6, 0, 1, false, rival(3, 1, 1))}, false}, // gone (forgotten)
+			{cv{at(1, 100, 100, 7, 0, 1, false, rival(3, 1, 1))}, false},
+			{cv{at(1, 100, 100, 8, 0, 1, false, rival(3, 1, 1))}, true},
+		}, ""},
+		{"a one-off rival is detected again", []frame{
+			{cv{at(1, 100, 100, 5, 0, 1, false, rival(3, 1, 1)), at(3, 120, 90, 1, 0, 1, false, rival(1, 1, 6))}, false},
+			{cv{at(1, 100, 100, 6, 0, 1, false, rival(3, 1, 1)), at(3, 200, 90, 2, 0, 1, false, rival(1, 1, 6))}, false},
+		}, reasonPathsMet},
+		{"a one-off rival comes back after it disappeared", []frame{
+			{cv{at(1, 100, 100, 5, 0, 1, false, rival(3, 1, 1)), at(3, 120, 90, 1, 0, 1, false, rival(1, 1, 6))}, false},
+			{cv{at(1, 100, 100, 6, 0, 1, false, rival(3, 1, 1))}, false},
+			{cv{at(1, 100, 100, 7, 0, 1, false, rival(3, 1, 1)), at(3, 300, 90, 2, 1, 1, false, rival(1, 1, 6))}, false},
+		}, reasonPathsMet},
+		{"a one-off rival comes back at a size no matching confuses with the bound face", []frame{
+			{cv{at(1, 100, 100, 5, 0, 1, false, rival(3, 1, 1)), at(3, 120, 90, 1, 0, 1, false, rival(1, 1, 6))}, false},
+			{cv{at(1, 100, 100, 6, 0, 1, false, rival(3, 1, 1))}, false},
+			{cv{at(1, 100, 100, 7, 0, 1, false, rival(3, 1, 1)), {ID: 3, Box: image.Rect(200, 0, 400, 200), Seen: 2, Missed: 1}}, true},
+			{cv{at(1, 100, 100, 8, 0, 1, false, rival(3, 1, 1)), {ID: 3, Box: image.Rect(200, 0, 400, 200), Seen: 3, Missed: 1}}, true},
+		}, ""},
+		{"the bound face missed while a tracked face is close", []frame{
+			{cv{at(1, 100, 100, 5, 0, 0, false), at(2, 170, 100, 5, 0, 0, false)}, false},
+			{cv{at(1, 100, 100, 5, 1, 0, true), at(2, 160, 100, 6, 0, 0, false)}, false},
 		}, reasonHiddenClose},
 		{"the close face missed", []frame{
-			{[]track.Covered{at(1, 100, 100, 5, 0, 0, false), at(2, 170, 100, 5, 0, 0, false)}, false},
-			{[]track.Covered{at(1, 100, 100, 6, 0, 0, false), at(2, 165, 100, 5, 1, 0, true)}, false},
+			{cv{at(1, 100, 100, 5, 0, 0, false), at(2, 170, 100, 5, 0, 0, false)}, false},
+			{cv{at(1, 100, 100, 6, 0, 0, false), at(2, 165, 100, 5, 1, 0, true)}, false},
 		}, reasonHiddenClose},
 		{"the close face missed, then far again", []frame{
-			{[]track.Covered{at(1, 100, 100, 5, 0, 0, false), at(2, 170, 100, 5, 0, 0, false)}, false},
-			{[]track.Covered{at(1, 100, 100, 6, 0, 0, false), at(2, 300, 100, 6, 1, 0, false)}, false},
+			{cv{at(1, 100, 100, 5, 0, 0, false), at(2, 170, 100, 5, 0, 0, false)}, false},
+			{cv{at(1, 100, 100, 6, 0, 0, false), at(2, 300, 100, 6, 1, 0, false)}, false},
 		}, reasonHiddenClose},
 		{"the close face lost", []frame{
-			{[]track.Covered{at(1, 100, 100, 5, 0, 0, false), at(2, 170, 100, 5, 0, 0, false)}, false},
-			{[]track.Covered{at(1, 100, 100, 6, 0, 0, false)}, false},
+			{cv{at(1, 100, 100, 5, 0, 0, false), at(2, 170, 100, 5, 0, 0, false)}, false},
+			{cv{at(1, 100, 100, 6, 0, 0, false)}, false},
 		}, reasonLostClose},
-		{"a face already held when it comes close", []frame{
-			{[]track.Covered{at(1, 100, 100, 5, 0, 0, false), at(2, 165, 100, 5, 1, 0, true)}, false},
+		{"a tracked face already held when it comes close", []frame{
+			{cv{at(1, 100, 100, 5, 0, 0, false), at(2, 165, 100, 5, 1, 0, true)}, false},
 		}, reasonHiddenClose},
+		{"a one-off detection close by, then gone", []frame{
+			{cv{at(1, 100, 100, 5, 0, 0, false), at(4, 165, 100, 1, 0, 0, false)}, false},
+			{cv{at(1, 100, 100, 6, 1, 0, false), at(4, 165, 100, 1, 1, 0, true)}, false},
+			{cv{at(1, 100, 100, 7, 1, 0, false)}, false},
+			{cv{at(1, 100, 100, 8, 1, 0, false)}, true},
+		}, ""},
+		{"a small box over the face (no face it could be confused with)", []frame{
+			{cv{at(1, 100, 100, 5, 0, 0, false), {ID: 5, Box: image.Rect(95, 95, 105, 105), Seen: 9}}, false},
+			{cv{at(1, 100, 100, 6, 0, 0, false), {ID: 5, Box: image.Rect(95, 95, 105, 105), Seen: 9, Missed: 3, Held: true}}, false},
+			{cv{at(1, 100, 100, 7, 0, 0, false)}, false},
+			{cv{at(1, 100, 100, 8, 0, 0, false)}, true},
+		}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,10 +207,10 @@ func TestUnbindWhenAmbiguous(t *testing.T) {
 			if ex := e.tracks(at(1, 230, 250, 5, 0, 0, false), at(2, 290, 250, 5, 0, 0, false)); len(ex) != 0 {
 				t.Fatalf("exempt %v with another face close, want none", ex)
 			}
-			if ex := e.tracks(at(1, 250, 250, 6, 0, 1, false), at(2, 260, 250, 6, 0, 1, false)); len(ex) != 0 {
+			if ex := e.tracks(at(1, 250, 250, 6, 0, 1, false, rival(2, 1, 6)), at(2, 260, 250, 6, 0, 1, false, rival(1, 1, 6))); len(ex) != 0 {
 				t.Fatalf("exempt %v after the paths met, want none", ex)
 			}
-			if ex := e.tracks(at(1, 200, 250, 9, 0, 1, false), at(2, 600, 250, 9, 0, 1, false)); len(ex) != 0 {
+			if ex := e.tracks(at(1, 200, 250, 9, 0, 1, false, rival(2, 1, 6)), at(2, 600, 250, 9, 0, 1, false, rival(1, 1, 6))); len(ex) != 0 {
 				t.Fatalf("exempt %v once apart again, want none: the binding ended", ex)
 			}
 			es := e.entries()
@@ -173,7 +225,7 @@ func TestUnbindWhenAmbiguous(t *testing.T) {
 				if code, body := ph.post("/c/consent/confirm"); code != 200 || !strings.Contains(body, `id="withdraw"`) {
 					t.Fatalf("confirm again: %d\n%s", code, body)
 				}
-				if ex := e.tracks(at(1, 200, 250, 10, 0, 1, false), at(2, 600, 250, 10, 0, 1, false)); len(ex) != 1 || ex[0] != 1 {
+				if ex := e.tracks(at(1, 200, 250, 10, 0, 1, false, rival(2, 1, 6)), at(2, 600, 250, 10, 0, 1, false, rival(1, 1, 6))); len(ex) != 1 || ex[0] != 1 {
 					t.Fatalf("exempt %v after confirming again, want [1]", ex)
 				}
 			}

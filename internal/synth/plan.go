@@ -108,6 +108,12 @@ func (k *track) at(t int, fw, fh float64) geom {
 	}
 	ang := k.a0 + k.aa*math.Sin(2*math.Pi*tt/k.ap+k.aph)
 	ang = math.Max(-k.maxAngle, math.Min(k.maxAngle, ang))
+	return makeGeom(cx, cy, w, h, ang, k.margin, fw, fh)
+}
+
+// makeGeom is the geometry of a face box of w x h centred at (cx, cy),
+// turned by ang degrees, with context margin m, in a frame of fw x fh.
+func makeGeom(cx, cy, w, h, ang, m, fw, fh float64) geom {
 	g := geom{cx: cx, cy: cy, w: w, h: h, angle: ang}
 	th := ang * math.Pi / 180
 	c, s := math.Cos(th), math.Sin(th)
@@ -120,7 +126,7 @@ func (k *track) at(t int, fw, fh float64) geom {
 		g.face.x0, g.face.x1 = math.Min(g.face.x0, x), math.Max(g.face.x1, x)
 		g.face.y0, g.face.y1 = math.Min(g.face.y0, y), math.Max(g.face.y1, y)
 	}
-	ex, ey := ellipseAxes(w, h, k.margin)
+	ex, ey := ellipseAxes(w, h, m)
 	// Bounding box of a rotated ellipse.
 	hx := math.Sqrt(ex*ex*c*c + ey*ey*s*s)
 	hy := math.Sqrt(ex*ex*s*s + ey*ey*c*c)

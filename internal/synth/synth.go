@@ -2,7 +2,9 @@
 // faces from images shipped by Debian packages (hand-labelled in
 // testdata/faces/faces.json) are pasted with feathered context onto a CCTV
 // background video, moving, scaling, rotating and blurring smoothly, and
-// every frame's face boxes are known exactly.
+// every frame's face boxes are known exactly. Params.Walks scripts the scene
+// instead (script.go): chosen faces on chosen paths, e.g. two people
+// crossing.
 package synth
 
 import (
@@ -55,6 +57,9 @@ type Params struct {
 	FacesJSON  string   `json:"faces_json"`  // default DefaultFacesJSON()
 	Codec      string   `json:"codec"`       // CodecMJPEG (default) or CodecHFYU
 	Quality    int      `json:"quality"`     // JPEG quality for CodecMJPEG, default 95
+	// Walks, if set, script the scene: these faces and no others (Faces
+	// and the random layout are not used).
+	Walks []Walk `json:"walks,omitempty"`
 }
 
 func (p *Params) fill() error {
@@ -143,7 +148,13 @@ func Generate(ctx context.Context, p Params, out string) (Labels, error) {
 
 	rng := rand.New(rand.NewPCG(uint64(p.Seed), 0x7665696c))
 	pl := &planner{p: p, lib: lib, rng: rng, fw: float64(fw), fh: float64(fh), fps: p.FPS}
-	pl.plan()
+	if len(p.Walks) > 0 {
+		if err := pl.scripted(); err != nil {
+			return Labels{}, err
+		}
+	} else {
+		pl.plan()
+	}
 
 	r := newRenderer(lib, fw, fh, rng)
 	defer r.close()

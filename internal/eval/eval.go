@@ -50,6 +50,10 @@ type Options struct {
 	// into its own pipeline and redactor, all making their detectors with
 	// the one Detector factory; 0 means 1.
 	Copies int
+	// Consent, if set, is the pipeline's consent gate (a shopper's opt-in
+	// may leave tracked faces unredacted); OnBox then shows which faces
+	// were. It is one camera's: with Live, Copies must be 0 or 1.
+	Consent pipeline.Consent
 }
 
 // Result is one evaluation.
@@ -178,6 +182,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("generating labelled video: %w", err)
 	}
 	if o.Live {
+		if o.Consent != nil && o.Copies > 1 {
+			return Result{}, errors.New("eval: a consent gate is one camera's: Copies must be 0 or 1")
+		}
 		return runLive(ctx, o, video, labels)
 	}
 	src, err := media.OpenFile(video)
@@ -196,7 +203,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	defer sc.Close()
-	p := &pipeline.Pipeline{Source: src, Detector: o.Detector, Redactor: red, Sink: &scoreSink{scorer: sc}, Options: o.Pipeline}
+	p := &pipeline.Pipeline{Source: src, Detector: o.Detector, Redactor: red, Sink: &scoreSink{scorer: sc}, Options: o.Pipeline, Consent: o.Consent}
 	st, err := p.Run(ctx)
 	if err != nil {
 		return Result{}, err
@@ -272,7 +279,7 @@ func runLive(ctx context.Context, o Options, video string, labels synth.Labels) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p := &pipeline.Pipeline{Source: c.cam, Detector: o.Detector, Redactor: c.red, Sink: &c.sink, Options: o.Pipeline}
+			p := &pipeline.Pipeline{Source: c.cam, Detector: o.Detector, Redactor: c.red, Sink: &c.sink, Options: o.Pipeline, Consent: o.Consent}
 			c.st, c.err = p.Run(ctx)
 		}()
 	}

@@ -147,6 +147,11 @@ func TestPublishUntilHeadOfficeStored(t *testing.T) {
 	hq.refuse[added[3].Seq] = "implausible"
 	hq.mu.Unlock()
 	waitFor(t, 10*time.Second, "the outbox to empty", func() bool { return box.Len() == 0 })
+	// The status follows the outbox once the acknowledgement is applied.
+	waitFor(t, 5*time.Second, "the status to show the acknowledgements", func() bool {
+		st := p.Status()
+		return st.AwaitingStored == 0 && st.Refused == 1
+	})
 	st := p.Status()
 	if st.Refused != 1 || st.AwaitingStored != 0 || st.LastStored.IsZero() || !st.OldestPending.IsZero() {
 		t.Errorf("Status() = %+v, want 1 refused, none awaiting, a last stored time, no oldest pending", st)

@@ -16,14 +16,17 @@ import (
 // one (a size within track.ContestRatio of it); it is established once
 // detected on two keyframes; a one-off has been detected on one.
 //
-//  1. Suspended when close. While a face is near the bound one (closer
-//     than the larger one's size), or any box overlaps it, or a one-off
-//     that contested it or came near it is still tracked, the bound face is
-//     redacted: the exemption is suspended from that frame on.
+//  1. Suspended when close. While a face is near the bound one or over it
+//     (closer than the larger one's size), or a one-off that contested it
+//     or came near it is still tracked, the bound face is redacted: the
+//     exemption is suspended from that frame on. A box of a size no
+//     matching confuses with the bound face (a detection on its hair, a
+//     far face behind it) cannot take its track, and is redacted anyway.
 //  2. Ended when the paths met. The tracker names, for every keyframe, the
 //     tracks each track was contested by (track.Covered's Rivals: another
-//     detection within its reach, its detection within another's reach,
-//     or paths between two keyframes touching). A rival that was
+//     detection its matching gate would have taken, its detection within
+//     another's gate, or paths between two keyframes touching where one of
+//     the two moved). A rival that was
 //     established then ends the binding at once: which face is which
 //     cannot be told by position and time. A one-off rival is watched
 //     (rule 1); if it is ever detected again, it ends the binding.
@@ -42,27 +45,27 @@ import (
 //     exemption resumes.
 //
 // Why a swap cannot exempt the bystander: the tracker gives a detection to
-// a track only within one box size of the track's prediction. If the bound
-// track takes the bystander's detection, then that detection was also
-// within the bystander track's reach (its rival: rule 2), or the bound
-// face's own detection was within the bound track's reach (the new or old
-// track it went to is a rival: rule 2, ended once that face is detected
-// again), or neither: the bystander's face was more than
-// track.ContestReach box sizes off where its track predicted it (or it
-// had no track) and the bound face was not detected (hidden or lost while
-// the bystander was close: rule 3) or was more than ContestReach box
-// sizes off its own prediction. The path rule adds margin for crossings
-// between two keyframes that the predictions carried past each other. The
-// tracker's counts are updated on the keyframe itself, before any frame
-// covered from it is asked about, so no frame is shown from a keyframe
-// that broke continuity.
+// a track only within the track's matching gate (about one box size of
+// where it predicted the face). If the bound track takes the bystander's
+// detection, then that detection was also within the bystander track's
+// gate (its rival: rule 2), or the bound face's own detection was within
+// the bound track's gate (the track it went to is a rival: rule 2, ended
+// once that face is detected again), or neither: the bystander's face was
+// outside its own track's gate (off its predicted path by more than a box
+// size, or never tracked) and the bound face was not detected (hidden or
+// lost while the bystander was close: rule 3) or was outside its own
+// track's gate. The path rule adds margin for crossings between two
+// keyframes that the predictions carried past each other. The tracker's
+// counts are updated on the keyframe itself, before any frame covered
+// from it is asked about, so no frame is shown from a keyframe that broke
+// continuity.
 //
-// What positions cannot tell: both faces jumping more than ContestReach box
-// sizes off their predicted paths between two keyframes, into each other's
-// places; and a bystander who was not tracked before (never detected:
-// facing away, or hidden) stepping into the bound face's place, in front of
-// it, at a keyframe on which the bound face is detected that once more and
-// then no longer (rule 4 forgets it as a one-off).
+// What positions cannot tell: both faces leaving their tracks' gates
+// between two keyframes, into each other's places; and a bystander who
+// was not tracked before (never detected: facing away, or hidden)
+// stepping into the bound face's place, in front of it, at a keyframe on
+// which the bound face is detected that once more and then no longer
+// (rule 4 forgets it as a one-off).
 //
 // A binding that ends this way is recorded as unbind with the reason; the
 // shopper's own grant stays active and can be confirmed again on the spot
@@ -127,25 +130,19 @@ func (fl *follow) step(f track.Covered, faces []track.Covered) (exempt bool, end
 	}
 	fl.contested = f.Contested
 	// Rule 1: what is close now.
-	close, overlapped := map[uint64]bool{}, false
+	close := map[uint64]bool{}
 	for _, o := range faces {
-		if o.ID == f.ID {
-			continue
-		}
-		switch {
-		case near(f.Box, o.Box) && track.Confusable(f.Box, o.Box):
+		if o.ID != f.ID && near(f.Box, o.Box) && track.Confusable(f.Box, o.Box) {
 			close[o.ID] = true
 			if w, ok := fl.watch[o.ID]; !ok {
 				fl.watch[o.ID] = &watched{missed: o.Missed, seen: o.Seen}
 			} else {
 				w.seen = o.Seen
 			}
-		case f.Box.Overlaps(o.Box):
-			overlapped = true
 		}
 	}
 	// Rules 3 and 4: the faces watched.
-	held, established := rivalled || overlapped || len(close) > 0, false
+	held, established := rivalled || len(close) > 0, false
 	for id, w := range fl.watch {
 		o, ok := find(faces, id)
 		switch {

@@ -350,12 +350,14 @@ func (s *Service) Status(id, secret string) (Grant, error) {
 }
 
 // Confirm binds the grant to the one face track inside its camera's opt-in
-// zone now. None or several there is an error, and nothing is bound.
+// zone now (detected on two keyframes at least). None or several there is
+// an error, and nothing is bound.
 func (s *Service) Confirm(id, secret string) (Grant, error) {
 	return s.withGrant(id, secret, s.bind)
 }
 
-// bind binds g to the one track in its zone. s.mu is held.
+// bind binds g to the one track in its zone, once it has been detected on
+// two keyframes. s.mu is held.
 func (s *Service) bind(g *Grant) error {
 	if g.Ended != "" {
 		return ErrEnded
@@ -368,13 +370,19 @@ func (s *Service) bind(g *Grant) error {
 		return ErrCameraDown
 	}
 	var in []track.Covered
+	oneOff := false
 	for _, f := range cs.faces {
 		c := image.Pt((f.Box.Min.X+f.Box.Max.X)/2, (f.Box.Min.Y+f.Box.Max.Y)/2)
 		if c.In(cs.zone.Rect) {
 			in = append(in, f)
+			oneOff = oneOff || f.Seen < 2
 		}
 	}
 	switch {
+	case len(in) == 1 && oneOff:
+		// Detected on one keyframe only: most such are false, and the
+		// tracker holds them briefly. The next keyframe tells.
+		return ErrNoneInZone
 	case len(in) == 0:
 		return ErrNoneInZone
 	case len(in) > 1:

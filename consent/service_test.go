@@ -58,8 +58,10 @@ func (e *env) advance(d time.Duration) { e.mu.Lock(); e.now = e.now.Add(d); e.mu
 // and returns the IDs left unredacted.
 func (e *env) tracks(faces ...track.Covered) []uint64 { return e.gate.Exempt(faces) }
 
+// face is track id's 40 px face centred at (x, y), detected on a few
+// keyframes.
 func face(id uint64, x, y int) track.Covered {
-	return track.Covered{ID: id, Box: image.Rect(x-20, y-20, x+20, y+20)}
+	return track.Covered{ID: id, Box: image.Rect(x-20, y-20, x+20, y+20), Seen: 3}
 }
 
 // phone is one shopper's browser.
@@ -270,6 +272,13 @@ func TestRefusals(t *testing.T) {
 		{"confirm with nobody on the spot", func(e *env, ph *phone) (int, string) {
 			granted(e, ph)
 			e.tracks(face(2, 600, 250))
+			return ph.post("/c/consent/confirm")
+		}, http.StatusConflict, DefaultNotice().Texts["en"].NoneInZone},
+		{"confirm with a face detected on one keyframe only", func(e *env, ph *phone) (int, string) {
+			granted(e, ph)
+			one := face(1, 200, 250)
+			one.Seen = 1
+			e.tracks(one)
 			return ph.post("/c/consent/confirm")
 		}, http.StatusConflict, DefaultNotice().Texts["en"].NoneInZone},
 		{"confirm with two on the spot", func(e *env, ph *phone) (int, string) {

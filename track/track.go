@@ -211,19 +211,10 @@ func (t *Tracker) Update(at time.Duration, dets []Detection) {
 	for ti, tr := range t.tracks {
 		p := tr.predict(at)
 		preds[ti] = p
-		size := math.Max(p.w(), p.h())
 		for di, d := range dets {
-			db := BoxOf(d.Box)
-			s := iou(p, db)
-			if s < t.opts.MatchIoU {
-				dist := math.Hypot(p.cx()-db.cx(), p.cy()-db.cy())
-				ratio := db.w() / math.Max(p.w(), 1)
-				if dist > size || ratio < 0.5 || ratio > 2 {
-					continue
-				}
-				s = t.opts.MatchIoU * (1 - dist/size) // below any IoU match
+			if s, ok := t.matchable(p, BoxOf(d.Box)); ok {
+				pairs = append(pairs, pair{ti, di, s})
 			}
-			pairs = append(pairs, pair{ti, di, s})
 		}
 	}
 	// Sort pairs by score, best first (insertion sort; counts are small).
@@ -305,11 +296,23 @@ func (t *Tracker) Update(at time.Duration, dets []Detection) {
 	t.tracks = live
 }
 
-// ContestReach is how far a track's reach extends, in sizes of its
-// predicted box: a detection whose box overlaps the prediction, or whose
-// centre is within ContestReach box sizes of the prediction's centre, is
-// one the track could have taken (the matching gate is one box size).
-const ContestReach = 1.5
+// matchable reports whether a track predicted at p may take detection d
+// (the matching gate: IoU with the prediction of at least MatchIoU, or a
+// centre within one box size of the prediction's and a width within a
+// factor of 2 of it), and the match's score, best highest.
+func (t *Tracker) matchable(p, d Box) (float64, bool) {
+	s := iou(p, d)
+	if s >= t.opts.MatchIoU {
+		return s, true
+	}
+	size := math.Max(p.w(), p.h())
+	dist := math.Hypot(p.cx()-d.cx(), p.cy()-d.cy())
+	ratio := d.w() / math.Max(p.w(), 1)
+	if dist > size || ratio < 0.5 || ratio > 2 {
+		return 0, false
+	}
+	return t.opts.MatchIoU * (1 - dist/size), true // below any IoU match
+}
 
 // ContestRatio bounds the widths of two faces the tracker could confuse:
 // within this factor of each other. Its matching gate takes a detection at
@@ -348,17 +351,9 @@ func (t *Tracker) contestRatio() float64 {
 // this share of its size on each side.
 const sweptMargin = 0.25
 
-// inReach reports whether detection box d is within the reach of a track
-// predicted at p, for faces within ratio of each other's size.
-func inReach(p, d Box, ratio float64) bool {
-	if !sizesWithin(p, d, ratio) {
-		return false
-	}
-	if iou(p, d) > 0 {
-		return true
-	}
-	return math.Hypot(p.cx()-d.cx(), p.cy()-d.cy()) <= ContestReach*math.Max(p.w(), p.h())
-}
+// movedShare: a track moved between two keyframes when its box's centre
+// moved by more than this share of its size.
+const movedShare = 0.25
 
 // swept is the region a face may have crossed between two keyframes: the
 // bounding box of its boxes at both, each grown by sweptMargin.
@@ -367,22 +362,31 @@ func swept(a, b Box) Box {
 	return Box{math.Min(a.X0, b.X0), math.Min(a.Y0, b.Y0), math.Max(a.X1, b.X1), math.Max(a.Y1, b.Y1)}
 }
 
+// moved reports whether a face went from box a to box b (see movedShare).
+func moved(a, b Box) bool {
+	return math.Hypot(b.cx()-a.cx(), b.cy()-a.cy()) > movedShare*math.Max(a.w(), a.h())
+}
+
 // contest finds, for this keyframe, every track whose identity could have
 // been confused with another's by position and time alone (Covered's
-// Contested and Rivals): a detection other than its own within its reach,
-// its own detection within another track's reach, or its path since the
-// previous keyframe (swept) touching another track's path or the first box
-// of a new track, each only between faces of sizes the tracker could
-// confuse (ContestRatio). tracks are the tracks before this keyframe,
-// preds their predicted boxes at it, match the detection each took (-1:
-// none), owner the track (old or new) each detection goes to. It runs
-// before the detections are recorded, and returns the rivals of each track
-// (old or new) that has any, by track ID.
+// Contested and Rivals): a detection other than its own that its matching
+// gate would have taken (unless another old track matched that detection
+// better and it matched its own better still: no choice then), its own
+// detection within another track's gate likewise,
+// or its path since the previous keyframe (swept) touching another track's
+// path or the first box of a new track where one of the two moved (two
+// faces standing side by side are told apart by the gate), between faces
+// of sizes the tracker could confuse (ContestRatio). tracks are the tracks
+// before this keyframe, preds their predicted boxes at it, match the
+// detection each took (-1: none), owner the track (old or new) each
+// detection goes to. It runs before the detections are recorded, and
+// returns the rivals of each track (old or new) that has any, by track ID.
 func (t *Tracker) contest(tracks []*Track, preds []Box, match []int, dets []Detection, owner []uint64) map[uint64][]uint64 {
 	type path struct {
-		id   uint64
-		box  Box // swept
-		face Box // the face's box at this keyframe
+		id    uint64
+		box   Box  // swept
+		face  Box  // the face's box at this keyframe
+		moved bool // since the previous keyframe
 	}
 	var paths []path
 	taken := make([]bool, len(dets))
@@ -391,12 +395,13 @@ func (t *Tracker) contest(tracks []*Track, preds []Box, match []int, dets []Dete
 		if di := match[ti]; di >= 0 {
 			to, taken[di] = BoxOf(dets[di].Box), true
 		}
-		paths = append(paths, path{tr.ID, swept(tr.last().box, to), to})
+		from := tr.last().box
+		paths = append(paths, path{tr.ID, swept(from, to), to, moved(from, to)})
 	}
 	for di, d := range dets {
 		if !taken[di] {
 			b := BoxOf(d.Box)
-			paths = append(paths, path{owner[di], swept(b, b), b})
+			paths = append(paths, path{owner[di], swept(b, b), b, false})
 		}
 	}
 	ratio := t.contestRatio()
@@ -409,16 +414,35 @@ func (t *Tracker) contest(tracks []*Track, preds []Box, match []int, dets []Dete
 	}
 	for j, p := range paths {
 		for _, q := range paths[j+1:] {
-			if iou(p.box, q.box) > 0 && sizesWithin(p.face, q.face, ratio) {
+			if (p.moved || q.moved) && iou(p.box, q.box) > 0 && sizesWithin(p.face, q.face, ratio) {
 				rival(p.id, q.id) // paths met between the keyframes
 			}
 		}
 	}
+	// The score each detection was taken with by an old track.
+	takenWith := make([]float64, len(dets))
+	for ti, di := range match {
+		if di >= 0 {
+			takenWith[di], _ = t.matchable(preds[ti], BoxOf(dets[di].Box))
+		}
+	}
 	for ti, tr := range tracks {
+		own := -1.0 // the score of its own match
+		if di := match[ti]; di >= 0 {
+			own = takenWith[di]
+		}
 		for di, d := range dets {
-			if di != match[ti] && inReach(preds[ti], BoxOf(d.Box), ratio) {
-				rival(tr.ID, owner[di]) // a detection it could have taken
+			s, ok := t.matchable(preds[ti], BoxOf(d.Box))
+			if !ok || di == match[ti] {
+				continue
 			}
+			// A detection another old track matches better, while this
+			// one matches its own better still, is no choice: each took
+			// its best. Any other in its gate is one it could have taken.
+			if taken[di] && takenWith[di] > s && own > s {
+				continue
+			}
+			rival(tr.ID, owner[di])
 		}
 	}
 	return rivals
@@ -483,13 +507,15 @@ type Covered struct {
 	Seen, Missed int
 	// Contested is the number of keyframes on which the track's identity
 	// could have been confused with another track's by position and time
-	// alone: another detection within its reach (ContestReach), its own
-	// detection within another track's reach, or its path since the
+	// alone: another detection its matching gate would have taken, or its
+	// own detection within another track's gate, unless each of the two
+	// tracks matched its own detection better than the other's; or its
+	// path since the
 	// previous keyframe (boxes grown by a quarter) touching another
-	// track's path or a new track's first box; only between faces of
-	// sizes the tracker could confuse (ContestRatio). A track never
-	// contested has been the one face it followed as far as positions
-	// can tell.
+	// track's path or a new track's first box where one of them moved;
+	// the paths only between faces of sizes the tracker could confuse
+	// (ContestRatio). A track never contested has been the one face it
+	// followed as far as positions can tell.
 	Contested int
 	// Rivals are the tracks it was contested by, each with the keyframe
 	// (by Contested count) it last did, the most recent last (up to 16;

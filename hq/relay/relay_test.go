@@ -73,7 +73,7 @@ func startBox(t *testing.T, b *mqtttest.Broker, hq ed25519.PublicKey) *box {
 
 // exempt plays one frame of the sign's camera: track 1 on the spot, 2 elsewhere.
 func (bx *box) exempt() []uint64 {
-	return bx.gate.Exempt([]track.Covered{{ID: 1, Box: image.Rect(180, 230, 220, 270)}, {ID: 2, Box: image.Rect(580, 230, 620, 270)}})
+	return bx.gate.Exempt([]track.Covered{{ID: 1, Box: image.Rect(180, 230, 220, 270), Seen: 3}, {ID: 2, Box: image.Rect(580, 230, 620, 270), Seen: 3}})
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -20,16 +20,18 @@
 // Head office keeps its own copy of the consent records in a consent.Ledger
 // (grant, withdraw, expire; consent id, box, camera, zone, notice version
 // and hash, language, purposes, times): no IP address, cookie, user agent or
-// other identifier of the phone, and no image. Grants (with the phone's
-// secret) live in memory only: grants still running when the relay stops
-// are recorded as ended at head office when it starts again (the phone can
-// no longer withdraw them here; the box still ends each when its track
-// leaves, or at its expiry).
+// other identifier of the phone, and no image. The grants themselves, with
+// a hash of each phone's secret, are kept in a file beside it (grants.go),
+// written durably before the phone is answered, so a phone page withdraws
+// its consent after veil-hq restarts, or crashes, as before. A grant the
+// file does not have (it was lost or moved away) but the ledger shows
+// running is recorded as ended when the relay starts: no phone can
+// withdraw it here any more, and the box still ends it when its track
+// leaves, or at its expiry.
 package relay
 
 import (
 	"crypto/ed25519"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -72,6 +74,9 @@ type Options struct {
 	// Ledger is head office's consent ledger file (consent.OpenLedger:
 	// created 0600 if missing, verified when opened).
 	Ledger string
+	// GrantsFile keeps the grants across restarts (see grants.go); empty:
+	// GrantsFile(Ledger), beside the ledger.
+	GrantsFile string
 	// MQTT is the publishing connection to the broker the boxes use:
 	// Broker, Username, Password, CAFile, CertFile, KeyFile as for a box.
 	// ClientID: empty means DefaultClientID (give each relay process its
@@ -108,15 +113,20 @@ type Relay struct {
 	client mqtt.Client
 	log    *slog.Logger
 
+	grantsPath string
+
 	mu     sync.Mutex
 	used   map[string]time.Time // token nonces sent or declined (or being sent) -> token expiry
 	grants map[string]*grant
 }
 
-// grant is a consent given here.
+// grant is a consent given here. Its Grant.Secret is empty: only the
+// phone has the secret; the relay keeps its hash.
 type grant struct {
 	consent.Grant
-	box Box
+	box        Box
+	secretHash string
+	endedAt    time.Time
 }
 
 // New checks o, loads (or creates) the key, opens the ledger and starts
@@ -150,7 +160,10 @@ func New(o Options) (*Relay, error) {
 	if m.RetryInterval <= 0 {
 		m.RetryInterval = egress.DefaultRetryInterval
 	}
-	r := &Relay{o: o, log: o.Log, boxes: map[string]Box{}, used: map[string]time.Time{}, grants: map[string]*grant{}}
+	if o.GrantsFile == "" {
+		o.GrantsFile = GrantsFile(o.Ledger)
+	}
+	r := &Relay{o: o, log: o.Log, boxes: map[string]Box{}, used: map[string]time.Time{}, grants: map[string]*grant{}, grantsPath: o.GrantsFile}
 	for _, b := range o.Boxes {
 		if _, dup := r.boxes[b.Device]; dup {
 			return nil, fmt.Errorf("relay: box %s registered twice", b.Device)
@@ -182,17 +195,9 @@ func New(o Options) (*Relay, error) {
 	if r.ledger, err = consent.OpenLedger(o.Ledger); err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	active, err := r.ledger.Active()
-	if err != nil {
+	if err := r.reopen(); err != nil {
 		r.ledger.Close()
-		return nil, fmt.Errorf("relay: %w", err)
-	}
-	for _, id := range active {
-		if _, err := r.ledger.Append(consent.Entry{Time: o.Now().UTC(), Type: consent.EventExpire, ConsentID: id,
-			Reason: "veil-hq restarted: no longer withdrawable here"}); err != nil {
-			r.ledger.Close()
-			return nil, fmt.Errorf("relay: %w", err)
-		}
+		return nil, err
 	}
 	// A clean session: a message the broker did not acknowledge in time was
 	// reported to the shopper as not sent, and is not sent again on a
@@ -211,6 +216,61 @@ func New(o Options) (*Relay, error) {
 	return r, nil
 }
 
+// reopen takes up the grants kept in the grants file, matched against the
+// ledger: a grant the file shows running but the ledger ended (the relay
+// stopped between the two writes) is ended in the file too; one the
+// ledger shows running but the file lacks is ended in the ledger, since
+// no phone can withdraw it here.
+func (r *Relay) reopen() error {
+	stored, err := loadGrants(r.grantsPath)
+	if err != nil {
+		return err
+	}
+	active, err := r.ledger.Active()
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	running := map[string]bool{}
+	for _, id := range active {
+		running[id] = true
+	}
+	now := r.o.Now().UTC()
+	for _, s := range stored {
+		g := r.restore(s)
+		if g.Ended == "" && !running[g.ID] {
+			g.Ended, g.endedAt = "ended", now // the ledger has how
+		}
+		r.grants[g.ID] = g
+	}
+	kept := 0
+	for _, id := range active {
+		g, ok := r.grants[id]
+		switch {
+		case ok && g.Ended == "":
+			kept++
+			continue
+		case ok: // ended in the file, the ledger's entry lost
+			_, err = r.ledger.Append(consent.Entry{Time: now, Type: consent.EventExpire, ConsentID: id, Camera: g.Camera, Zone: g.Zone,
+				Box: g.box.Device, Relayed: true, Reason: g.Ended})
+		default:
+			_, err = r.ledger.Append(consent.Entry{Time: now, Type: consent.EventExpire, ConsentID: id,
+				Reason: "veil-hq restarted without it in its grants file: no longer withdrawable here"})
+			r.log.Warn("relay: a running consent is not in the grants file; recorded as ended (its phone cannot withdraw it here)", "consent", id, "grants_file", r.grantsPath)
+		}
+		if err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+	}
+	r.expire()
+	if err := r.saveGrants(); err != nil {
+		return err
+	}
+	if len(stored) > 0 {
+		r.log.Info("relay: grants taken up from the grants file", "running", kept, "kept", len(r.grants), "grants_file", r.grantsPath)
+	}
+	return nil
+}
+
 // PublicKey is head office's relay public key; every box's
 // consent.relay_key is base64.StdEncoding of it. It also verifies the
 // receipts the relay signs (consent.VerifyReceipt).
@@ -225,8 +285,26 @@ func (r *Relay) Handler() http.Handler {
 }
 
 // Purge removes ledger entries older than before, for retention (see
-// consent.Ledger.Purge).
-func (r *Relay) Purge(before time.Time) (int, error) { return r.ledger.Purge(before) }
+// consent.Ledger.Purge), and the grants that ended before it from the
+// grants file. It returns the number of ledger entries removed.
+func (r *Relay) Purge(before time.Time) (int, error) {
+	r.mu.Lock()
+	r.expire()
+	changed := false
+	for id, g := range r.grants {
+		if g.Ended != "" && g.endedAt.Before(before) {
+			delete(r.grants, id)
+			changed = true
+		}
+	}
+	var err error
+	if changed {
+		err = r.saveGrants()
+	}
+	r.mu.Unlock()
+	n, lerr := r.ledger.Purge(before)
+	return n, errors.Join(lerr, err)
+}
 
 // Close disconnects from the broker and closes the ledger.
 func (r *Relay) Close() error {
@@ -322,8 +400,9 @@ func (r *Relay) Decide(tok, lang string, yes bool) (*consent.Grant, error) {
 		lang = "en"
 	}
 	now := r.o.Now().UTC()
-	g := &grant{Grant: consent.Grant{ID: consent.NewNonce(), Secret: consent.NewNonce() + consent.NewNonce(), Camera: t.Camera, Zone: t.Zone,
-		Lang: lang, Notice: r.notice.Version, Granted: now, Expires: now.Add(r.o.MaxDuration), Relayed: true}, box: box}
+	secret := consent.NewNonce() + consent.NewNonce()
+	g := &grant{Grant: consent.Grant{ID: consent.NewNonce(), Camera: t.Camera, Zone: t.Zone,
+		Lang: lang, Notice: r.notice.Version, Granted: now, Expires: now.Add(r.o.MaxDuration), Relayed: true}, box: box, secretHash: hashSecret(secret)}
 	if err := r.send(box, consent.Downlink{Kind: consent.KindGrant, ConsentID: g.ID, Token: tok, Lang: lang}); err != nil {
 		r.mu.Lock()
 		delete(r.used, t.Nonce)
@@ -332,13 +411,31 @@ func (r *Relay) Decide(tok, lang string, yes bool) (*consent.Grant, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, err := r.ledger.Append(g.GrantEntry(r.notice, box.Device)); err != nil {
-		r.log.Error("relay: grant sent to the box but not recorded in head office's ledger", "consent", g.ID, "box", box.Device, "err", err)
-		return nil, fmt.Errorf("consent ledger: %w", err)
-	}
+	// Kept (on disk) before the phone gets its cookie, so that whatever
+	// happens next the phone can withdraw; recorded in the ledger then.
 	r.grants[g.ID] = g
+	err = r.saveGrants()
+	if err == nil {
+		if _, lerr := r.ledger.Append(g.GrantEntry(r.notice, box.Device)); lerr != nil {
+			err = fmt.Errorf("consent ledger: %w", lerr)
+		}
+	}
+	if err != nil {
+		// The box has the grant but the phone will not get a way to
+		// withdraw it: withdraw it at once.
+		delete(r.grants, g.ID)
+		if serr := r.saveGrants(); serr != nil {
+			r.log.Error("relay: grants file", "err", serr)
+		}
+		r.log.Error("relay: grant sent to the box but not kept at head office; withdrawing it", "consent", g.ID, "box", box.Device, "err", err)
+		if werr := r.send(box, consent.Downlink{Kind: consent.KindWithdraw, ConsentID: g.ID}); werr != nil {
+			r.log.Error("relay: withdrawing the grant not kept failed; the box ends it when the person leaves or at its expiry", "consent", g.ID, "box", box.Device, "err", werr)
+		}
+		return nil, err
+	}
 	r.log.Info("relay: consent granted and sent to the box", "consent", g.ID, "box", box.Device, "camera", g.Camera, "lang", lang)
 	cp := g.Grant
+	cp.Secret = secret
 	return &cp, nil
 }
 
@@ -369,26 +466,42 @@ func (r *Relay) send(box Box, d consent.Downlink) error {
 // find returns the grant of id and secret after ending expired grants.
 // r.mu is held.
 func (r *Relay) find(id, secret string) (*grant, error) {
-	now := r.o.Now()
-	for gid, g := range r.grants {
-		if g.Ended == "" && !now.Before(g.Expires) {
-			r.end(g, consent.EventExpire, "expired")
-		}
-		if g.Ended != "" && now.After(g.Expires.Add(r.o.MaxDuration)) {
-			delete(r.grants, gid)
-		}
-	}
+	r.expire()
 	g, ok := r.grants[id]
-	if !ok || subtle.ConstantTimeCompare([]byte(g.Secret), []byte(secret)) != 1 {
+	if !ok || !secretMatches(g.secretHash, secret) {
 		return nil, consent.ErrNoSuchConsent
 	}
 	return g, nil
 }
 
-// end records the end of g at head office. r.mu is held.
+// expire ends grants past their expiry and forgets ended ones a maximum
+// duration after their expiry, keeping the grants file in step. r.mu is
+// held.
+func (r *Relay) expire() {
+	now := r.o.Now()
+	changed := false
+	for gid, g := range r.grants {
+		if g.Ended == "" && !now.Before(g.Expires) {
+			r.end(g, consent.EventExpire, "expired")
+			changed = true
+		}
+		if g.Ended != "" && now.After(g.Expires.Add(r.o.MaxDuration)) {
+			delete(r.grants, gid)
+			changed = true
+		}
+	}
+	if changed {
+		if err := r.saveGrants(); err != nil {
+			r.log.Error("relay: grants file", "err", err)
+		}
+	}
+}
+
+// end records the end of g at head office. r.mu is held; the caller saves
+// the grants file.
 func (r *Relay) end(g *grant, ev consent.EventType, reason string) {
-	g.Ended = reason
-	if _, err := r.ledger.Append(consent.Entry{Time: r.o.Now().UTC(), Type: ev, ConsentID: g.ID, Camera: g.Camera, Zone: g.Zone,
+	g.Ended, g.endedAt = reason, r.o.Now().UTC()
+	if _, err := r.ledger.Append(consent.Entry{Time: g.endedAt, Type: ev, ConsentID: g.ID, Camera: g.Camera, Zone: g.Zone,
 		Box: g.box.Device, Reason: reason, Relayed: true}); err != nil {
 		r.log.Error("relay: consent ledger", "err", err)
 	}
@@ -434,6 +547,9 @@ func (r *Relay) Withdraw(id, secret string) (consent.Grant, error) {
 	defer r.mu.Unlock()
 	if g.Ended == "" {
 		r.end(g, consent.EventWithdraw, "withdrawn")
+		if err := r.saveGrants(); err != nil {
+			r.log.Error("relay: withdrawn and sent to the box, but the grants file was not updated", "consent", id, "err", err)
+		}
 	}
 	return g.Grant, nil
 }

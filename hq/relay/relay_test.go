@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"image"
 	"io"
 	"log/slog"
@@ -265,5 +266,168 @@ func TestRelayFlow(t *testing.T) {
 	}
 	if st := bx.rx.Stats(); st.Accepted[consent.KindGrant] != 1 || st.Accepted[consent.KindWithdraw] != 1 {
 		t.Errorf("box receiver stats %+v", st)
+	}
+}
+
+// TestRelayRestart: head office keeps what lets a phone page withdraw
+// (grants.go) across restarts: after veil-hq stops and starts again, the
+// same phone page shows the consent, withdraws it and the box ends it; the
+// grants file holds no identifier of the phone, not even the secret in
+// its cookie; a grant lost from the file is recorded as ended; a damaged
+// file stops the relay with an error naming it; retention purges ended
+// grants from the file with the ledger.
+func TestRelayRestart(t *testing.T) {
+	tests := []struct {
+		name string
+		// between runs between the two relays (the first closed); it
+		// returns what the phone's withdrawal must answer and the ledger's
+		// entry types at the end.
+		between func(t *testing.T, dir string) (code int, ledger string)
+		ended   bool // the box's consent ended by the end
+	}{
+		{"withdrawn from the same page", func(*testing.T, string) (int, string) {
+			return http.StatusOK, "grant,withdraw"
+		}, true},
+		{"grants file lost", func(t *testing.T, dir string) (int, string) {
+			if err := os.Remove(relay.GrantsFile(filepath.Join(dir, "consent.jsonl"))); err != nil {
+				t.Fatal(err)
+			}
+			return http.StatusForbidden, "grant,expire"
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := mqtttest.Start(t, mqtttest.Options{})
+			dir := t.TempDir()
+			var logs syncBuf
+			defer func() {
+				if t.Failed() {
+					t.Logf("relay log:\n%s", logs.String())
+				}
+			}()
+			r := newRelay(t, b, dir, make(ed25519.PublicKey, ed25519.PublicKeySize), &logs)
+			hqPub := r.PublicKey()
+			r.Close()
+			bx := startBox(t, b, hqPub)
+			r = newRelay(t, b, dir, bx.svc.PublicKey(), &logs)
+			// Every run of the relay behind the same address, as a
+			// restarted veil-hq is.
+			var cur sync.Mutex
+			handler := r.Handler()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				cur.Lock()
+				h := handler
+				cur.Unlock()
+				h.ServeHTTP(w, req)
+			}))
+			defer srv.Close()
+
+			tok, _, err := bx.svc.IssueToken("sign")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ph := newPhone(t, srv.URL)
+			ph.do(http.MethodGet, "/c/"+tok, nil)
+			waitFor(t, "the grant sent", func() bool {
+				code, _ := ph.do(http.MethodPost, "/c/"+tok, url.Values{"choice": {"yes"}, "agree": {"on"}})
+				return code == http.StatusOK
+			})
+			waitFor(t, "the box to bind the relayed grant", func() bool { ex := bx.exempt(); return len(ex) == 1 && ex[0] == 1 })
+
+			// What the file holds: the grant, nothing of the phone.
+			grants := relay.GrantsFile(filepath.Join(dir, "consent.jsonl"))
+			data, err := os.ReadFile(grants)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _ := url.Parse(srv.URL + "/c/")
+			var cookie string
+			for _, c := range ph.c.Jar.Cookies(u) {
+				if c.Name == "veil_consent" {
+					cookie = c.Value
+				}
+			}
+			id, secret, _ := strings.Cut(cookie, ".")
+			if id == "" || !strings.Contains(string(data), id) {
+				t.Fatalf("the grants file lacks the consent %q:\n%s", id, data)
+			}
+			for _, banned := range []string{"127.0.0.1", "PhoneBrowser", "veil_consent", secret, tok} {
+				if strings.Contains(string(data), banned) {
+					t.Errorf("the grants file holds %q:\n%s", banned, data)
+				}
+			}
+			if fi, err := os.Stat(grants); err != nil || fi.Mode().Perm()&0o077 != 0 {
+				t.Errorf("grants file mode %v (%v): want no access for group or others", fi.Mode(), err)
+			}
+
+			r.Close()
+			code, ledger := tc.between(t, dir)
+			r = newRelay(t, b, dir, bx.svc.PublicKey(), &logs)
+			defer r.Close()
+			cur.Lock()
+			handler = r.Handler()
+			cur.Unlock()
+
+			if code == http.StatusOK {
+				if c, body := ph.do(http.MethodGet, "/c/consent", nil); c != http.StatusOK || !strings.Contains(body, `id="withdraw"`) {
+					t.Fatalf("the phone's page after the restart: %d\n%s", c, body)
+				}
+				c, receipt := ph.do(http.MethodGet, "/c/consent/receipt", nil)
+				if rc, err := consent.VerifyReceipt([]byte(receipt), r.PublicKey()); c != http.StatusOK || err != nil || rc.ConsentID != id {
+					t.Fatalf("receipt after the restart: %d %v\n%s", c, err, receipt)
+				}
+			}
+			waitFor(t, "the relay connected again", func() bool {
+				c, body := ph.do(http.MethodPost, "/c/consent/withdraw", url.Values{})
+				if c == http.StatusServiceUnavailable {
+					return false
+				}
+				if c != code || code == http.StatusOK && !strings.Contains(body, consent.DefaultNotice().Texts["en"].Withdrawn) {
+					t.Fatalf("withdraw after the restart: %d, want %d\n%s", c, code, body)
+				}
+				return true
+			})
+			if tc.ended {
+				waitFor(t, "the box to end the withdrawn consent", func() bool { return len(bx.exempt()) == 0 })
+			} else if len(bx.exempt()) != 1 {
+				t.Error("the box ended a consent head office could not withdraw")
+			}
+			var types []string
+			data, _ = os.ReadFile(filepath.Join(dir, "consent.jsonl"))
+			for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+				var e consent.Entry
+				if err := json.Unmarshal([]byte(line), &e); err != nil {
+					t.Fatal(err)
+				}
+				types = append(types, string(e.Type))
+			}
+			if got := strings.Join(types, ","); got != ledger {
+				t.Errorf("head office's ledger %s, want %s", got, ledger)
+			}
+
+			// Retention: an ended grant leaves the file with the ledger.
+			if _, err := r.Purge(time.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if data, _ := os.ReadFile(grants); strings.Contains(string(data), id) {
+				t.Errorf("the grants file keeps an ended grant after the purge:\n%s", data)
+			}
+		})
+	}
+}
+
+// TestRelayDamagedGrantsFile: a grants file that does not parse stops the
+// relay with an error naming it (phones could not withdraw otherwise).
+func TestRelayDamagedGrantsFile(t *testing.T) {
+	dir := t.TempDir()
+	ledger := filepath.Join(dir, "consent.jsonl")
+	for _, content := range []string{"{", `{"v":1,"grants":[{"id":"x"}]}`, `{"v":9,"grants":[]}`, `{"v":1,"grants":[],"phone":"x"}`} {
+		if err := os.WriteFile(relay.GrantsFile(ledger), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := relay.New(relay.Options{KeyFile: filepath.Join(dir, "hq.key"), Ledger: ledger, MQTT: egress.MQTTOptions{Broker: "tcp://127.0.0.1:1"}})
+		if err == nil || !strings.Contains(err.Error(), relay.GrantsFile(ledger)) {
+			t.Errorf("grants file %q: error %v, want one naming the file", content, err)
+		}
 	}
 }

@@ -24,12 +24,14 @@ import (
 //     far face behind it) cannot take its track, and is redacted anyway.
 //  2. Ended when the paths met. The tracker names, for every keyframe, the
 //     tracks each track was contested by (track.Covered's Rivals: another
-//     detection its matching gate would have taken, its detection within
-//     another's gate, or paths between two keyframes touching where one of
-//     the two moved). A rival that was
-//     established then ends the binding at once: which face is which
-//     cannot be told by position and time. A one-off rival is watched
-//     (rule 1); if it is ever detected again, it ends the binding.
+//     detection its matching gate would have taken, or its detection
+//     within another's gate, unless both overlap their own detections and
+//     reach each other's by distance only, as faces side by side do; or
+//     paths between two keyframes touching where one of the two moved).
+//     A rival that was established then ends the binding at once: which
+//     face is which cannot be told by position and time. A one-off rival
+//     is watched (rule 1); if it is ever detected again, it ends the
+//     binding.
 //  3. Ended when a face was not seen while close. While an established
 //     face is close, the bound track and that face must be detected on
 //     every keyframe and stay tracked until they have been seen apart: a
@@ -54,7 +56,10 @@ import (
 // outside its own track's gate (off its predicted path by more than a box
 // size, or never tracked) and the bound face was not detected (hidden or
 // lost while the bystander was close: rule 3) or was outside its own
-// track's gate. The path rule adds margin for crossings between two
+// track's gate. The side-by-side exception hides a swap only if the
+// bystander's face overlaps where the bound face was predicted while the
+// bound face overlaps where the bystander's was and not its own: both
+// moved into each other's places. The path rule adds margin for crossings between two
 // keyframes that the predictions carried past each other. The tracker's
 // counts are updated on the keyframe itself, before any frame covered
 // from it is asked about, so no frame is shown from a keyframe that broke

@@ -370,9 +370,9 @@ func moved(a, b Box) bool {
 // contest finds, for this keyframe, every track whose identity could have
 // been confused with another's by position and time alone (Covered's
 // Contested and Rivals): a detection other than its own that its matching
-// gate would have taken (unless another old track matched that detection
-// better and it matched its own better still: no choice then), its own
-// detection within another track's gate likewise,
+// gate would have taken, or its own detection within another track's gate
+// (unless both tracks overlap their own detections and reach each other's
+// by distance only: no choice then),
 // or its path since the previous keyframe (swept) touching another track's
 // path or the first box of a new track where one of the two moved (two
 // faces standing side by side are told apart by the gate), between faces
@@ -436,10 +436,11 @@ func (t *Tracker) contest(tracks []*Track, preds []Box, match []int, dets []Dete
 			if !ok || di == match[ti] {
 				continue
 			}
-			// A detection another old track matches better, while this
-			// one matches its own better still, is no choice: each took
-			// its best. Any other in its gate is one it could have taken.
-			if taken[di] && takenWith[di] > s && own > s {
+			// No choice: both tracks overlap their own detections (by
+			// MatchIoU) and reach each other's by distance only, as two
+			// faces side by side do. Any other detection in its gate is
+			// one it could have taken.
+			if taken[di] && takenWith[di] >= t.opts.MatchIoU && own >= t.opts.MatchIoU && s < t.opts.MatchIoU {
 				continue
 			}
 			rival(tr.ID, owner[di])
@@ -508,9 +509,9 @@ type Covered struct {
 	// Contested is the number of keyframes on which the track's identity
 	// could have been confused with another track's by position and time
 	// alone: another detection its matching gate would have taken, or its
-	// own detection within another track's gate, unless each of the two
-	// tracks matched its own detection better than the other's; or its
-	// path since the
+	// own detection within another track's gate, unless both tracks
+	// overlap their own detections (by MatchIoU) and reach each other's by
+	// distance only; or its path since the
 	// previous keyframe (boxes grown by a quarter) touching another
 	// track's path or a new track's first box where one of them moved;
 	// the paths only between faces of sizes the tracker could confuse

@@ -198,10 +198,11 @@ func TestConsentCrossings(t *testing.T) {
 	// shifted and rescaled copies of each face at low scores (about one
 	// keyframe in three here), some on several keyframes in a row; the
 	// gate cannot tell them from a second person (by position nothing
-	// can), so they end most bindings within a second or two, long before
-	// anyone comes close, and the crossings would go untested: measured
-	// on these scenes, the shopper was shown in 0-29 % of frames, the
-	// bystander in none. At crossingScore most copies are gone.
+	// can): on these scenes at 0.2, 5 of 9 consents never bound (copies
+	// put several faces on the spot) and the rest ended within a second,
+	// long before anyone came close, so the crossings would go untested
+	// (the shopper shown in 12 of 522 frames, the bystander in none). At
+	// crossingScore most copies are gone.
 	dc := app.DefaultDetect()
 	dc.ScoreThreshold = crossingScore
 	det, err := app.DetectorFactory(dc, testenv.ModelsDir(), nil)

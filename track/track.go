@@ -27,7 +27,9 @@ import (
 // Options tunes the tracker.
 type Options struct {
 	// Hold keeps a track alive (and covered) this long after its last
-	// detection, and covers it this long before its first.
+	// detection, and covers it this long before its first. A track seen on
+	// the newest keyframe stays covered past Hold until a keyframe misses
+	// it.
 	Hold time.Duration
 	// TentativeHold replaces Hold for a track detected on one keyframe only:
 	// most of those are false positives, and holding them as long as real
@@ -552,7 +554,11 @@ func (t *Tracker) boxAt(tr *Track, at time.Duration) (Box, bool) {
 	switch {
 	case at >= last.t: // after the latest observation: hold and extrapolate
 		dt := at - last.t
-		if dt > hold {
+		// The hold runs out only once a keyframe has missed the track: one
+		// seen on the newest keyframe is covered until the next is applied,
+		// however late (the live schedule shows frames past the newest
+		// keyframe; a late one makes them whole anyway).
+		if dt > hold && last.t < t.lastKey {
 			return Box{}, false
 		}
 		return tr.predict(at).grow(t.opts.Growth * dt.Seconds()), true

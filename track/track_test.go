@@ -91,6 +91,13 @@ func TestTentativeHold(t *testing.T) {
 	twice := image.Rect(100, 100, 140, 140)
 	tr.Update(0, dets(twice))
 	tr.Update(100*ms, dets(twice, once))
+	// Until a keyframe misses it, a track seen on the newest keyframe stays
+	// covered, however long the next keyframe takes (the live schedule
+	// shows frames after the newest keyframe before the next is decided).
+	if !contains(tr.Cover(500*ms), once) {
+		t.Error("tentative track seen on the newest keyframe not covered 400 ms later, before any keyframe missed it")
+	}
+	tr.Update(400*ms, dets(twice))
 	at := 500 * ms
 	c := tr.Cover(at)
 	if contains(c, twice) == false {

@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +17,6 @@ import (
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/internal/mqtttest"
 	"github.com/veil-edge/veil/internal/testenv"
-	"github.com/veil-edge/veil/web"
 )
 
 // signedShop is a shop whose publisher signs its reports and keeps each
@@ -172,34 +169,6 @@ func TestDeliveryEndToEnd(t *testing.T) {
 // ends).
 func startHQStoppable(t *testing.T, b *mqtttest.Broker, log *slog.Logger, edit func(*config.Config)) (*Server, func()) {
 	t.Helper()
-	hash, err := web.HashPassword(password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default
-	cfg.MQTT.Broker = b.URL()
-	cfg.HQ.PasswordHash = hash
-	edit(&cfg)
-	srv, err := New(context.Background(), Options{Config: cfg, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, l, func(string) {}) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
+	srv, _, stop := runHQ(t, b, log, edit)
 	return srv, stop
 }

@@ -46,18 +46,29 @@ func startHQ(t *testing.T, b *mqtttest.Broker, log *slog.Logger) (*Server, strin
 // startHQWith is startHQ with the config changed by edit.
 func startHQWith(t *testing.T, b *mqtttest.Broker, log *slog.Logger, edit func(*config.Config)) (*Server, string) {
 	t.Helper()
+	db, key := filepath.Join(t.TempDir(), "hq.db"), filepath.Join(t.TempDir(), "relay.key")
+	_, boxes := registerShops(t, "idle-shop")
+	srv, base, _ := runHQ(t, b, log, func(c *config.Config) {
+		c.HQ.SQLitePath, c.HQ.RelayKeyFile, c.HQ.Boxes = db, key, boxes
+		edit(c)
+	})
+	return srv, base
+}
+
+// runHQ runs a veil-hq Server (config.Default on broker b with the
+// dashboard's password, changed by edit) until stop is called or the test
+// ends, and returns it with its dashboard URL.
+func runHQ(t *testing.T, b *mqtttest.Broker, log *slog.Logger, edit func(*config.Config)) (srv *Server, base string, stop func()) {
+	t.Helper()
 	hash, err := web.HashPassword(password)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := config.Default
 	cfg.MQTT.Broker = b.URL()
-	cfg.HQ.SQLitePath = filepath.Join(t.TempDir(), "hq.db")
 	cfg.HQ.PasswordHash = hash
-	cfg.HQ.RelayKeyFile = filepath.Join(t.TempDir(), "relay.key")
-	_, cfg.HQ.Boxes = registerShops(t, "idle-shop")
 	edit(&cfg)
-	srv, err := New(context.Background(), Options{Config: cfg, Log: log})
+	srv, err = New(context.Background(), Options{Config: cfg, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,16 +77,27 @@ func startHQWith(t *testing.T, b *mqtttest.Broker, log *slog.Logger, edit func(*
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	var runErr error
+	done := make(chan struct{})
 	urls := make(chan string, 1)
-	go func() { done <- srv.Run(ctx, l, func(u string) { urls <- u }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return srv, <-urls
+	go func() { defer close(done); runErr = srv.Run(ctx, l, func(u string) { urls <- u }) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			if runErr != nil {
+				t.Errorf("Run: %v", runErr)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	select {
+	case base = <-urls:
+	case <-done:
+		t.Fatalf("veil-hq stopped at start: %v", runErr)
+	}
+	return srv, base, stop
 }
 
 // registerShops makes the box key of each shop's box (<shop>-box) in a

@@ -2,6 +2,7 @@ package run_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -25,6 +26,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/makiuchi-d/gozxing"
 	"github.com/makiuchi-d/gozxing/qrcode"
+	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/consent"
@@ -89,25 +91,9 @@ func TestConsentRelayEndToEnd(t *testing.T) {
 			t.Logf("veil's log:\n%s\nhead office's log:\n%s", logs.String(), hqLogs.String())
 		}
 	}()
-	bctx, closeBrowser := openBrowser(t, bin, 90*time.Second)
-	defer closeBrowser()
-	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/login")); err != nil {
-		t.Fatal(err)
-	}
-	browserLogin(t, bctx, "correct horse", `#video-sign`)
-	waitPlaying(t, bctx, "video-sign", image.Pt(640, 480), time.Now().Add(25*time.Second))
-	evalString := func(js string) (string, error) { return chromedp.Run(bctx, chromedp.Evaluate[string](js)) }
-	faces := watchFaces(t, evalString, src, inZone, other)
+	_, faces := watchSign(t, bin, base, 90*time.Second, src, inZone, other)
 	redacted := func(a float64) bool { return a <= leak.DefaultThreshold }
-	faces("before opting in", redacted)
-	waitMetric := func(series string, atLeast float64) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); scrape(t, base+"/metrics")[series] < atLeast; time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s did not reach %g within 20 s", series, atLeast)
-			}
-		}
-	}
+	waitMetric := func(series string, atLeast float64) { t.Helper(); waitMetricAt(t, base, series, atLeast) }
 	waitMetric("veil_consent_downlink_connected", 1)
 
 	// The sign's QR code points at head office.
@@ -268,6 +254,36 @@ func TestConsentRelayEndToEnd(t *testing.T) {
 			}
 		default:
 			t.Errorf("a message on %s: %q", m.Topic, m.Payload)
+		}
+	}
+}
+
+// watchSign opens the sign camera's operator page in Chromium (the browser
+// lives until the test ends, at most d), waits until it plays, checks that
+// both faces are redacted before anyone opts in, and returns the browser
+// and the faces' watcher.
+func watchSign(t *testing.T, bin, base string, d time.Duration, src gocv.Mat, inZone, other image.Rectangle) (context.Context, func(string, func(float64) bool) float64) {
+	t.Helper()
+	bctx, closeBrowser := openBrowser(t, bin, d)
+	t.Cleanup(closeBrowser)
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/login")); err != nil {
+		t.Fatal(err)
+	}
+	browserLogin(t, bctx, "correct horse", `#video-sign`)
+	waitPlaying(t, bctx, "video-sign", image.Pt(640, 480), time.Now().Add(25*time.Second))
+	evalString := func(js string) (string, error) { return chromedp.Run(bctx, chromedp.Evaluate[string](js)) }
+	faces := watchFaces(t, evalString, src, inZone, other)
+	faces("before opting in", func(a float64) bool { return a <= leak.DefaultThreshold })
+	return bctx, faces
+}
+
+// waitMetricAt waits up to 20 s until veil's /metrics at base shows series
+// at least atLeast.
+func waitMetricAt(t *testing.T, base, series string, atLeast float64) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); scrape(t, base+"/metrics")[series] < atLeast; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not reach %g within 20 s", series, atLeast)
 		}
 	}
 }

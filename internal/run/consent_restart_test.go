@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"image"
 	"image/png"
 	"net"
 	"net/http"
@@ -216,25 +215,9 @@ func TestConsentRelayWithdrawAfterRestart(t *testing.T) {
 			t.Logf("veil's log:\n%s\nveil-hq's log:\n%s", logs.String(), hq.logs.String())
 		}
 	}()
-	bctx, closeBrowser := openBrowser(t, bin, 120*time.Second)
-	defer closeBrowser()
-	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/login")); err != nil {
-		t.Fatal(err)
-	}
-	browserLogin(t, bctx, "correct horse", `#video-sign`)
-	waitPlaying(t, bctx, "video-sign", image.Pt(640, 480), time.Now().Add(25*time.Second))
-	evalString := func(js string) (string, error) { return chromedp.Run(bctx, chromedp.Evaluate[string](js)) }
-	faces := watchFaces(t, evalString, src, inZone, other)
+	bctx, faces := watchSign(t, bin, base, 120*time.Second, src, inZone, other)
 	redacted := func(a float64) bool { return a <= leak.DefaultThreshold }
-	faces("before opting in", redacted)
-	waitMetric := func(series string, atLeast float64) {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); scrape(t, base+"/metrics")[series] < atLeast; time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s did not reach %g within 20 s", series, atLeast)
-			}
-		}
-	}
+	waitMetric := func(series string, atLeast float64) { t.Helper(); waitMetricAt(t, base, series, atLeast) }
 	waitMetric("veil_consent_downlink_connected", 1)
 
 	// The shopper's phone, in its own tab: the sign's code, head office's

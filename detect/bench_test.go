@@ -9,7 +9,7 @@ import (
 
 	"github.com/veil-edge/veil/detect"
 	"github.com/veil-edge/veil/internal/cvthreads"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // BenchmarkBlazeFaceWindow times one inference of each BlazeFace model with

@@ -8,8 +8,8 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/detect"
-	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/models"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -8,7 +8,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/detect"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // TestEdgePad: a face cut by the frame's left edge, with only 25-40 % of it

@@ -15,8 +15,8 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/detect"
-	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/models"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // TestReshapeBlazeFace: the rewrite is deterministic (golden hashes of the

@@ -9,7 +9,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/detect"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // TestTurnedFaceExtent: a face turned in-plane up to 45 degrees is reported

@@ -12,12 +12,12 @@ import (
 
 	"sync"
 
-	"github.com/veil-edge/veil/internal/mqtttest"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/mqtttest"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // Helpers shared by the tests: egress's side of the real mosquitto broker
-// and recording subscriber of internal/mqtttest, and logs kept per test.
+// and recording subscriber of testkit/mqtttest, and logs kept per test.
 
 // testHQKey and testBoxKey are head office's and the box's keys in tests.
 var (

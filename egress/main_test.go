@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // TestMain runs the tests and fails on leaked goroutines. When the test

@@ -23,6 +23,6 @@
 //     OnFailure rollback).
 //
 // `veil release` (internal/cli) drives release and tufrepo for head office;
-// `veil update` and the agent inside `veil run` (internal/run) drive updater
+// `veil update` and the agent inside `veil run` (box) drive updater
 // on the box.
 package firmware

@@ -15,8 +15,8 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/blur"
-	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/live"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -10,8 +10,8 @@ import (
 
 	"gocv.io/x/gocv"
 
-	"github.com/veil-edge/veil/internal/camtest"
 	"github.com/veil-edge/veil/media"
+	"github.com/veil-edge/veil/testkit/camtest"
 )
 
 // numbered serves frames whose two halves' grey levels spell the frame

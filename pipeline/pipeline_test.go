@@ -16,8 +16,8 @@ import (
 	"github.com/veil-edge/veil/blur"
 	"github.com/veil-edge/veil/detect"
 	"github.com/veil-edge/veil/internal/app"
-	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/pipeline"
+	"github.com/veil-edge/veil/testkit/testenv"
 	"github.com/veil-edge/veil/track"
 )
 

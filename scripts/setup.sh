@@ -18,7 +18,7 @@ cd "$VEIL_ROOT"
 # egress proof: network namespaces, packet capture, sysctl), libvpx-dev (VP8 for
 # the live view), chromium (the browser tests), systemd (systemd-analyze
 # checks the shipped units) and postgresql (a real PostgreSQL server that
-# internal/pgtest starts for head office's store tests; it also makes the
+# testkit/pgtest starts for head office's store tests; it also makes the
 # postgres user the server runs as when the tests run as root).
 PACKAGES=(libopencv-dev opencv-data opencv-doc python3-skimage pkg-config gcc mosquitto tcpdump iproute2 procps libvpx-dev chromium systemd postgresql)
 

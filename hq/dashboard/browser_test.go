@@ -12,7 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/veil-edge/veil/hq/store"
-	"github.com/veil-edge/veil/internal/browsertest"
+	"github.com/veil-edge/veil/testkit/browsertest"
 )
 
 // chromiumPath finds Debian's chromium, or skips (fails under CI).

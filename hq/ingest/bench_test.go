@@ -15,7 +15,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/veil-edge/veil/hq/store"
-	"github.com/veil-edge/veil/internal/mqtttest"
+	"github.com/veil-edge/veil/testkit/mqtttest"
 )
 
 // benchDevices is how many simulated boxes publish at once, each on its own

@@ -19,8 +19,8 @@ import (
 
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/hq/store"
-	"github.com/veil-edge/veil/internal/mqtttest"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/mqtttest"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/hq/store"
-	"github.com/veil-edge/veil/internal/mqtttest"
+	"github.com/veil-edge/veil/testkit/mqtttest"
 )
 
 // ackLog is a subscriber on every box's ack topic, as a box would be on

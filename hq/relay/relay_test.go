@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-edge/veil/box/mqttsub"
 	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/hq/relay"
-	"github.com/veil-edge/veil/internal/mqttsub"
-	"github.com/veil-edge/veil/internal/mqtttest"
+	"github.com/veil-edge/veil/testkit/mqtttest"
 	"github.com/veil-edge/veil/track"
 )
 

@@ -15,8 +15,8 @@ import (
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/egress"
-	"github.com/veil-edge/veil/internal/mqtttest"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/mqtttest"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // signedShop is a shop whose publisher signs its reports and keeps each

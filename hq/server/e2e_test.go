@@ -25,9 +25,9 @@ import (
 	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/hq/store"
-	"github.com/veil-edge/veil/internal/mqtttest"
-	"github.com/veil-edge/veil/internal/pgtest"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/mqtttest"
+	"github.com/veil-edge/veil/testkit/pgtest"
+	"github.com/veil-edge/veil/testkit/testenv"
 	"github.com/veil-edge/veil/web"
 )
 

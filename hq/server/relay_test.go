@@ -19,13 +19,13 @@ import (
 
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/consent"
-	"github.com/veil-edge/veil/internal/mqtttest"
+	"github.com/veil-edge/veil/testkit/mqtttest"
 	"github.com/veil-edge/veil/web"
 )
 
 // TestRelayMounted: with hq.relay_boxes set, veil-hq serves the phone pages
 // at /c/ without a login, for codes of registered boxes only. (The relay's
-// way down to a box is tested end to end in internal/run.)
+// way down to a box is tested end to end in box.)
 func TestRelayMounted(t *testing.T) {
 	b := mqtttest.Start(t, mqtttest.Options{})
 	dir := t.TempDir()

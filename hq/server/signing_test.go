@@ -12,8 +12,8 @@ import (
 
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/egress"
-	"github.com/veil-edge/veil/internal/mqtttest"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/mqtttest"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // TestUnsignedDevices: veil-hq with a registered box and, during a

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-edge/veil/internal/mqtttest"
+	"github.com/veil-edge/veil/testkit/mqtttest"
 )
 
 // TestSystemdWatchdog runs veil-hq as systemd would with Type=notify and

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/veil-edge/veil/egress"
-	"github.com/veil-edge/veil/internal/pgtest"
+	"github.com/veil-edge/veil/testkit/pgtest"
 )
 
 var t0 = time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)

@@ -3,8 +3,8 @@ package store
 import (
 	"testing"
 
-	"github.com/veil-edge/veil/internal/pgtest"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/pgtest"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // The Postgres tests share one server (pgtest.Start); Stop ends it.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-edge/veil/internal/pgtest"
+	"github.com/veil-edge/veil/testkit/pgtest"
 )
 
 func TestPostgresNewerSchema(t *testing.T) {

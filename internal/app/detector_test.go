@@ -14,10 +14,10 @@ import (
 	"github.com/veil-edge/veil/blur"
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/internal/app"
-	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/media"
 	"github.com/veil-edge/veil/models"
 	"github.com/veil-edge/veil/pipeline"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -11,8 +11,8 @@ import (
 	"github.com/veil-edge/veil/detect"
 	"github.com/veil-edge/veil/internal/app"
 	"github.com/veil-edge/veil/internal/bench"
-	"github.com/veil-edge/veil/internal/testenv"
 	"github.com/veil-edge/veil/pipeline"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // BenchmarkStages runs the whole bench once per iteration and reports the

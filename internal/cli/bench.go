@@ -13,7 +13,6 @@ import (
 	"github.com/veil-edge/veil/detect"
 	"github.com/veil-edge/veil/internal/app"
 	"github.com/veil-edge/veil/internal/bench"
-	"github.com/veil-edge/veil/internal/testenv"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -39,7 +38,7 @@ The product targets are >= 100 fps at 768x576 and >= 30 fps at 1280x720 on a
 		RunE: runBench,
 	}
 	f := cmd.Flags()
-	f.String("input", testenv.VTest, "source video")
+	f.String("input", sampleVideo, "source video")
 	f.String("sizes", "768x576,1280x720", "comma-separated frame sizes")
 	f.Int("frames", 200, "frames per measurement")
 	f.Int("every", 0, "detect every N frames (overrides detect.every)")

@@ -18,12 +18,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/veil-edge/veil/box"
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/hq/server"
 	"github.com/veil-edge/veil/internal/demobroker"
-	"github.com/veil-edge/veil/internal/run"
 	"github.com/veil-edge/veil/web"
 )
 
@@ -180,7 +180,7 @@ func runDemo(cmd *cobra.Command, _ []string) error {
 		}
 		fmt.Fprintf(out, "head office dashboard (veil-hq): %s  (%s; counts kept in %s)\n", hq.url, login, kept)
 	}
-	svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: log, MQTTRetry: time.Second})
+	svc, err := box.New(box.Options{Config: cfg, Cameras: cams, Log: log, MQTTRetry: time.Second})
 	if err != nil {
 		if hq != nil {
 			err = errors.Join(err, hq.close())

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/veil-edge/veil/internal/cli"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // TestDemoPrintsReports runs veil demo with 1-second windows until it has

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // liveReport is the part of a --schedule live report the tests check.

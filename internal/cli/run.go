@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/veil-edge/veil/box"
 	"github.com/veil-edge/veil/config"
-	"github.com/veil-edge/veil/internal/run"
 )
 
 func newRunCmd() *cobra.Command {
@@ -50,14 +50,14 @@ commits, or rolls back to the old one. See veil update --help.`,
 			if err := errors.Join(err, cerr); err != nil {
 				return err // every problem of the file at once
 			}
-			svc, err := run.New(run.Options{Config: cfg, Cameras: cams, Log: log})
+			svc, err := box.New(box.Options{Config: cfg, Cameras: cams, Log: log})
 			if err != nil {
 				return err
 			}
 			err = serveAndRun(cmd.Context(), svc, cfg.HTTP.Listen, func(addr string) {
 				fmt.Fprintf(cmd.OutOrStdout(), "health: http://%s/healthz\n", addr)
 			})
-			if errors.Is(err, run.ErrRestart) {
+			if errors.Is(err, box.ErrRestart) {
 				// Not a failure: systemd (Restart=always) starts veil again.
 				fmt.Fprintln(cmd.ErrOrStderr(), "veil:", err)
 				return nil
@@ -68,7 +68,7 @@ commits, or rolls back to the old one. See veil update --help.`,
 }
 
 // serveAndRun runs svc and, when listen is set, its health endpoint.
-func serveAndRun(ctx context.Context, svc *run.Service, listen string, announce func(addr string)) error {
+func serveAndRun(ctx context.Context, svc *box.Service, listen string, announce func(addr string)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	served := make(chan error, 1)

@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veil-edge/veil/box"
 	"github.com/veil-edge/veil/firmware/agent"
-	"github.com/veil-edge/veil/internal/run"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // supervisor runs root/current/veil run like systemd's veil.service
@@ -119,16 +119,16 @@ func waitJournal(t *testing.T, s *supervisor, within time.Duration, what string,
 	}
 }
 
-func healthz(t *testing.T, addr string, within time.Duration, ok func(run.Health) bool) run.Health {
+func healthz(t *testing.T, addr string, within time.Duration, ok func(box.Health) bool) box.Health {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	var h run.Health
+	var h box.Health
 	for {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			h = run.Health{}
+			h = box.Health{}
 			if json.Unmarshal(b, &h) == nil && ok(h) {
 				return h
 			}
@@ -262,7 +262,7 @@ func TestOverTheAirUpdate(t *testing.T) {
 	if st.Highest != "1.1.0" || st.From != "1.0.0" {
 		t.Errorf("journal after the update %+v", st)
 	}
-	h := healthz(t, addr, time.Minute, func(h run.Health) bool { return h.Update != nil && h.Update.Running == "1.1.0" })
+	h := healthz(t, addr, time.Minute, func(h box.Health) bool { return h.Update != nil && h.Update.Running == "1.1.0" })
 	if h.Update.State != "committed" {
 		t.Errorf("/healthz update %+v", h.Update)
 	}
@@ -291,7 +291,7 @@ func TestOverTheAirUpdate(t *testing.T) {
 		t.Error("the rolled-back release is still installed")
 	}
 	// Reported: /healthz of the restarted 1.1.0, the log, veil update status.
-	h = healthz(t, addr, time.Minute, func(h run.Health) bool {
+	h = healthz(t, addr, time.Minute, func(h box.Health) bool {
 		return h.Update != nil && h.Update.Running == "1.1.0" && h.Update.State == "rolled-back" && strings.Contains(h.Update.Offer, "1.2.0 was rolled back")
 	})
 	if !strings.Contains(h.Update.LastError, "no face detector") {
@@ -313,7 +313,7 @@ func TestOverTheAirUpdate(t *testing.T) {
 		t.Errorf("veil ran %v, want %v (one start per switch)", runs, want)
 	}
 	// Frames kept flowing on 1.1.0 after the rollback.
-	healthz(t, addr, time.Minute, func(h run.Health) bool { return len(h.Cameras) == 1 && h.Cameras[0].Frames > 0 })
+	healthz(t, addr, time.Minute, func(h box.Health) bool { return len(h.Cameras) == 1 && h.Cameras[0].Frames > 0 })
 }
 
 // TestUpdateCommands: veil update check, apply, status and recover --failed

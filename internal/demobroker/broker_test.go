@@ -7,7 +7,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/veil-edge/veil/internal/demobroker"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

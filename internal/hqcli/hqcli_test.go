@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-edge/veil/internal/mqtttest"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/mqtttest"
+	"github.com/veil-edge/veil/testkit/testenv"
 	"github.com/veil-edge/veil/web"
 )
 

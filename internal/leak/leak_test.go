@@ -13,7 +13,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/internal/synth"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 	"gocv.io/x/gocv"
 )
 

@@ -1,9 +1,0 @@
-package selftest_test
-
-import (
-	"testing"
-
-	"github.com/veil-edge/veil/internal/testenv"
-)
-
-func TestMain(m *testing.M) { testenv.Main(m) }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // hardening is what every shipped unit sets.

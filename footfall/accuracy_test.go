@@ -12,7 +12,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/footfall"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 // truth is testdata/footfall/vtest_truth.json: crossings of two lines in

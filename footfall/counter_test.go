@@ -9,7 +9,7 @@ import (
 
 	"github.com/veil-edge/veil/footfall"
 	"github.com/veil-edge/veil/internal/synth"
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

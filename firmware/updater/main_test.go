@@ -3,7 +3,7 @@ package updater_test
 import (
 	"testing"
 
-	"github.com/veil-edge/veil/internal/testenv"
+	"github.com/veil-edge/veil/testkit/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -13,12 +13,37 @@ import (
 // named tmpPrefix+name+"-*" so that a crashed write can be recognised and
 // removed by the directory's owner.
 func WriteFile(dir, name, tmpPrefix string, data []byte) error {
+	return write(dir, name, tmpPrefix, data, nil)
+}
+
+// WriteFileMode is WriteFile for a file other users read: the file gets
+// mode perm and, with gid >= 0, that group (chown needs the right to), both
+// set before it is renamed into place, so it never appears with other
+// permissions.
+func WriteFileMode(dir, name, tmpPrefix string, data []byte, perm os.FileMode, gid int) error {
+	return write(dir, name, tmpPrefix, data, func(f *os.File) error {
+		if gid >= 0 {
+			if err := f.Chown(-1, gid); err != nil {
+				return err
+			}
+		}
+		return f.Chmod(perm)
+	})
+}
+
+// write is WriteFile with prep run on the temporary file before its data.
+func write(dir, name, tmpPrefix string, data []byte, prep func(*os.File) error) error {
 	f, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
-	_, err = f.Write(data)
+	if prep != nil {
+		err = prep(f)
+	}
+	if err == nil {
+		_, err = f.Write(data)
+	}
 	if err == nil {
 		err = f.Sync()
 	}

@@ -28,3 +28,26 @@ func TestWriteFile(t *testing.T) {
 		t.Fatal("sync of a missing directory succeeded")
 	}
 }
+
+func TestWriteFileMode(t *testing.T) {
+	dir := t.TempDir()
+	for _, perm := range []os.FileMode{0o640, 0o644} {
+		if err := WriteFileMode(dir, "veil.yaml", ".tmp-", []byte("site: {}\n"), perm, -1); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(filepath.Join(dir, "veil.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != perm {
+			t.Errorf("mode %v; want %v", st.Mode().Perm(), perm)
+		}
+	}
+	if err := WriteFileMode(dir, "x", ".tmp-", nil, 0o640, os.Getgid()); err != nil {
+		t.Fatalf("own group: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Fatalf("temporary files left behind: %v", entries)
+	}
+}

@@ -97,6 +97,10 @@ type redactReport struct {
 	Detections int     `json:"detections"`
 	Tracks     int     `json:"tracks"`
 	Whole      int     `json:"frames_redacted_whole"`
+	// Promised is the frame count the input's container declares (-1 when
+	// it declares none); EndedEarly is set when far fewer were read.
+	Promised   int     `json:"frames_promised"`
+	EndedEarly bool    `json:"ended_early"`
 	ElapsedS   float64 `json:"elapsed_s"`
 	RunFPS     float64 `json:"run_fps"`
 	// Live is set by the live schedule only.
@@ -365,6 +369,7 @@ func (j *redactJob) summary(w io.Writer, several bool, log *slog.Logger) error {
 		Input: j.in, Output: j.out, Width: info.Size.X, Height: info.Size.Y, FPS: info.FPS,
 		Frames: st.Frames, Keyframes: st.Keyframes, Detections: st.Detections, Tracks: st.Tracks,
 		Whole: st.Whole, ElapsedS: st.Elapsed.Seconds(), RunFPS: st.FPS(), PerFrame: j.perFrame,
+		Promised: info.Frames,
 	}
 	if j.cam != nil {
 		in, dropped := j.cam.Counts()
@@ -389,6 +394,12 @@ func (j *redactJob) summary(w io.Writer, several bool, log *slog.Logger) error {
 		fmt.Fprintf(w, "faces: %d detections on %d keyframes, %d tracks; frames redacted whole: %d\n",
 			st.Detections, st.Keyframes, st.Tracks, st.Whole)
 		fmt.Fprintf(w, "output: %s\n", j.out)
+		if endedEarly(st.Frames, info.Frames) {
+			rep.EndedEarly = true
+			fmt.Fprintf(w, "warning: input ended early: read %d of the %d frames the file promised; it may be truncated or damaged (the output holds the %d read)\n",
+				st.Frames, info.Frames, st.Frames)
+			log.Warn("input ended early", "input", j.in, "frames_read", st.Frames, "frames_promised", info.Frames)
+		}
 		if st.Whole > 0 {
 			log.Warn("some frames were redacted whole (fail-closed)", "input", j.in, "frames", st.Whole, "detect_failures", st.DetectFails)
 		}
@@ -429,4 +440,11 @@ func (p *progressSum) finish() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.bar.finish()
+}
+
+// endedEarly reports whether a file gave clearly fewer frames than its
+// container promised: more than 2 % (at least 2 frames) short, since some
+// containers only estimate their frame count from duration and rate.
+func endedEarly(read, promised int) bool {
+	return promised > 0 && promised-read > max(2, promised/50)
 }

@@ -21,10 +21,16 @@ const (
 	reasonStatus       = "status"
 	reasonImplausible  = "implausible"
 	reasonConflict     = "conflict"
+	// reasonFuture: the window ends further ahead of head office's clock
+	// than hq.max_skew. It is not refused for good (the box would drop its
+	// counts for a wrong clock): it goes unanswered, the box publishes it
+	// again with back-off, and it is stored once head office's clock has
+	// caught up with it.
+	reasonFuture = "future"
 )
 
 var reasons = [...]string{reasonMalformed, reasonTopic, reasonReplayed, reasonUnknown, reasonWrongStore,
-	reasonUnsigned, reasonBadSignature, reasonStatus, reasonImplausible, reasonConflict}
+	reasonUnsigned, reasonBadSignature, reasonStatus, reasonImplausible, reasonConflict, reasonFuture}
 
 // admit decides whether r, which arrived on the footfall topic of store st
 // and device dev, is from the box it names: a registered box whose key
@@ -64,22 +70,23 @@ func (in *Ingest) admit(r egress.Report, st, dev string) (egress.Report, string,
 	}
 }
 
-// implausible says why r cannot be a window a box counted, or nil: longer
-// than MaxWindow, ending more than MaxSkew after now, or more people than
-// MaxRate per second of its length (at least RateFloor).
-func (in *Ingest) implausible(r egress.Report, now time.Time) error {
+// implausible says why r cannot be stored now, with the reason, or nil:
+// longer than MaxWindow or more people than MaxRate per second of its
+// length (at least RateFloor), which no box counts (reasonImplausible), or
+// ending more than MaxSkew after now (reasonFuture: not yet).
+func (in *Ingest) implausible(r egress.Report, now time.Time) (string, error) {
 	d := r.End.Sub(r.Start)
 	if d > MaxWindow {
-		return fmt.Errorf("window of %s (%s..%s); allowed at most %s", d, r.Start.Format(time.RFC3339), r.End.Format(time.RFC3339), MaxWindow)
+		return reasonImplausible, fmt.Errorf("window of %s (%s..%s); allowed at most %s", d, r.Start.Format(time.RFC3339), r.End.Format(time.RFC3339), MaxWindow)
 	}
 	if ahead := r.End.Sub(now); ahead > in.o.MaxSkew {
-		return fmt.Errorf("window ends at %s, %s after head office's clock; allowed at most %s (hq.max_skew)",
+		return reasonFuture, fmt.Errorf("window ends at %s, %s after head office's clock; allowed at most %s (hq.max_skew); not stored yet, the box will send it again",
 			r.End.Format(time.RFC3339), ahead.Round(time.Second), in.o.MaxSkew)
 	}
 	people := float64(r.In) + float64(r.Out) // no overflow, unlike int
 	if limit := in.o.MaxRate * max(d, RateFloor).Seconds(); people > limit {
-		return fmt.Errorf("%d in and %d out in %s on line %s/%s; allowed at most %.0f (hq.max_rate %g per second, windows under %s counted as %s)",
+		return reasonImplausible, fmt.Errorf("%d in and %d out in %s on line %s/%s; allowed at most %.0f (hq.max_rate %g per second, windows under %s counted as %s)",
 			r.In, r.Out, d, r.Camera, r.Line, limit, in.o.MaxRate, RateFloor, RateFloor)
 	}
-	return nil
+	return "", nil
 }

@@ -102,9 +102,12 @@ func (in *Ingest) process(ctx context.Context, batch []mqtt.Message) bool {
 				in.refuse(m, reason, err) // not from the box it names: no answer
 				continue
 			}
-			if err := in.implausible(r, now); err != nil {
-				in.note(m, reasonImplausible, err)
-				ans.refused(r, reasonImplausible)
+			if reason, err := in.implausible(r, now); reason == reasonFuture {
+				in.refuse(m, reason, err) // no answer: the box sends it again
+				continue
+			} else if err != nil {
+				in.note(m, reason, err)
+				ans.refused(r, reason)
 				later = append(later, m)
 				continue
 			}

@@ -177,7 +177,7 @@ func TestReportsRefusedOrStored(t *testing.T) {
 			r: with(good, func(r *egress.Report) { r.End = r.Start.Add(15 * time.Minute); r.In, r.Out = 4500, 4500 })},
 		{name: "a 2-day window", reason: reasonImplausible, ack: reasonImplausible,
 			r: with(good, func(r *egress.Report) { r.End = r.Start.Add(48 * time.Hour) })},
-		{name: "a window ending in the future", reason: reasonImplausible, ack: reasonImplausible,
+		{name: "a window ending in the future", reason: reasonFuture,
 			r: with(good, func(r *egress.Report) { r.Start, r.End = now, now.Add(time.Hour) })},
 		{name: "a window ending within the clock skew allowance", ack: ackStored,
 			r: with(good, func(r *egress.Report) { r.Start, r.End = now.Add(-time.Minute), now.Add(2*time.Minute) })},

@@ -47,9 +47,10 @@ hq.relay_boxes: JSON lines device, store, key), signed with their keys, are
 stored; hq.unsigned_devices (store/device, comma-separated) lets named boxes
 send unsigned reports while they are upgraded, marked unsigned on the
 dashboard. Windows that count more than hq.max_rate people per second on a
-line (10; windows under a minute count as a minute), last over 24h, or end
-more than hq.max_skew (5m) after head office's clock are refused, and so is
-a report that conflicts with a stored one of the same (device, boot, seq)
+line (10; windows under a minute count as a minute) or last over 24h are
+refused (windows that end more than hq.max_skew, 5m, after head office's
+clock are not stored yet: their box sends them again), and so is a report
+that conflicts with a stored one of the same (device, boot, seq)
 (counted on the dashboard's devices). Refusals are counted in /metrics by
 reason and logged. After storing, veil-hq publishes on each box's
 <prefix>/<store>/<device>/ack an acknowledgement signed with head office's

@@ -58,25 +58,30 @@ value and what is allowed, and exits non-zero:
 		Example: `  veil config check veil.yaml
   veil config check docs/veil.example.yaml && sudo cp docs/veil.example.yaml /etc/veil/veil.yaml`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadForConfigCmd(cmd, args[0])
-			cams, cerr := config.LoadCameras(args[0])
-			if err := errors.Join(err, cerr); err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "%s: ok\n", args[0])
-			fmt.Fprintln(out, cfg.Summary())
-			for _, c := range cams {
-				view := c.View
-				if view == "" {
-					view = "angled"
-				}
-				fmt.Fprintf(out, "camera %s: %s (%s view), %d counting line(s)\n", c.Name, c.Source, view, len(c.Lines))
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return checkConfigFile(cmd, args[0]) },
 	}
+}
+
+// checkConfigFile is veil config check (veil init runs it on the file it
+// wrote): it loads path as veil does, with its cameras, and prints
+// "PATH: ok" and a summary, or returns every problem.
+func checkConfigFile(cmd *cobra.Command, path string) error {
+	cfg, err := loadForConfigCmd(cmd, path)
+	cams, cerr := config.LoadCameras(path)
+	if err := errors.Join(err, cerr); err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "%s: ok\n", path)
+	fmt.Fprintln(out, cfg.Summary())
+	for _, c := range cams {
+		view := c.View
+		if view == "" {
+			view = "angled"
+		}
+		fmt.Fprintf(out, "camera %s: %s (%s view), %d counting line(s)\n", c.Name, c.Source, view, len(c.Lines))
+	}
+	return nil
 }
 
 func newConfigShowCmd() *cobra.Command {

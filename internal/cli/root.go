@@ -44,6 +44,7 @@ and flags, in rising order of precedence. See docs/veil.example.yaml.`,
 	root.PersistentFlags().StringP("config", "c", "", "YAML config file (see docs/veil.example.yaml)")
 	root.PersistentFlags().String("log-level", "", "log level: debug | info | warn | error (overrides log.level)")
 	root.AddCommand(
+		newInitCmd(),
 		newRedactCmd(),
 		newModelsCmd(),
 		newConfigCmd(),

@@ -19,8 +19,11 @@ cd "$VEIL_ROOT"
 # the live view), chromium (the browser tests), systemd (systemd-analyze
 # checks the shipped units) and postgresql (a real PostgreSQL server that
 # testkit/pgtest starts for head office's store tests; it also makes the
-# postgres user the server runs as when the tests run as root).
-PACKAGES=(libopencv-dev opencv-data opencv-doc python3-skimage pkg-config gcc mosquitto tcpdump iproute2 procps libvpx-dev chromium systemd postgresql)
+# postgres user the server runs as when the tests run as root), dpkg-dev
+# (dpkg-shlibdeps: scripts/package.sh's runtime dependencies), debootstrap and
+# lintian (the packaging test installs the .deb files in a clean bookworm root
+# and lints them).
+PACKAGES=(libopencv-dev opencv-data opencv-doc python3-skimage pkg-config gcc mosquitto tcpdump iproute2 procps libvpx-dev chromium systemd postgresql dpkg-dev debootstrap lintian)
 
 installed() {
 	[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]

@@ -28,15 +28,14 @@ func loadConfig(cmd *cobra.Command, flagKeys map[string]string) (config.Config, 
 
 // quietOpenCV keeps OpenCV's own log lines (GStreamer's warnings and
 // assertions among them) and FFmpeg's out of the user's terminal: veil says
-// what went wrong in its own words. At log level debug they are shown. A
-// level the user set in OPENCV_LOG_LEVEL or OPENCV_FFMPEG_LOGLEVEL is kept.
-// OpenCV takes FFmpeg's level from the environment when it first opens a
-// video, which is after the config is loaded; its own level is set directly.
+// what went wrong in its own words. At log level debug they are shown at
+// OpenCV's and FFmpeg's own default levels (warnings and errors; OpenCV's
+// debug level would log every network layer of every pass). A level the
+// user set in OPENCV_LOG_LEVEL or OPENCV_FFMPEG_LOGLEVEL is kept. OpenCV
+// takes FFmpeg's level from the environment when it first opens a video,
+// which is after the config is loaded; its own level is set directly.
 func quietOpenCV(level string) {
 	if level == "debug" {
-		if _, set := os.LookupEnv("OPENCV_LOG_LEVEL"); !set {
-			cvlog.Set(cvlog.Debug)
-		}
 		return
 	}
 	if _, set := os.LookupEnv("OPENCV_LOG_LEVEL"); !set {

@@ -408,7 +408,7 @@ func gzipped(data []byte) []byte {
 
 // control is a package's control fields beyond the common ones.
 type control struct {
-	Depends, Recommends, Suggests []string
+	Depends, Recommends, Suggests  []string
 	Section, Synopsis, Description string
 }
 

@@ -89,7 +89,7 @@ func TestInstall(t *testing.T) {
 	for _, want := range []string{
 		"veil: release 1.0.0 installed in /opt/veil/releases/1.0.0 and now current",
 		"veil: veil.service is enabled but not started",
-		"veil: Run 'veil init'",
+		"veil: Run 'veil init --force --models-dir /opt/veil/current/models'",
 		"veil-hq: veil-hq.service is enabled but not started",
 	} {
 		if !strings.Contains(out, want) {

@@ -291,8 +291,9 @@ var boxPaths = []struct{ key, from, to string }{
 const boxConfigHeader = `# /etc/veil/veil.yaml: the box's configuration (Debian package veil).
 #
 # veil.service runs "veil run --config /etc/veil/veil.yaml" as user veil in
-# /var/lib/veil. It needs at least one camera: run "veil init", or add a
-# cameras: list like this one, then
+# /var/lib/veil. It needs at least one camera: run
+#   veil init --force --models-dir /opt/veil/current/models
+# (it writes this file anew), or add a cameras: list like this one, then
 #   veil config check /etc/veil/veil.yaml && systemctl start veil
 #
 # cameras:

@@ -268,8 +268,14 @@ func TestConsentRelayWithdrawAfterRestart(t *testing.T) {
 			strings.Contains(body, consent.ErrNoSuchConsent.Error())
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		if err := chromedp.Do(phone, chromedp.Click(`#withdraw`)); err != nil {
-			t.Fatalf("withdrawing on the phone: %v", err)
+		// The page may still be loading the previous answer: wait for
+		// the button, and try again if it went away under the click.
+		if err := chromedp.Do(phone, chromedp.WaitVisible(`#withdraw`), chromedp.Click(`#withdraw`)); err != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("withdrawing on the phone: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			continue
 		}
 		body := text()
 		for wait := time.Now().Add(15 * time.Second); !answered(body) && time.Now().Before(wait); body = text() {

@@ -102,7 +102,7 @@ Two modes:
 	f.String("listen", config.Default.HTTP.Listen, "address of the operator page (http.listen); 0.0.0.0:8080 reaches it from the shop's network")
 	f.StringP("out", "o", "/etc/veil/veil.yaml", "the config file to write (its directory is made if missing)")
 	f.String("snapshot-dir", "", "where the cameras' redacted snapshots go (default: the directory of --out)")
-	f.String("models-dir", "", "verified model files (models.dir) for the snapshots' face detector, written to the file as an absolute path (default: "+config.Default.Models.Dir+", not written)")
+	f.String("models-dir", "", "verified model files (models.dir) for the snapshots' face detector, written to the file as an absolute path (default: "+installedModelsDir+" on a box installed from the package, else "+config.Default.Models.Dir+", not written)")
 	f.Bool("force", false, "overwrite --out if it exists")
 	f.BoolP("yes", "y", false, "ask nothing: every answer from flags (the default when stdin is not a terminal)")
 	f.Bool("interactive", false, "ask even when stdin is not a terminal (answers piped in, one a line)")
@@ -141,6 +141,9 @@ func readInitFlags(cmd *cobra.Command) initFlags {
 	o.out, _ = f.GetString("out")
 	o.snapshotDir, _ = f.GetString("snapshot-dir")
 	o.modelsDir, _ = f.GetString("models-dir")
+	if o.modelsDir == "" {
+		o.modelsDir = installedModels(installedModelsDir)
+	}
 	o.force, _ = f.GetBool("force")
 	o.yes, _ = f.GetBool("yes")
 	o.interactive, _ = f.GetBool("interactive")
@@ -397,6 +400,19 @@ func (s *initSession) flagsMode(ctx context.Context) error {
 		return err
 	}
 	return s.finish()
+}
+
+// installedModelsDir is where the package (and the update agent) keeps the
+// running release's verified models.
+const installedModelsDir = "/opt/veil/current/models"
+
+// installedModels is dir when it exists (a box installed from the package,
+// where veil run must load the release's models), else "".
+func installedModels(dir string) string {
+	if st, err := os.Stat(dir); err == nil && st.IsDir() {
+		return dir
+	}
+	return ""
 }
 
 // setModelsDir checks --models-dir and makes it absolute for the file

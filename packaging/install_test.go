@@ -89,7 +89,7 @@ func TestInstall(t *testing.T) {
 	for _, want := range []string{
 		"veil: release 1.0.0 installed in /opt/veil/releases/1.0.0 and now current",
 		"veil: veil.service is enabled but not started",
-		"veil: Run 'veil init --force --models-dir /opt/veil/current/models'",
+		"veil: Run 'veil init --force'",
 		"veil-hq: veil-hq.service is enabled but not started",
 	} {
 		if !strings.Contains(out, want) {
@@ -174,8 +174,11 @@ func TestInstall(t *testing.T) {
 		// config; with its camera the postinst would start veil.
 		r.run("veil", "init", "--yes", "--force", "--store", "shop-1", "--device", "box-1",
 			"--camera", "door=/tmp/vtest-short.avi", "--line", "door:entrance:350,150,350,450",
-			"--models-dir", "/opt/veil/current/models", "--out", "/etc/veil/veil.yaml")
+			"--out", "/etc/veil/veil.yaml")
 		r.checkOwner("/etc/veil/veil.yaml", "root", "veil", 0o640)
+		if out := r.run("veil", "config", "check", "/etc/veil/veil.yaml"); !strings.Contains(out, "models /opt/veil/current/models;") {
+			t.Errorf("veil init's config does not load the release's models:\n%s", out)
+		}
 		if out := r.run("dpkg-reconfigure", "veil"); strings.Contains(out, "not started") {
 			t.Errorf("with veil init's config, the postinst still does not start veil:\n%s", out)
 		}

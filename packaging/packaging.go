@@ -292,7 +292,7 @@ const boxConfigHeader = `# /etc/veil/veil.yaml: the box's configuration (Debian 
 #
 # veil.service runs "veil run --config /etc/veil/veil.yaml" as user veil in
 # /var/lib/veil. It needs at least one camera: run
-#   veil init --force --models-dir /opt/veil/current/models
+#   veil init --force
 # (it writes this file anew), or add a cameras: list like this one, then
 #   veil config check /etc/veil/veil.yaml && systemctl start veil
 #

@@ -8,10 +8,7 @@
 // in firmware/release.
 package version
 
-import (
-	"runtime/debug"
-	"slices"
-)
+import "runtime/debug"
 
 // Version is set at link time (see the package comment); empty in a
 // development build.
@@ -46,10 +43,4 @@ func String() string {
 		s += " (" + rev + dirty + ")"
 	}
 	return s
-}
-
-// Requested reports whether a command line (without the program name) asks
-// for the version: --version alone.
-func Requested(args []string) bool {
-	return slices.Equal(args, []string{"--version"})
 }

@@ -4,20 +4,14 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/veil-edge/veil/internal/hqcli"
-	"github.com/veil-edge/veil/version"
 )
 
 func main() {
-	if version.Requested(os.Args[1:]) {
-		fmt.Println("veil-hq", version.String())
-		return
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := hqcli.Execute(ctx, os.Args[1:])
 	stop()

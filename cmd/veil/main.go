@@ -3,21 +3,15 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/veil-edge/veil/internal/cli"
 	"github.com/veil-edge/veil/internal/malloc"
-	"github.com/veil-edge/veil/version"
 )
 
 func main() {
-	if version.Requested(os.Args[1:]) {
-		fmt.Println("veil", version.String())
-		return
-	}
 	malloc.FixMmapThreshold() // frame buffers: see package malloc
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Execute(ctx, os.Args[1:])

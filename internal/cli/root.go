@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/veil-edge/veil/version"
+
 	"github.com/veil-edge/veil/config"
 )
 
@@ -41,6 +43,8 @@ and flags, in rising order of precedence. See docs/veil.example.yaml.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.Version = version.String()
+	root.SetVersionTemplate("veil {{.Version}}\n")
 	root.PersistentFlags().StringP("config", "c", "", "YAML config file (see docs/veil.example.yaml)")
 	root.PersistentFlags().String("log-level", "", "log level: debug | info | warn | error (overrides log.level)")
 	root.AddCommand(

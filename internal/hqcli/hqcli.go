@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/veil-edge/veil/version"
+
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/hq/server"
@@ -71,7 +73,7 @@ export (/export.csv) and a JSON API (/api/totals, /api/devices). /healthz
 Configuration comes from a YAML file (--config), VEIL_* environment variables
 and flags, in rising order of precedence. See the hq section of
 docs/veil.example.yaml.`,
-		Example: `  veil-hq -c /etc/veil/hq.yaml
+		Example: `  veil-hq -c /etc/veil-hq/hq.yaml
   VEIL_MQTT_BROKER=ssl://broker.example:8883 VEIL_HQ_PASSWORD_HASH='$2a$...' veil-hq
   veil-hq -c hq.yaml --listen :8443 --log-level debug`,
 		Args:          cobra.NoArgs,
@@ -79,6 +81,8 @@ docs/veil.example.yaml.`,
 		SilenceErrors: true,
 		RunE:          run,
 	}
+	root.Version = version.String()
+	root.SetVersionTemplate("veil-hq {{.Version}}\n")
 	root.Flags().StringP("config", "c", "", "YAML config file (see the hq section of docs/veil.example.yaml)")
 	root.Flags().String("log-level", "", "log level: debug | info | warn | error (overrides log.level)")
 	root.Flags().String("listen", "", "dashboard address host:port (overrides hq.listen)")
@@ -97,7 +101,7 @@ Boxes take head office's acknowledgements of their reports, and act on a
 grant or withdrawal sent down by its consent relay, only when they are
 signed by this key: set it as mqtt.head_office_key (and consent.relay_key
 for the relay) in every box's config.`,
-		Example: `  veil-hq relay-key -c /etc/veil/hq.yaml`,
+		Example: `  veil-hq relay-key -c /etc/veil-hq/hq.yaml`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			path, _ := cmd.Flags().GetString("config")

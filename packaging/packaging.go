@@ -294,7 +294,7 @@ const boxConfigHeader = `# /etc/veil/veil.yaml: the box's configuration (Debian 
 # /var/lib/veil. It needs at least one camera: run
 #   veil init --force
 # (it writes this file anew), or add a cameras: list like this one, then
-#   veil config check /etc/veil/veil.yaml && systemctl start veil
+#   veil config check --run /etc/veil/veil.yaml && systemctl start veil
 #
 # cameras:
 #   - name: door

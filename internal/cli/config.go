@@ -42,7 +42,7 @@ does, VEIL_* variables included.`,
 }
 
 func newConfigCheckCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "check FILE",
 		Short: "Check a config file: print FILE: ok and a summary, or every problem",
 		Long: `Check a config file as veil would load it: the file over the defaults,
@@ -54,12 +54,38 @@ every problem, each naming the key, the bad
 value and what is allowed, and exits non-zero:
 
   config veil.yaml: unknown key "detect.scor_threshold"; did you mean "detect.score_threshold"?
-  config veil.yaml: redact.sigma_divisor: 8 is weaker than the floor; allowed 1..6`,
+  config veil.yaml: redact.sigma_divisor: 8 is weaker than the floor; allowed 1..6
+
+With --run it also requires what veil run needs beyond a valid file: at
+least one camera (the package starts veil.service only then).`,
 		Example: `  veil config check veil.yaml
+  veil config check --run /etc/veil/veil.yaml && sudo systemctl start veil
   veil config check docs/veil.example.yaml && sudo cp docs/veil.example.yaml /etc/veil/veil.yaml`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return checkConfigFile(cmd, args[0]) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkConfigFile(cmd, args[0]); err != nil {
+				return err
+			}
+			if run, _ := cmd.Flags().GetBool("run"); run {
+				return readyToRun(args[0])
+			}
+			return nil
+		},
 	}
+	cmd.Flags().Bool("run", false, "also require what veil run needs: at least one camera")
+	return cmd
+}
+
+// readyToRun says what a valid config at path lacks for veil run.
+func readyToRun(path string) error {
+	cams, err := config.LoadCameras(path)
+	if err != nil {
+		return err
+	}
+	if len(cams) == 0 {
+		return fmt.Errorf("config %s: cameras: none; veil run needs at least one (veil init writes them, or see docs/veil.example.yaml)", path)
+	}
+	return nil
 }
 
 // checkConfigFile is veil config check (veil init runs it on the file it

@@ -36,3 +36,33 @@ func TestRunAndCheckReportEveryProblem(t *testing.T) {
 		t.Errorf("veil run without -c: %v", err)
 	}
 }
+
+// TestConfigCheckRun: veil config check --run also requires a camera, as
+// veil run does (the package starts veil.service only then); a valid file
+// without one passes the plain check.
+func TestConfigCheckRun(t *testing.T) {
+	dir := t.TempDir()
+	noCams := filepath.Join(dir, "empty.yaml")
+	withCam := filepath.Join(dir, "door.yaml")
+	for path, body := range map[string]string{
+		noCams:  "site: {store: s1, device: d1}\n",
+		withCam: "site: {store: s1, device: d1}\ncameras:\n  - {name: door, source: door.avi}\n",
+	} {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string // in the error; "" for none
+	}{
+		{[]string{"config", "check", noCams}, ""},
+		{[]string{"config", "check", "--run", noCams}, "cameras: none; veil run needs at least one"},
+		{[]string{"config", "check", "--run", withCam}, ""},
+	} {
+		_, err := veil(t, tc.args...)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("veil %v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}

@@ -184,6 +184,18 @@ func TestInstall(t *testing.T) {
 		}
 	})
 
+	t.Run("veil-hq check", func(t *testing.T) {
+		// With a broker, a dashboard password and devices to take reports
+		// from, veil-hq check passes and the postinst would start veil-hq.
+		r.run("sh", "-c", `sed -i 's|^  broker: ""|  broker: tcp://127.0.0.1:1883|; s|^  password_hash: ""|  password_hash: "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy"|; s|^  boxes: ""|  boxes: ""\n  unsigned_devices: shop-1/box-1|' /etc/veil-hq/hq.yaml`)
+		if out := r.run("veil-hq", "check", "-c", "/etc/veil-hq/hq.yaml"); !strings.Contains(out, ": ok") {
+			t.Errorf("veil-hq check of a complete config:\n%s", out)
+		}
+		if out := r.run("dpkg-reconfigure", "veil-hq"); strings.Contains(out, "not started") {
+			t.Errorf("with a complete config, the postinst still does not start veil-hq:\n%s", out)
+		}
+	})
+
 	// Over the air over the package install: 1.1.0, applied and confirmed
 	// by the update agent as veil run does.
 	ota(ctx, t, r, "1.1.0", v2)

@@ -58,13 +58,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		o.Log = slog.Default()
 	}
 	cfg := o.Config
-	if cfg.MQTT.Broker == "" {
-		return nil, errors.New("mqtt.broker is empty: veil-hq needs head office's broker (e.g. tcp://broker.example:1883 or ssl://broker.example:8883)")
-	}
-	if cfg.HQ.PasswordHash == "" {
-		return nil, errors.New("hq.password_hash is empty: nobody could log in to the dashboard; make one with `veil passwd` and set hq.password_hash (or VEIL_HQ_PASSWORD_HASH)")
-	}
-	boxes, err := loadBoxes(cfg.HQ)
+	boxes, err := check(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +114,25 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		s.dash.HandlePublic("/c/", s.relay.Handler())
 	}
 	return s, nil
+}
+
+// Check says what a valid config lacks for veil-hq to start (veil-hq check,
+// and the package's postinst before it starts the service): the broker, the
+// dashboard's password hash, and a box registry that loads (or devices
+// allowed unsigned). It returns the number of registered boxes.
+func Check(cfg config.Config) (boxes int, err error) {
+	b, err := check(cfg)
+	return len(b), err
+}
+
+func check(cfg config.Config) ([]ingest.Box, error) {
+	if cfg.MQTT.Broker == "" {
+		return nil, errors.New("mqtt.broker is empty: veil-hq needs head office's broker (e.g. tcp://broker.example:1883 or ssl://broker.example:8883)")
+	}
+	if cfg.HQ.PasswordHash == "" {
+		return nil, errors.New("hq.password_hash is empty: nobody could log in to the dashboard; make one with `veil passwd` and set hq.password_hash (or VEIL_HQ_PASSWORD_HASH)")
+	}
+	return loadBoxes(cfg.HQ)
 }
 
 // loadBoxes reads the box registry h names (hq.boxes, else

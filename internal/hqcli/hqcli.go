@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -86,9 +87,50 @@ docs/veil.example.yaml.`,
 	root.Flags().StringP("config", "c", "", "YAML config file (see the hq section of docs/veil.example.yaml)")
 	root.Flags().String("log-level", "", "log level: debug | info | warn | error (overrides log.level)")
 	root.Flags().String("listen", "", "dashboard address host:port (overrides hq.listen)")
-	root.AddCommand(newRelayKeyCmd())
+	root.AddCommand(newRelayKeyCmd(), newCheckCmd())
 	return root
 }
+
+func newCheckCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "check -c hq.yaml",
+		Short: "Check that veil-hq can start with a config: print FILE: ok, or what is missing",
+		Long: `Check loads the config as veil-hq would (the file over the defaults, then
+VEIL_* environment variables) and checks what veil-hq needs to start: a
+valid file, hq.listen, mqtt.broker, hq.password_hash and a box registry
+that loads (hq.boxes, else hq.relay_boxes) or devices allowed unsigned. It
+connects to nothing. The Debian package starts veil-hq.service only when
+this passes.`,
+		Example: `  veil-hq check -c /etc/veil-hq/hq.yaml && sudo systemctl start veil-hq`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, _ := cmd.Flags().GetString("config")
+			cfg, err := config.Load(path, nil, nil)
+			if err != nil {
+				return err
+			}
+			if cfg.HQ.Listen == "" {
+				return errors.New(emptyListen)
+			}
+			boxes, err := server.Check(cfg)
+			if err != nil {
+				return err
+			}
+			name := path
+			if name == "" {
+				name = "defaults"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\nstore %s, dashboard on %s, broker %s, %d registered box(es), %d device(s) allowed unsigned\n",
+				name, cfg.HQ.Store, cfg.HQ.Listen, cfg.MQTT.Broker, boxes, len(cfg.HQ.Unsigned()))
+			return nil
+		},
+	}
+	cmd.Flags().StringP("config", "c", "", "YAML config file (see the hq section of docs/veil.example.yaml)")
+	return cmd
+}
+
+// emptyListen is the error for an empty hq.listen.
+const emptyListen = "hq.listen is empty: veil-hq serves its dashboard and /healthz there; allowed host:port, e.g. 127.0.0.1:8090"
 
 func newRelayKeyCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -129,7 +171,7 @@ func run(cmd *cobra.Command, _ []string) error {
 	}
 	log := cfg.Log.Logger(os.Stderr)
 	if cfg.HQ.Listen == "" {
-		return fmt.Errorf("hq.listen is empty: veil-hq serves its dashboard and /healthz there; allowed host:port, e.g. 127.0.0.1:8090")
+		return errors.New(emptyListen)
 	}
 	srv, err := server.New(cmd.Context(), server.Options{Config: cfg, Log: log})
 	if err != nil {

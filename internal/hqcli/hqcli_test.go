@@ -66,12 +66,24 @@ func TestRefusals(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			yaml := strings.NewReplacer("$HASH", hash, "$DIR", t.TempDir()).Replace(tc.yaml)
-			_, err := hq(context.Background(), "-c", writeConfig(t, yaml))
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %v; want one containing %q", err, tc.want)
+			path := writeConfig(t, yaml)
+			// veil-hq check refuses what veil-hq itself would.
+			for _, args := range [][]string{{"-c", path}, {"check", "-c", path}} {
+				_, err := hq(context.Background(), args...)
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("veil-hq %v: error %v; want one containing %q", args[:len(args)-1], err, tc.want)
+				}
 			}
 		})
 	}
+	t.Run("check passes", func(t *testing.T) {
+		dir := t.TempDir()
+		yaml := "mqtt:\n  broker: tcp://127.0.0.1:1883\nhq:\n  password_hash: " + hash + "\n  sqlite_path: " + dir + "/hq.db\n  unsigned_devices: shop-1/box-1\n"
+		out, err := hq(context.Background(), "check", "-c", writeConfig(t, yaml))
+		if err != nil || !strings.Contains(out, ": ok") || !strings.Contains(out, "1 device(s) allowed unsigned") {
+			t.Errorf("veil-hq check of a good config: %v\n%s", err, out)
+		}
+	})
 }
 
 // TestRelayKey prints the relay key's public half, the same on every call

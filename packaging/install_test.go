@@ -69,7 +69,10 @@ func TestInstall(t *testing.T) {
 
 	dist := t.TempDir()
 	v1 := buildPackages(ctx, t, "1.0.0", filepath.Join(dist, "1.0.0"))
-	v2 := buildPackages(ctx, t, "1.2.0", filepath.Join(dist, "1.2.0"))
+	// 1.2.0 is also signed, from the same build, into an update repository.
+	repo := newUpdateRepo(ctx, t, filepath.Join(dist, "1.0.0", "veil"))
+	v2 := buildPackages(ctx, t, "1.2.0", filepath.Join(dist, "1.2.0"), "VEIL_RELEASE_REPO="+repo.dir, "VEIL_RELEASE_KEYS="+repo.keys)
+	repo.checkRelease(t, "1.2.0", filepath.Join(dist, "1.2.0", "veil"))
 	t.Logf("%s: packages built", time.Since(start).Round(time.Second))
 
 	t.Run("lintian", func(t *testing.T) {
@@ -282,16 +285,17 @@ cameras:
       - {name: entrance, line: [350, 150, 350, 450]}
 `
 
-// buildPackages runs scripts/package.sh.
-func buildPackages(ctx context.Context, t *testing.T, version, out string) packaging.Packages {
+// buildPackages runs scripts/package.sh with env added.
+func buildPackages(ctx context.Context, t *testing.T, version, out string, env ...string) packaging.Packages {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, filepath.Join(testenv.Root(), "scripts", "package.sh"), version, out)
 	cmd.Dir = testenv.Root()
+	cmd.Env = append(os.Environ(), env...)
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("scripts/package.sh %s: %v\n%s", version, err, b)
 	}
-	if !strings.Contains(string(b), "veil release add --repo REPO --version "+version) {
+	if len(env) == 0 && !strings.Contains(string(b), "veil release add --repo REPO --version "+version) {
 		t.Errorf("scripts/package.sh does not print the OTA release command:\n%s", b)
 	}
 	return packaging.Packages{
@@ -659,4 +663,54 @@ func tail(out []byte) string {
 		return "…" + string(out[len(out)-n:])
 	}
 	return string(out)
+}
+
+// updateRepo is head office's update repository for the test, made with
+// the veil binary as head office would.
+type updateRepo struct{ dir, keys string }
+
+func newUpdateRepo(ctx context.Context, t *testing.T, veil string) updateRepo {
+	t.Helper()
+	base := t.TempDir()
+	r := updateRepo{dir: filepath.Join(base, "repo"), keys: filepath.Join(base, "keys")}
+	k := func(role string) string { return filepath.Join(r.keys, role+".pem") }
+	for _, args := range [][]string{
+		{"release", "keygen", k("root"), k("targets"), k("snapshot"), k("timestamp")},
+		{"release", "init", "--repo", r.dir, "--root-key", k("root"), "--targets-key", k("targets"), "--snapshot-key", k("snapshot"), "--timestamp-key", k("timestamp")},
+	} {
+		if out, err := exec.CommandContext(ctx, veil, args...).CombinedOutput(); err != nil {
+			t.Fatalf("veil %v: %v\n%s", args, err, out)
+		}
+	}
+	return r
+}
+
+// checkRelease: the repository holds a signed bundle of version whose
+// binary is, byte for byte, the one the packages were built from.
+func (r updateRepo) checkRelease(t *testing.T, version, veil string) {
+	t.Helper()
+	var bundles []string
+	filepath.WalkDir(filepath.Join(r.dir, "targets"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.Contains(p, "/releases/"+version+"/") {
+			bundles = append(bundles, p)
+		}
+		return nil
+	})
+	if len(bundles) == 0 {
+		t.Fatalf("no release %s in the update repository %s", version, r.dir)
+	}
+	b, err := os.ReadFile(veil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	for _, p := range bundles {
+		m, err := release.Verify(p)
+		if err != nil {
+			t.Fatalf("release bundle %s: %v", p, err)
+		}
+		if m.Version != version || m.Files["veil"] != hex.EncodeToString(sum[:]) {
+			t.Errorf("release bundle %s: version %s, veil %s; want %s and the package's binary %x", p, m.Version, m.Files["veil"], version, sum)
+		}
+	}
 }

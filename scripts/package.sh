@@ -9,6 +9,12 @@
 # models/manifest.json first (veil models fetch) and shipped in the veil
 # package. Needs what scripts/setup.sh installs (Go, libopencv-dev, npm,
 # dpkg-dev). See docs/PACKAGING.md.
+#
+# With VEIL_RELEASE_REPO set (an update repository made by `veil release
+# init`), the same build is also signed into it as the over-the-air release:
+# VEIL_RELEASE_KEYS is the directory holding targets.pem, snapshot.pem and
+# timestamp.pem; VEIL_RELEASE_MIN_FROM the oldest version that may update
+# straight to it (default 0.0.0: any).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -40,6 +46,15 @@ say "building the packages"
 go run ./scripts/mkdeb --version "$VERSION" --veil "$OUT/veil" --veil-hq "$OUT/veil-hq" \
 	--models models/files --out "$OUT" ${REV:+--revision "$REV"}
 
-say "done. The same build as an over-the-air release (head office, see veil release --help):"
+if [ -n "${VEIL_RELEASE_REPO:-}" ]; then
+	KEYS=${VEIL_RELEASE_KEYS:?VEIL_RELEASE_KEYS: the directory of targets.pem, snapshot.pem and timestamp.pem}
+	say "signing the same build into $VEIL_RELEASE_REPO as the over-the-air release $VERSION"
+	"$OUT/veil" release add --repo "$VEIL_RELEASE_REPO" --version "$VERSION" --min-from "${VEIL_RELEASE_MIN_FROM:-0.0.0}" \
+		--binary "$OUT/veil" --models models/files \
+		--targets-key "$KEYS/targets.pem" --snapshot-key "$KEYS/snapshot.pem" --timestamp-key "$KEYS/timestamp.pem"
+	say "done: packages in $OUT, release $VERSION in $VEIL_RELEASE_REPO"
+	exit 0
+fi
+say "done. The same build as an over-the-air release (head office, see veil release --help; or set VEIL_RELEASE_REPO):"
 echo "  $OUT/veil release add --repo REPO --version $VERSION --min-from MIN_FROM --binary $OUT/veil --models models/files \\"
 echo "      --targets-key keys/targets.pem --snapshot-key keys/snapshot.pem --timestamp-key keys/timestamp.pem"

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"image"
-	"image/png"
 	"io"
 	"log/slog"
 	"net/http"
@@ -24,8 +23,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/makiuchi-d/gozxing"
-	"github.com/makiuchi-d/gozxing/qrcode"
 	"gocv.io/x/gocv"
 
 	"github.com/veil-edge/veil/config"
@@ -99,24 +96,7 @@ func TestConsentRelayEndToEnd(t *testing.T) {
 	// The sign's QR code points at head office.
 	scan := func() string {
 		t.Helper()
-		resp, err := http.Get(base + "/signage/sign/qr.png")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		img, err := png.Decode(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
-		if err != nil {
-			t.Fatalf("decoding the sign's QR code: %v", err)
-		}
-		u := res.GetText()
+		u := signQR(t, base)
 		if !strings.HasPrefix(u, hqSrv.URL+"/c/v1.") {
 			t.Fatalf("QR code reads %q, want head office's %s/c/v1. URL", u, hqSrv.URL)
 		}

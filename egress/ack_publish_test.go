@@ -24,6 +24,7 @@ type headOffice struct {
 
 	mu      sync.Mutex
 	got     map[ident]int // receptions per report
+	reports map[ident]Report
 	badSigs int
 	ack     bool              // answer with acknowledgements
 	refuse  map[uint64]string // seq → reason
@@ -55,6 +56,10 @@ func (h *headOffice) onReport(c mqtt.Client, m mqtt.Message) {
 		return
 	}
 	h.got[identOf(r)]++
+	if h.reports == nil {
+		h.reports = map[ident]Report{}
+	}
+	h.reports[identOf(r)] = r
 	if !h.ack {
 		return
 	}
@@ -74,6 +79,17 @@ func (h *headOffice) publishAck(a Ack, key ed25519.PrivateKey) {
 		return
 	}
 	h.c.Publish(AckTopic(DefaultTopicPrefix, a.Store, a.Device), 1, false, b)
+}
+
+// people is in + out over every report received, each identity once.
+func (h *headOffice) people() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.reports {
+		n += r.In + r.Out
+	}
+	return n
 }
 
 func (h *headOffice) receptions() map[ident]int {
@@ -206,4 +222,46 @@ func TestPublishAckWhileAway(t *testing.T) {
 	defer stop2()
 	waitFor(t, 10*time.Second, "the queued acknowledgement to empty the outbox", func() bool { return box.Len() == 0 })
 	_ = p2
+}
+
+// TestPublishKeepsNewerMergeable: while head office acknowledges nothing,
+// at most MaxAwaiting reports are handed to the network; newer windows
+// stay unpublished, so a full outbox keeps merging them instead of
+// refusing windows. Once head office answers, every count arrives once.
+func TestPublishKeepsNewerMergeable(t *testing.T) {
+	br := mqtttest.Start(t, mqtttest.Options{})
+	box := openBox(t, t.TempDir(), 4)
+	o := publisherOptions(br)
+	o.SignKey, o.HeadOfficeKey = testBoxKey, testHQKey.Public().(ed25519.PublicKey)
+	o.StoredWait, o.StoredWaitMax, o.MaxAwaiting = 300*time.Millisecond, 600*time.Millisecond, 2
+	footfall := topicFor(Report{Store: "shop-1", Device: "box-1"}, "footfall")
+	hq := startHeadOffice(t, br, footfall)
+	log, _ := testLog(t)
+	p, stop := runPublisher(t, o, box, log)
+	defer stop()
+	in := 0
+	for i := range 12 {
+		c := window("cam-1", "door", i, i+1, 0)
+		if _, err := box.Add(c); err != nil {
+			t.Fatalf("Add %d: %v (the outbox should merge unpublished windows)", i, err)
+		}
+		in += c.In
+		if i == 1 {
+			waitFor(t, 10*time.Second, "two reports awaiting head office", func() bool { return p.Status().AwaitingStored == 2 })
+		}
+		if n := box.Len(); n > 4 {
+			t.Fatalf("outbox holds %d, bound 4", n)
+		}
+	}
+	time.Sleep(time.Second) // long enough for more publishes, were they allowed
+	if got := len(hq.receptions()); got != 2 {
+		t.Errorf("head office received %d distinct reports while it acknowledged none; want MaxAwaiting = 2", got)
+	}
+	hq.mu.Lock()
+	hq.ack = true
+	hq.mu.Unlock()
+	waitFor(t, 20*time.Second, "the outbox to empty", func() bool { return box.Len() == 0 })
+	if got := hq.people(); got != in {
+		t.Errorf("head office received %d people (once per report), the box counted %d", got, in)
+	}
 }

@@ -105,7 +105,17 @@ type MQTTOptions struct {
 	// StoredWait and StoredWaitMax: see HeadOfficeKey; zero means
 	// DefaultStoredWait and DefaultStoredWaitMax.
 	StoredWait, StoredWaitMax time.Duration
+	// MaxAwaiting bounds the reports handed to the network that head office
+	// has not acknowledged; while that many wait, newer reports stay
+	// unpublished, so the outbox can still merge them when it is full (a
+	// published report may be stored at head office and is never merged).
+	// Zero means DefaultMaxAwaiting.
+	MaxAwaiting int
 }
+
+// DefaultMaxAwaiting is MaxAwaiting's default: a tenth of the outbox's
+// default bound.
+const DefaultMaxAwaiting = DefaultMaxEntries / 10
 
 // Status is a Publisher's health, for a health endpoint.
 type Status struct {
@@ -178,6 +188,9 @@ func NewPublisher(o MQTTOptions, box *Outbox, log *slog.Logger) (*Publisher, err
 	}
 	if o.StoredWait == 0 {
 		o.StoredWait = DefaultStoredWait
+	}
+	if o.MaxAwaiting <= 0 {
+		o.MaxAwaiting = DefaultMaxAwaiting
 	}
 	if o.StoredWaitMax == 0 {
 		o.StoredWaitMax = max(DefaultStoredWaitMax, o.StoredWait)
@@ -622,9 +635,19 @@ func (p *Publisher) send(c mqtt.Client, f flights, waiting awaitings) {
 		return
 	}
 	now := time.Now()
+	fresh := 0 // reports taken now that were never published in this run
 	rs, err := p.box.take(n, func(id ident) bool {
 		w := waiting[id]
-		return f[id] != nil || w != nil && now.Before(w.next)
+		if f[id] != nil || w != nil && now.Before(w.next) {
+			return true
+		}
+		if w == nil && p.ackTopic != "" {
+			if len(waiting)+len(f)+fresh >= p.o.MaxAwaiting {
+				return true // head office is behind: keep it mergeable
+			}
+			fresh++
+		}
+		return false
 	})
 	if err != nil {
 		p.log.Error("egress: cannot take reports from the outbox", "err", err)

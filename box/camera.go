@@ -248,7 +248,7 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 	defer red.Close()
 	c.startCounting(time.Now())
 	defer func() { c.stopCounting(time.Now()) }()
-	c.log.Info("camera started", "source", c.cfg.Source, "size", fmt.Sprintf("%dx%d", info.Size.X, info.Size.Y), "fps", info.FPS)
+	c.log.Info("camera started", "source", media.Display(c.cfg.Source), "size", fmt.Sprintf("%dx%d", info.Size.X, info.Size.Y), "fps", info.FPS)
 	p := &pipeline.Pipeline{
 		Source: src, Detector: c.newDet, Redactor: red, Sink: c.sink(), Log: c.log,
 		Options: app.LiveOptions(c.full), Analyzer: an, Observer: c.observe, Consent: c.consent,

@@ -85,7 +85,7 @@ func OpenLive(ctx context.Context, source string, loop bool) (*LiveSource, error
 		if s.cap != nil {
 			s.cap.Close()
 		}
-		return nil, fmt.Errorf("source %s: cannot open stream: %v", source, err)
+		return nil, fmt.Errorf("source %s: cannot open stream: %v", Display(source), err)
 	}
 	s.info = pipeline.SourceInfo{
 		Size:   image.Pt(int(s.cap.Get(gocv.VideoCaptureFrameWidth)), int(s.cap.Get(gocv.VideoCaptureFrameHeight))),
@@ -139,7 +139,7 @@ func (s *LiveSource) grab() {
 		if !s.cap.Read(&m) || m.Empty() {
 			m.Close()
 			s.mu.Lock()
-			s.grabErr = fmt.Errorf("source %s: stream ended or broke after %d frames", s.url, s.received.Load())
+			s.grabErr = fmt.Errorf("source %s: stream ended or broke after %d frames", Display(s.url), s.received.Load())
 			if s.camera {
 				s.grabErr = io.EOF
 			}

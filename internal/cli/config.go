@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/media"
 )
 
 // newConfigCmd builds `veil config check|show`.
@@ -105,7 +106,7 @@ func checkConfigFile(cmd *cobra.Command, path string) error {
 		if view == "" {
 			view = "angled"
 		}
-		fmt.Fprintf(out, "camera %s: %s (%s view), %d counting line(s)\n", c.Name, c.Source, view, len(c.Lines))
+		fmt.Fprintf(out, "camera %s: %s (%s view), %d counting line(s)\n", c.Name, media.Display(c.Source), view, len(c.Lines))
 	}
 	return nil
 }

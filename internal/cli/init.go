@@ -22,6 +22,7 @@ import (
 	"github.com/veil-edge/veil/internal/app"
 	"github.com/veil-edge/veil/internal/durable"
 	"github.com/veil-edge/veil/internal/firstrun"
+	"github.com/veil-edge/veil/media"
 	"github.com/veil-edge/veil/pipeline"
 	"github.com/veil-edge/veil/web"
 )
@@ -369,7 +370,7 @@ func (s *initSession) flagsMode(ctx context.Context) error {
 		key := fmt.Sprintf("cameras[%d]", i)
 		cam, err := s.probe(ctx, key, fc.name, fc.source)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("--camera %s=%s: %w", fc.name, firstrun.Redact(fc.source), err))
+			errs = append(errs, fmt.Errorf("--camera %s=%s: %w", fc.name, media.Display(fc.source), err))
 			continue
 		}
 		c := config.Camera{Name: fc.name, Source: fc.source, Loop: cam.File}
@@ -504,7 +505,7 @@ func (s *initSession) loadDetector() {
 
 // probe opens a camera and prints what it is.
 func (s *initSession) probe(ctx context.Context, key, name, source string) (*firstrun.Camera, error) {
-	fmt.Fprintf(s.out, "camera %s: opening %s ...\n", name, firstrun.Redact(source))
+	fmt.Fprintf(s.out, "camera %s: opening %s ...\n", name, media.Display(source))
 	cam, err := firstrun.Open(ctx, source, s.o.probeTimeout)
 	if err != nil {
 		hint := "check the address, the camera's user and password, and that it is on"
@@ -515,7 +516,7 @@ func (s *initSession) probe(ctx context.Context, key, name, source string) (*fir
 			}
 		}
 		return nil, &config.FieldError{Key: key + ".source", Msg: fmt.Sprintf("%s: %v; allowed %s that opens (%s)",
-			firstrun.Redact(source), err, firstrun.SourceKinds, hint)}
+			media.Display(source), err, firstrun.SourceKinds, hint)}
 	}
 	fmt.Fprintf(s.out, "camera %s: %s\n", name, cam.Describe())
 	return cam, nil

@@ -46,7 +46,7 @@ func TestConfigCheckRun(t *testing.T) {
 	withCam := filepath.Join(dir, "door.yaml")
 	for path, body := range map[string]string{
 		noCams:  "site: {store: s1, device: d1}\n",
-		withCam: "site: {store: s1, device: d1}\ncameras:\n  - {name: door, source: door.avi}\n",
+		withCam: "site: {store: s1, device: d1}\ncameras:\n  - {name: door, source: \"rtsp://admin:s3cret@10.0.0.5/stream1\"}\n",
 	} {
 		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
@@ -60,9 +60,13 @@ func TestConfigCheckRun(t *testing.T) {
 		{[]string{"config", "check", "--run", noCams}, "cameras: none; veil run needs at least one"},
 		{[]string{"config", "check", "--run", withCam}, ""},
 	} {
-		_, err := veil(t, tc.args...)
+		out, err := veil(t, tc.args...)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("veil %v: %v, want %q", tc.args, err, tc.want)
+		}
+		// A camera URL's password is never printed.
+		if strings.Contains(out, "s3cret") || err == nil && strings.Contains(strings.Join(tc.args, " "), withCam) && !strings.Contains(out, "rtsp://admin:***@10.0.0.5/stream1") {
+			t.Errorf("veil %v printed:\n%s", tc.args, out)
 		}
 	}
 }

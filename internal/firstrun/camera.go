@@ -81,7 +81,7 @@ func Open(ctx context.Context, source string, timeout time.Duration) (*Camera, e
 	}
 	if c.Size.X <= 0 || c.Size.Y <= 0 {
 		c.Close()
-		return nil, fmt.Errorf("source %s: opens but says its frames are %dx%d", Redact(source), c.Size.X, c.Size.Y)
+		return nil, fmt.Errorf("source %s: opens but says its frames are %dx%d", media.Display(source), c.Size.X, c.Size.Y)
 	}
 	if c.FPS <= 0 || c.FPS > 1000 {
 		c.FPS = 0
@@ -103,7 +103,7 @@ func (c *Camera) warm(ctx context.Context) error {
 		err := c.read(ctx, &m)
 		if err != nil {
 			if n == 0 {
-				return fmt.Errorf("source %s: opens but sends no frame: %w", Redact(c.Source), err)
+				return fmt.Errorf("source %s: opens but sends no frame: %w", media.Display(c.Source), err)
 			}
 			return err
 		}
@@ -189,7 +189,7 @@ func (c *Camera) Snapshot(ctx context.Context, newDet pipeline.NewDetector, red 
 	sink := &snapSink{}
 	p := &pipeline.Pipeline{Source: &oneFrame{cam: c, ctx: readCtx}, Detector: newDet, Redactor: red, Sink: sink, Options: opts}
 	if _, err := p.Run(ctx); err != nil {
-		return Snapshot{}, fmt.Errorf("source %s: snapshot: %w", Redact(c.Source), err)
+		return Snapshot{}, fmt.Errorf("source %s: snapshot: %w", media.Display(c.Source), err)
 	}
 	if sink.err != nil {
 		return Snapshot{}, sink.err

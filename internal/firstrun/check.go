@@ -114,25 +114,3 @@ func ParseArea(key, s string, size image.Point) ([]int, error) {
 	}
 	return []int{x0, y0, x1, y1}, nil
 }
-
-// Redact hides the password of a URL's user information, for printing.
-func Redact(source string) string {
-	scheme, rest, ok := strings.Cut(source, "://")
-	if !ok {
-		return source
-	}
-	host, path, _ := strings.Cut(rest, "/")
-	at := strings.LastIndexByte(host, '@')
-	if at < 0 {
-		return source
-	}
-	user, _, hasPw := strings.Cut(host[:at], ":")
-	if !hasPw {
-		return source
-	}
-	out := scheme + "://" + user + ":***@" + host[at+1:]
-	if path != "" || strings.Contains(rest, "/") {
-		out += "/" + path
-	}
-	return out
-}

@@ -13,21 +13,6 @@ type configT = config.Config
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func TestRedact(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"rtsp://admin:s3cret@10.0.0.5/stream1", "rtsp://admin:***@10.0.0.5/stream1"},
-		{"rtsp://admin:p@ss@10.0.0.5:554/a/b", "rtsp://admin:***@10.0.0.5:554/a/b"},
-		{"http://cam.local/video.mjpg", "http://cam.local/video.mjpg"},
-		{"rtsp://admin@10.0.0.5/s", "rtsp://admin@10.0.0.5/s"},
-		{"/dev/video0", "/dev/video0"},
-	}
-	for _, tc := range tests {
-		if got := Redact(tc.in); got != tc.want {
-			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestChecks(t *testing.T) {
 	size := image.Pt(768, 576)
 	tests := []struct {

@@ -407,6 +407,14 @@ func (r *Relay) Decide(tok, lang string, yes bool) (*consent.Grant, error) {
 		r.mu.Lock()
 		delete(r.used, t.Nonce)
 		r.mu.Unlock()
+		if errors.Is(err, errUncertain) {
+			// The grant may still reach the box (the MQTT client sends it
+			// again after a reconnect) while the shopper is told nothing
+			// was recorded and gets no way to withdraw: withdraw it now,
+			// queued behind it, without waiting.
+			r.log.Warn("relay: grant possibly delivered late; withdrawing it", "consent", g.ID, "box", box.Device)
+			r.publish(box, consent.Downlink{Kind: consent.KindWithdraw, ConsentID: g.ID})
+		}
 		return nil, err
 	}
 	r.mu.Lock()
@@ -439,28 +447,40 @@ func (r *Relay) Decide(tok, lang string, yes bool) (*consent.Grant, error) {
 	return &cp, nil
 }
 
+// errUncertain wraps consent.ErrUnavailable when a message was handed to
+// the MQTT client but not acknowledged in time: it may still be delivered.
+var errUncertain = fmt.Errorf("%w (not acknowledged in time)", consent.ErrUnavailable)
+
 // send signs d for box and publishes it, waiting for the broker's PUBACK.
 func (r *Relay) send(box Box, d consent.Downlink) error {
-	d.V, d.ID, d.Box, d.Issued = consent.DownlinkVersion, consent.NewNonce(), box.Device, r.o.Now().Unix()
-	msg, err := d.Sign(r.key)
-	if err != nil {
-		return fmt.Errorf("relay: %w", err)
-	}
 	if !r.client.IsConnectionOpen() {
 		r.log.Warn("relay: not sent: not connected to the broker", "kind", d.Kind, "consent", d.ConsentID, "box", box.Device)
 		return consent.ErrUnavailable
 	}
-	topic := consent.DownlinkTopic(r.o.MQTT.TopicPrefix, box.Store, box.Device)
-	tok := r.client.Publish(topic, 1, false, msg)
+	tok, err := r.publish(box, d)
+	if err != nil {
+		return err
+	}
 	if !tok.WaitTimeout(r.o.MQTT.AckTimeout) {
-		r.log.Warn("relay: not sent: no acknowledgement from the broker in time", "kind", d.Kind, "consent", d.ConsentID, "box", box.Device, "waited", r.o.MQTT.AckTimeout)
-		return consent.ErrUnavailable
+		r.log.Warn("relay: not acknowledged by the broker in time", "kind", d.Kind, "consent", d.ConsentID, "box", box.Device, "waited", r.o.MQTT.AckTimeout)
+		return errUncertain
 	}
 	if err := tok.Error(); err != nil {
 		r.log.Warn("relay: not sent", "kind", d.Kind, "consent", d.ConsentID, "box", box.Device, "err", err)
 		return consent.ErrUnavailable
 	}
 	return nil
+}
+
+// publish signs d for box and hands it to the MQTT client (QoS 1).
+func (r *Relay) publish(box Box, d consent.Downlink) (mqtt.Token, error) {
+	d.V, d.ID, d.Box, d.Issued = consent.DownlinkVersion, consent.NewNonce(), box.Device, r.o.Now().Unix()
+	msg, err := d.Sign(r.key)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	topic := consent.DownlinkTopic(r.o.MQTT.TopicPrefix, box.Store, box.Device)
+	return r.client.Publish(topic, 1, false, msg), nil
 }
 
 // find returns the grant of id and secret after ending expired grants.

@@ -431,3 +431,58 @@ func TestRelayDamagedGrantsFile(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayUncertainGrantWithdrawn: a grant the broker does not acknowledge
+// in time may still reach the box, while the shopper is told nothing was
+// recorded and gets no way to withdraw it: the relay withdraws it at once,
+// so the box never keeps a consent head office does not know of.
+func TestRelayUncertainGrantWithdrawn(t *testing.T) {
+	b := mqtttest.Start(t, mqtttest.Options{})
+	dir := t.TempDir()
+	var logs syncBuf
+	r := newRelay(t, b, dir, make(ed25519.PublicKey, ed25519.PublicKeySize), &logs)
+	hqPub := r.PublicKey()
+	r.Close()
+	bx := startBox(t, b, hqPub)
+	r, err := relay.New(relay.Options{KeyFile: filepath.Join(dir, "hq.key"), Ledger: filepath.Join(dir, "consent.jsonl"),
+		Boxes: []relay.Box{{Device: "d1", Store: "s1", Key: bx.svc.PublicKey()}},
+		// No PUBACK can arrive this fast: every send is uncertain.
+		MQTT: egress.MQTTOptions{Broker: b.URL(), ClientID: "hq-relay-test", RetryInterval: 100 * time.Millisecond, AckTimeout: time.Nanosecond},
+		Log:  slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	srv := httptest.NewServer(r.Handler())
+	defer srv.Close()
+	defer func() {
+		if t.Failed() {
+			t.Logf("relay log:\n%s", logs.String())
+		}
+	}()
+	ph := newPhone(t, srv.URL)
+	var tok string
+	waitFor(t, "the relay connected", func() bool {
+		var err error
+		if tok, _, err = bx.svc.IssueToken("sign"); err != nil {
+			t.Fatal(err)
+		}
+		code, _ := ph.do(http.MethodGet, "/c/"+tok, nil)
+		return code == 200
+	})
+	code, body := ph.do(http.MethodPost, "/c/"+tok, url.Values{"choice": {"yes"}, "agree": {"on"}})
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "nothing was recorded") {
+		t.Fatalf("an unacknowledged grant: %d\n%s", code, body)
+	}
+	waitFor(t, "the box to take the late grant and its withdrawal", func() bool {
+		bx.exempt()
+		st := bx.rx.Stats()
+		return st.Accepted[consent.KindGrant] == 1 && st.Accepted[consent.KindWithdraw] == 1
+	})
+	if ex := bx.exempt(); len(ex) != 0 {
+		t.Errorf("the box still exempts %v after the withdrawal", ex)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "consent.jsonl")); len(data) != 0 {
+		t.Errorf("head office recorded a grant it told the shopper it did not record:\n%s", data)
+	}
+}

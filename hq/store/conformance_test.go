@@ -721,3 +721,27 @@ func BenchmarkAdd(b *testing.B) {
 		})
 	}
 }
+
+// checkUpgraded: a store opened over an older schema, holding report r
+// from before, takes a repeat of r and counts a conflicting one on its
+// device (at the store's clock, t0 plus an hour).
+func checkUpgraded(t *testing.T, ctx context.Context, s Store, r egress.Report) {
+	t.Helper()
+	conflicting := r
+	conflicting.In++
+	got, err := s.Add(ctx, r, conflicting)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Outcome{Repeat, Conflict}; !reflect.DeepEqual(got, want) {
+		t.Errorf("outcomes %v, want %v", got, want)
+	}
+	devs, err := s.Devices(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Device{{Store: "s1", Device: "a", LastReport: t0, Reports: 1, Conflicts: 1, LastConflict: t0.Add(time.Hour)}}
+	if !reflect.DeepEqual(devs, want) {
+		t.Errorf("devices %+v, want %+v", devs, want)
+	}
+}

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -173,21 +172,5 @@ func TestPostgresUpgrade(t *testing.T) {
 	if err := s.pool.QueryRow(ctx, "SELECT version FROM schema_version").Scan(&v); err != nil || v != pgSchemaVersion {
 		t.Fatalf("schema version %d, %v; want %d", v, err, pgSchemaVersion)
 	}
-	conflicting := r
-	conflicting.In++
-	got, err := s.Add(ctx, r, conflicting)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []Outcome{Repeat, Conflict}; !reflect.DeepEqual(got, want) {
-		t.Errorf("outcomes %v, want %v", got, want)
-	}
-	devs, err := s.Devices(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []Device{{Store: "s1", Device: "a", LastReport: t0, Reports: 1, Conflicts: 1, LastConflict: t0.Add(time.Hour)}}
-	if !reflect.DeepEqual(devs, want) {
-		t.Errorf("devices %+v, want %+v", devs, want)
-	}
+	checkUpgraded(t, ctx, s, r)
 }

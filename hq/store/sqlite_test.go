@@ -120,21 +120,5 @@ func TestSQLiteUpgrade(t *testing.T) {
 	if err := s.db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != schemaVersion {
 		t.Fatalf("user_version %d, %v; want %d", v, err, schemaVersion)
 	}
-	conflicting := r
-	conflicting.In++
-	got, err := s.Add(ctx, r, conflicting)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []Outcome{Repeat, Conflict}; !reflect.DeepEqual(got, want) {
-		t.Errorf("outcomes %v, want %v", got, want)
-	}
-	devs, err := s.Devices(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []Device{{Store: "s1", Device: "a", LastReport: t0, Reports: 1, Conflicts: 1, LastConflict: t0.Add(time.Hour)}}
-	if !reflect.DeepEqual(devs, want) {
-		t.Errorf("devices %+v, want %+v", devs, want)
-	}
+	checkUpgraded(t, ctx, s, r)
 }

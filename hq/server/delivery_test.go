@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -31,21 +30,8 @@ type signedShop struct {
 func newSignedShop(t *testing.T, b *mqtttest.Broker, name string, boxKey ed25519.PrivateKey, hqKey ed25519.PublicKey, log *slog.Logger) *signedShop {
 	t.Helper()
 	s := &signedShop{name: name, device: name + "-box", next: time.Now().UTC().Truncate(time.Minute).Add(-24 * time.Hour)}
-	var err error
-	if s.box, err = egress.OpenOutbox(t.TempDir(), egress.OutboxOptions{Store: name, Device: s.device}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := egress.NewPublisher(egress.MQTTOptions{Broker: b.URL(), ConnectTimeout: time.Second,
-		RetryInterval: 100 * time.Millisecond, AckTimeout: 2 * time.Second,
-		SignKey: boxKey, HeadOfficeKey: hqKey, StoredWait: 2 * time.Second, StoredWaitMax: 4 * time.Second},
-		s.box, log.With("shop", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; s.box.Close() })
+	s.box = runShopBox(t, name, s.device, egress.MQTTOptions{Broker: b.URL(),
+		SignKey: boxKey, HeadOfficeKey: hqKey, StoredWait: 2 * time.Second, StoredWaitMax: 4 * time.Second}, log)
 	return s
 }
 

@@ -142,21 +142,29 @@ type shop struct {
 func newShop(t *testing.T, b *mqtttest.Broker, name string, key ed25519.PrivateKey, log *slog.Logger) *shop {
 	t.Helper()
 	s := &shop{name: name, device: name + "-box", next: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)}
-	var err error
-	if s.box, err = egress.OpenOutbox(t.TempDir(), egress.OutboxOptions{Store: name, Device: s.device}); err != nil {
+	s.link = newLink(t, b.URL())
+	s.box = runShopBox(t, name, s.device, egress.MQTTOptions{Broker: s.link.URL(), SignKey: key}, log)
+	return s
+}
+
+// runShopBox opens a shop box's outbox and runs veil's real publisher on
+// it with o (short intervals added) until the test ends.
+func runShopBox(t *testing.T, store, device string, o egress.MQTTOptions, log *slog.Logger) *egress.Outbox {
+	t.Helper()
+	box, err := egress.OpenOutbox(t.TempDir(), egress.OutboxOptions{Store: store, Device: device})
+	if err != nil {
 		t.Fatal(err)
 	}
-	s.link = newLink(t, b.URL())
-	p, err := egress.NewPublisher(egress.MQTTOptions{Broker: s.link.URL(), ConnectTimeout: time.Second,
-		RetryInterval: 100 * time.Millisecond, AckTimeout: 2 * time.Second, SignKey: key}, s.box, log.With("shop", name))
+	o.ConnectTimeout, o.RetryInterval, o.AckTimeout = time.Second, 100*time.Millisecond, 2*time.Second
+	p, err := egress.NewPublisher(o, box, log.With("shop", store))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; s.box.Close() })
-	return s
+	t.Cleanup(func() { cancel(); <-done; box.Close() })
+	return box
 }
 
 // count closes n one-minute windows on two lines with random counts.

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -43,23 +42,11 @@ func TestUnsignedDevices(t *testing.T) {
 		{"shop-old", false},
 	} {
 		s := &shop{name: tc.shop, device: tc.shop + "-box", next: time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)}
-		var err error
-		if s.box, err = egress.OpenOutbox(t.TempDir(), egress.OutboxOptions{Store: s.name, Device: s.device}); err != nil {
-			t.Fatal(err)
-		}
-		o := egress.MQTTOptions{Broker: b.URL(), ClientID: "veil-" + s.device + map[bool]string{false: "-unsigned"}[tc.sign],
-			ConnectTimeout: time.Second, RetryInterval: 100 * time.Millisecond}
+		o := egress.MQTTOptions{Broker: b.URL(), ClientID: "veil-" + s.device + map[bool]string{false: "-unsigned"}[tc.sign]}
 		if tc.sign {
 			o.SignKey = keys[tc.shop]
 		}
-		p, err := egress.NewPublisher(o, s.box, log.With("shop", s.name, "signed", tc.sign))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); p.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done; s.box.Close() })
+		s.box = runShopBox(t, s.name, s.device, o, log.With("signed", tc.sign))
 		if !tc.sign {
 			s.next = s.next.Add(time.Hour) // other windows than the signed box's
 		}

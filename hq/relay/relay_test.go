@@ -470,19 +470,25 @@ func TestRelayUncertainGrantWithdrawn(t *testing.T) {
 		}
 	}()
 	ph := newPhone(t, srv.URL)
-	var tok string
-	waitFor(t, "the relay connected", func() bool {
-		var err error
-		if tok, _, err = bx.svc.IssueToken("sign"); err != nil {
+	// The relay may not have connected yet; a grant it could not even send is
+	// refused the same way but never reaches the box, so the shopper scans a
+	// fresh code until one was sent without an acknowledgement.
+	const unsent = "not sent: not connected"
+	waitFor(t, "a grant sent but not acknowledged", func() bool {
+		tok, _, err := bx.svc.IssueToken("sign")
+		if err != nil {
 			t.Fatal(err)
 		}
-		code, _ := ph.do(http.MethodGet, "/c/"+tok, nil)
-		return code == 200
+		if code, _ := ph.do(http.MethodGet, "/c/"+tok, nil); code != 200 {
+			return false
+		}
+		before := strings.Count(logs.String(), unsent)
+		code, body := ph.do(http.MethodPost, "/c/"+tok, url.Values{"choice": {"yes"}, "agree": {"on"}})
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "nothing was recorded") {
+			t.Fatalf("an unacknowledged grant: %d\n%s", code, body)
+		}
+		return strings.Count(logs.String(), unsent) == before
 	})
-	code, body := ph.do(http.MethodPost, "/c/"+tok, url.Values{"choice": {"yes"}, "agree": {"on"}})
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "nothing was recorded") {
-		t.Fatalf("an unacknowledged grant: %d\n%s", code, body)
-	}
 	waitFor(t, "the box to take the late grant and its withdrawal", func() bool {
 		bx.exempt()
 		st := bx.rx.Stats()

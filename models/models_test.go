@@ -17,8 +17,8 @@ func TestMain(m *testing.M) {
 
 func TestManifestWellFormed(t *testing.T) {
 	es := Manifest()
-	if len(es) != 5 {
-		t.Fatalf("manifest has %d entries, want 5", len(es))
+	if len(es) != 6 {
+		t.Fatalf("manifest has %d entries, want 6", len(es))
 	}
 	names, files := map[string]bool{}, map[string]bool{}
 	for _, e := range es {
@@ -34,7 +34,7 @@ func TestManifestWellFormed(t *testing.T) {
 			t.Errorf("Lookup(%q) = %v, %v", e.Name, got.Name, err)
 		}
 	}
-	for _, n := range []string{"blazeface-front-128", "blazeface-back-256", "haar-frontalface-alt2", "haar-profileface", "lbp-frontalface-improved"} {
+	for _, n := range []string{"blazeface-front-128", "blazeface-back-256", "haar-frontalface-alt2", "haar-profileface", "lbp-frontalface-improved", "centernet-person"} {
 		if !names[n] {
 			t.Errorf("manifest lacks %s", n)
 		}
@@ -52,6 +52,12 @@ func TestManifestWellFormed(t *testing.T) {
 		t.Errorf("tarball pin: %s", front.Source.TarballSHA256)
 	}
 
+	person, _ := Lookup("centernet-person")
+	if person.Format != "tf" || person.Source.Convert != "tfjs-centernet-person" || len(person.Source.Files) != 2 ||
+		person.Licence != "MIT" || !strings.Contains(person.LicenceNote, "no licence file") || person.Input.Range != [2]float64{0, 255} {
+		t.Errorf("centernet-person: %+v", person)
+	}
+
 	// Manifest returns a copy.
 	es[0].SHA256 = "changed"
 	if Manifest()[0].SHA256 == "changed" {
@@ -62,15 +68,20 @@ func TestManifestWellFormed(t *testing.T) {
 func TestParseManifestRejects(t *testing.T) {
 	good := string(manifestJSON)
 	for name, bad := range map[string]string{
-		"unknown field":  strings.Replace(good, `"format": "onnx"`, `"format": "onnx", "colour": "red"`, 1),
-		"upper-case hex": strings.Replace(good, "d388b1cf", "D388B1CF", 1),
-		"short hash":     strings.Replace(good, "d388b1cf8a5f", "d388", 1),
-		"duplicate name": strings.Replace(good, `"blazeface-back-256"`, `"blazeface-front-128"`, 1),
-		"empty licence":  strings.Replace(good, `"licence": "Apache-2.0"`, `"licence": ""`, 1),
-		"npm traversal":  strings.Replace(good, `"package/ONNX/face_detection_front`, `"package/../../face_detection_front`, 1),
-		"file with dir":  strings.Replace(good, `"file": "haarcascade_profileface.xml"`, `"file": "../haarcascade_profileface.xml"`, 1),
-		"bad kind":       strings.Replace(good, `"kind": "deb"`, `"kind": "pip"`, 1),
-		"two tarballs":   strings.Replace(good, "de6f45dd78b5297601118a0308e071967aef8d758848ac73b95bc3cff806ae73", strings.Repeat("0", 64), 1),
+		"unknown field":      strings.Replace(good, `"format": "onnx"`, `"format": "onnx", "colour": "red"`, 1),
+		"upper-case hex":     strings.Replace(good, "d388b1cf", "D388B1CF", 1),
+		"short hash":         strings.Replace(good, "d388b1cf8a5f", "d388", 1),
+		"duplicate name":     strings.Replace(good, `"blazeface-back-256"`, `"blazeface-front-128"`, 1),
+		"empty licence":      strings.Replace(good, `"licence": "Apache-2.0"`, `"licence": ""`, 1),
+		"npm traversal":      strings.Replace(good, `"package/ONNX/face_detection_front`, `"package/../../face_detection_front`, 1),
+		"file with dir":      strings.Replace(good, `"file": "haarcascade_profileface.xml"`, `"file": "../haarcascade_profileface.xml"`, 1),
+		"bad kind":           strings.Replace(good, `"kind": "deb"`, `"kind": "pip"`, 1),
+		"two tarballs":       strings.Replace(good, "de6f45dd78b5297601118a0308e071967aef8d758848ac73b95bc3cff806ae73", strings.Repeat("0", 64), 1),
+		"unknown converter":  strings.Replace(good, `"convert": "tfjs-centernet-person"`, `"convert": "onnx2tf"`, 1),
+		"converter on a deb": strings.Replace(good, `"path": "/usr/share/opencv4/haarcascades/haarcascade_frontalface_alt2.xml"`, `"path": "/usr/share/opencv4/haarcascades/haarcascade_frontalface_alt2.xml", "convert": "tfjs-centernet-person", "files": [{"path": "a", "size": 1, "sha256": "`+strings.Repeat("0", 64)+`"}]`, 1),
+		"source file hash":   strings.Replace(good, `"sha256": "bfb942eaacc5`, `"sha256": "BFB942EAACC5`, 1),
+		"source file path":   strings.Replace(good, `"path": "package/models/centernet.bin"`, `"path": "/etc/passwd"`, 1),
+		"bad format":         strings.Replace(good, `"format": "tf"`, `"format": "pb"`, 1),
 	} {
 		if bad == good {
 			t.Fatalf("%s: replacement did not apply", name)

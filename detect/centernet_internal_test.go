@@ -18,7 +18,7 @@ func TestDecodePeople(t *testing.T) {
 	}
 	got := decodePeople(heat, wh, W, H, 0.3, 2, 1, image.Pt(32, 12))
 	want := []Person{
-		{Box: image.Rect(4, 0, 12, 4), Score: 0.9},   // x=1,y=0: centre (4,0)*(2,1); top clipped
+		{Box: image.Rect(4, 0, 12, 4), Score: 0.9},    // x=1,y=0: centre (4,0)*(2,1); top clipped
 		{Box: image.Rect(20, 4, 28, 12), Score: 0.35}, // x=3,y=2: centre (12,8)*(2,1) = (24,8)
 	}
 	if len(got) != len(want) {

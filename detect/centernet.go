@@ -1,8 +1,10 @@
 package detect
 
 import (
+	"errors"
 	"fmt"
 	"image"
+	"time"
 
 	"gocv.io/x/gocv"
 
@@ -86,18 +88,22 @@ func (p *PersonNet) Size() (w, h int) { return p.w, p.h }
 
 // Detect finds people in a BGR frame of any size; boxes are in the frame's
 // pixels, clipped to it.
-func (p *PersonNet) Detect(frame gocv.Mat) (people []Person, err error) {
-	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
+func (p *PersonNet) Detect(frame gocv.Mat) ([]Person, error) {
+	return p.detectScaled(frame, image.Pt(frame.Cols(), frame.Rows()))
+}
+
+// detectScaled finds people in img (any size; scaled to the input) and
+// returns boxes in the pixels of a frame of size frame that img shows.
+func (p *PersonNet) detectScaled(img gocv.Mat, frame image.Point) (people []Person, err error) {
+	if img.Empty() || img.Type() != gocv.MatTypeCV8UC3 {
 		return nil, ErrBadFrame
 	}
 	defer func() {
-		// gocv turns some OpenCV failures into Go panics; a detector
-		// failure must surface as an error.
 		if r := recover(); r != nil {
 			err = fmt.Errorf("person detector %dx%d: inference panicked: %v", p.w, p.h, r)
 		}
 	}()
-	blob := gocv.BlobFromImage(frame, 1, image.Pt(p.w, p.h), gocv.NewScalar(0, 0, 0, 0), true, false)
+	blob := gocv.BlobFromImage(img, 1, image.Pt(p.w, p.h), gocv.NewScalar(0, 0, 0, 0), true, false)
 	defer blob.Close()
 	p.net.SetInput(blob, "")
 	outs := p.net.ForwardLayers([]string{personHeatmap, personBoxes})
@@ -109,7 +115,7 @@ func (p *PersonNet) Detect(frame gocv.Mat) (people []Person, err error) {
 	if len(outs) != 2 {
 		return nil, fmt.Errorf("person detector: %d outputs, want 2", len(outs))
 	}
-	return p.decode(outs[0], outs[1], image.Pt(frame.Cols(), frame.Rows()))
+	return p.decode(outs[0], outs[1], frame)
 }
 
 // decode turns the heat map (1x1xHxW) and box distances (1x4xHxW) into
@@ -179,3 +185,53 @@ func isPeak(heat []float32, W, H, x, y int) bool {
 
 // Close releases the network.
 func (p *PersonNet) Close() error { return p.net.Close() }
+
+// People is one camera's person detection on the box's detection service:
+// each frame is scaled to the person network's input on the caller's
+// goroutine and run as a person pass, which waits its turn behind face
+// passes due earlier (see Service). It holds the service open until Close.
+//
+// People is not safe for concurrent use.
+type People struct {
+	svc     *Service
+	width   int
+	timeout time.Duration
+	scaled  gocv.Mat // owned here
+	closed  bool
+}
+
+// NewPeople makes a person detector on svc, which must have a person model
+// (SetPeople). width is the network input width (PersonInput); a pass not
+// started within timeout of being asked for is answered with ErrLate.
+func NewPeople(svc *Service, width int, timeout time.Duration) (*People, error) {
+	if !svc.HasPeople() {
+		return nil, errors.New("person detector: the detection service has no person model")
+	}
+	if timeout <= 0 {
+		return nil, fmt.Errorf("person detector: timeout %v must be positive", timeout)
+	}
+	svc.acquire()
+	return &People{svc: svc, width: width, timeout: timeout, scaled: gocv.NewMat()}, nil
+}
+
+// Detect finds people in a BGR frame; boxes are in the frame's pixels.
+func (p *People) Detect(frame gocv.Mat) ([]Person, error) {
+	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
+		return nil, ErrBadFrame
+	}
+	size := image.Pt(frame.Cols(), frame.Rows())
+	in := PersonInput(size, p.width)
+	gocv.Resize(frame, &p.scaled, in, 0, 0, gocv.InterpolationArea)
+	return p.svc.DetectPeople(p.scaled, size, time.Now().Add(p.timeout))
+}
+
+// Close releases the service.
+func (p *People) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	p.scaled.Close()
+	p.svc.release()
+	return nil
+}

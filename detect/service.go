@@ -53,10 +53,13 @@ type Service struct {
 	onnx      []byte
 	threshold float32
 	workers   int
+	people    *peopleModel // nil: no person detector
 
-	mu       sync.Mutex
-	cond     *sync.Cond
-	queue    passQueue
+	mu            sync.Mutex
+	cond          *sync.Cond
+	queue         passQueue // face passes
+	peopleQueue   passQueue // person passes
+	peopleRunning int
 	seq      uint64
 	clients  int
 	stopping bool          // the last client left: workers exit once the queue is empty
@@ -64,12 +67,25 @@ type Service struct {
 	running  int
 
 	ran, late, built atomic.Int64
+	peopleRan        atomic.Int64
+	peopleLate       atomic.Int64
+}
+
+// peopleModel is the person detector the service runs for counting.
+type peopleModel struct {
+	graph     []byte
+	threshold float32
 }
 
 // ServiceStats counts the passes a service ran and answered late, and the
 // networks its workers built (one per input size they met, kept in a small
 // cache).
-type ServiceStats struct{ Ran, Late, Built int64 }
+type ServiceStats struct {
+	Ran, Late, Built int64
+	// PeopleRan and PeopleLate count the person passes run and answered
+	// late.
+	PeopleRan, PeopleLate int64
+}
 
 // NewService makes a detection service for the verified BlazeFace back-256
 // ONNX bytes with workers networks running at once (detect.threads).
@@ -78,6 +94,72 @@ func NewService(onnx []byte, threshold float32, workers int) *Service {
 	s := &Service{onnx: onnx, threshold: threshold, workers: max(1, workers)}
 	s.cond = sync.NewCond(&s.mu)
 	return s
+}
+
+// SetPeople gives the service the verified centernet-person graph, so it
+// also runs person passes for counting (DetectPeople). Call it before the
+// first client; threshold is the minimum person score.
+func (s *Service) SetPeople(graph []byte, threshold float32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.people = &peopleModel{graph: graph, threshold: threshold}
+}
+
+// HasPeople reports whether the service runs a person detector.
+func (s *Service) HasPeople() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.people != nil
+}
+
+// ProbePeople builds and runs the person network for an input of size in
+// once, so a graph that does not load or run is found before counting
+// depends on it.
+func (s *Service) ProbePeople(in image.Point) error {
+	s.mu.Lock()
+	pm := s.people
+	s.mu.Unlock()
+	if pm == nil {
+		return errors.New("detection service has no person detector")
+	}
+	n, err := NewPersonNet(pm.graph, in.X, in.Y, pm.threshold)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	img := gocv.NewMatWithSize(in.Y, in.X, gocv.MatTypeCV8UC3)
+	defer img.Close()
+	_, err = n.Detect(img)
+	return err
+}
+
+// maxPeopleRunning is how many person passes may run at once: all but one
+// worker, so a face pass always finds a network free soon. Counting never
+// holds up redaction for longer than one person pass.
+func (s *Service) maxPeopleRunning() int { return max(1, s.workers-1) }
+
+// DetectPeople finds people in img, a frame already scaled to a person
+// network's input (PersonInput), and returns boxes in the pixels of a
+// frame of size frame. The pass waits its turn behind face passes with
+// earlier deadlines and is answered with ErrLate if its deadline passes
+// before a network is free. img must stay valid until DetectPeople returns.
+func (s *Service) DetectPeople(img gocv.Mat, frame image.Point, deadline time.Time) ([]Person, error) {
+	done := make(chan passResult, 1)
+	s.mu.Lock()
+	if s.clients == 0 || s.stopping {
+		s.mu.Unlock()
+		return nil, ErrServiceClosed
+	}
+	if s.people == nil {
+		s.mu.Unlock()
+		return nil, errors.New("detection service has no person detector")
+	}
+	s.seq++
+	heap.Push(&s.peopleQueue, &pass{img: img, deadline: deadline, seq: s.seq, done: done, people: true, frame: frame})
+	s.cond.Broadcast()
+	s.mu.Unlock()
+	r := <-done
+	return r.people, r.err
 }
 
 // Model is the verified ONNX bytes the service's networks are built from.
@@ -91,7 +173,8 @@ func (s *Service) Workers() int { return s.workers }
 
 // Stats returns the passes run and answered late so far.
 func (s *Service) Stats() ServiceStats {
-	return ServiceStats{Ran: s.ran.Load(), Late: s.late.Load(), Built: s.built.Load()}
+	return ServiceStats{Ran: s.ran.Load(), Late: s.late.Load(), Built: s.built.Load(),
+		PeopleRan: s.peopleRan.Load(), PeopleLate: s.peopleLate.Load()}
 }
 
 // Probe builds and runs a network of the given size once, so a model that
@@ -156,12 +239,15 @@ type pass struct {
 	cancel   *atomic.Bool
 	done     chan<- passResult
 	index    int
+	people   bool        // a person pass
+	frame    image.Point // a person pass: the size of the frame img was scaled from
 }
 
 type passResult struct {
-	index int
-	cands []Candidate
-	err   error
+	index  int
+	cands  []Candidate
+	people []Person
+	err    error
 }
 
 // run submits the images as passes due by deadline and waits for all of
@@ -218,8 +304,10 @@ func (s *Service) queued() int {
 // closes stopped.
 func (s *Service) work(stopped chan struct{}) {
 	nets := netCache{onnx: s.onnx, threshold: s.threshold, built: &s.built}
+	var pnets personNets
 	defer func() {
 		nets.close()
+		pnets.close()
 		s.mu.Lock()
 		s.running--
 		if s.running == 0 {
@@ -230,15 +318,31 @@ func (s *Service) work(stopped chan struct{}) {
 	}()
 	for {
 		s.mu.Lock()
-		for s.queue.Len() == 0 && !s.stopping {
+		var p *pass
+		for {
+			p = s.next()
+			if p != nil || (s.stopping && s.queue.Len() == 0 && s.peopleQueue.Len() == 0) {
+				break
+			}
 			s.cond.Wait()
 		}
-		if s.queue.Len() == 0 {
+		if p == nil {
 			s.mu.Unlock()
 			return
 		}
-		p := heap.Pop(&s.queue).(*pass)
+		pm := s.people
+		if p.people {
+			s.peopleRunning++
+		}
 		s.mu.Unlock()
+		if p.people {
+			p.done <- s.runPeople(p, pm, &pnets)
+			s.mu.Lock()
+			s.peopleRunning--
+			s.cond.Broadcast()
+			s.mu.Unlock()
+			continue
+		}
 		r := passResult{index: p.index}
 		switch {
 		case p.cancel != nil && p.cancel.Load():
@@ -252,6 +356,71 @@ func (s *Service) work(stopped chan struct{}) {
 		}
 		p.done <- r
 	}
+}
+
+// next pops the pass a free worker should run, or nil: the face pass or
+// the person pass due first, but a person pass only while fewer than
+// maxPeopleRunning are running. Called with s.mu held.
+func (s *Service) next() *pass {
+	facesDue := s.queue.Len() > 0
+	peopleDue := s.peopleQueue.Len() > 0 && s.peopleRunning < s.maxPeopleRunning()
+	switch {
+	case facesDue && peopleDue:
+		if !s.peopleQueue[0].deadline.Before(s.queue[0].deadline) {
+			return heap.Pop(&s.queue).(*pass)
+		}
+		return heap.Pop(&s.peopleQueue).(*pass)
+	case facesDue:
+		return heap.Pop(&s.queue).(*pass)
+	case peopleDue:
+		return heap.Pop(&s.peopleQueue).(*pass)
+	}
+	return nil
+}
+
+// runPeople runs one person pass on the worker's person network for the
+// pass's input size.
+func (s *Service) runPeople(p *pass, pm *peopleModel, nets *personNets) passResult {
+	if time.Now().After(p.deadline) {
+		s.peopleLate.Add(1)
+		return passResult{err: ErrLate}
+	}
+	n, err := nets.get(pm, image.Pt(p.img.Cols(), p.img.Rows()))
+	if err != nil {
+		return passResult{err: err}
+	}
+	people, err := n.detectScaled(p.img, p.frame)
+	s.peopleRan.Add(1)
+	return passResult{people: people, err: err}
+}
+
+// personNets keeps one worker's person network, for the last input size
+// it met (cameras of one box mostly share a size).
+type personNets struct{ nets []*PersonNet }
+
+func (c *personNets) get(pm *peopleModel, size image.Point) (*PersonNet, error) {
+	for _, n := range c.nets {
+		if w, h := n.Size(); w == size.X && h == size.Y {
+			return n, nil
+		}
+	}
+	n, err := NewPersonNet(pm.graph, size.X, size.Y, pm.threshold)
+	if err != nil {
+		return nil, err
+	}
+	c.nets = append(c.nets, n)
+	if len(c.nets) > 2 {
+		c.nets[0].Close()
+		c.nets = c.nets[1:]
+	}
+	return n, nil
+}
+
+func (c *personNets) close() {
+	for _, n := range c.nets {
+		n.Close()
+	}
+	c.nets = nil
 }
 
 // netCache keeps one worker's networks by input size, least recently used

@@ -1,0 +1,141 @@
+package detect
+
+import (
+	"container/heap"
+	"image"
+	"strconv"
+	"testing"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/veil-edge/veil/models"
+	"github.com/veil-edge/veil/testkit/testenv"
+)
+
+// TestServiceNextPass: a free worker takes whichever pass is due first,
+// but person passes only while fewer than all-but-one workers run one, so
+// counting never takes every network from redaction.
+func TestServiceNextPass(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	for _, c := range []struct {
+		name          string
+		workers       int
+		peopleRunning int
+		faces, people []int // deadlines, ms
+		want          []string
+	}{
+		{"face due first", 2, 0, []int{100}, []int{500}, []string{"face100", "people500"}},
+		{"person due first", 2, 0, []int{500}, []int{100}, []string{"people100", "face500"}},
+		{"equal deadlines: faces first", 2, 0, []int{100}, []int{100}, []string{"face100", "people100"}},
+		{"person limit reached", 2, 1, []int{500}, []int{100, 200}, []string{"face500"}},
+		{"one worker still runs people", 1, 0, nil, []int{100}, []string{"people100"}},
+		{"three workers: two person passes", 3, 1, nil, []int{100, 200}, []string{"people100"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := &Service{workers: c.workers, peopleRunning: c.peopleRunning}
+			for _, d := range c.faces {
+				heap.Push(&s.queue, &pass{deadline: at(d)})
+			}
+			for _, d := range c.people {
+				heap.Push(&s.peopleQueue, &pass{deadline: at(d), people: true})
+			}
+			var got []string
+			for p := s.next(); p != nil; p = s.next() {
+				kind := "face"
+				if p.people {
+					kind = "people"
+					s.peopleRunning++
+				}
+				got = append(got, kind+strconv.Itoa(int(p.deadline.Sub(t0)/time.Millisecond)))
+			}
+			if len(got) != len(c.want) {
+				t.Fatalf("order %v, want %v", got, c.want)
+			}
+			for i := range got {
+				if got[i] != c.want[i] {
+					t.Fatalf("order %v, want %v", got, c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestServicePeople runs person passes through the service, alone and
+// beside a face search on the same networks, and answers a pass whose
+// deadline has passed with ErrLate without running it.
+func TestServicePeople(t *testing.T) {
+	testenv.Need(t, testenv.VTest)
+	graph, _, err := models.Load(testenv.ModelsDir(), "centernet-person")
+	if err != nil {
+		testenv.Missing(t, err.Error())
+	}
+	onnx, _, err := models.Load(testenv.ModelsDir(), "blazeface-back-256")
+	if err != nil {
+		testenv.Missing(t, err.Error())
+	}
+	svc := NewService(onnx, 0.5, 2)
+	if _, err := NewPeople(svc, 320, time.Second); err == nil {
+		t.Fatal("NewPeople on a service without a person model")
+	}
+	svc.SetPeople(graph, 0.3)
+	if err := svc.ProbePeople(image.Pt(320, 256)); err != nil {
+		t.Fatal(err)
+	}
+	vc, err := gocv.VideoCaptureFile(testenv.VTest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := gocv.NewMat()
+	defer frame.Close()
+	for i := 0; i <= 300; i++ {
+		vc.Read(&frame)
+	}
+	vc.Close()
+
+	people, err := NewPeople(svc, 320, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	faces, err := NewFrame(svc, DefaultFrameOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 3; i++ {
+			if _, err := faces.Detect(frame); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for i := 0; i < 3; i++ {
+		got, err := people.Detect(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 6 {
+			t.Errorf("pass %d: %d people, want the frame's 6: %v", i, len(got), got)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("face search beside person passes: %v", err)
+	}
+	people.timeout = -time.Second // already late when queued
+	if _, err := people.Detect(frame); err != ErrLate {
+		t.Errorf("a late person pass: %v, want ErrLate", err)
+	}
+	st := svc.Stats()
+	if st.PeopleRan != 3 || st.PeopleLate != 1 {
+		t.Errorf("stats %+v, want 3 person passes run and 1 late", st)
+	}
+	faces.Close()
+	people.Close()
+	people.Close() // idempotent
+	if _, err := svc.DetectPeople(frame, image.Pt(768, 576), time.Now().Add(time.Second)); err != ErrServiceClosed {
+		t.Errorf("after the last client closed: %v", err)
+	}
+}

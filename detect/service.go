@@ -60,11 +60,11 @@ type Service struct {
 	queue         passQueue // face passes
 	peopleQueue   passQueue // person passes
 	peopleRunning int
-	seq      uint64
-	clients  int
-	stopping bool          // the last client left: workers exit once the queue is empty
-	stopped  chan struct{} // closed when the current workers have all exited
-	running  int
+	seq           uint64
+	clients       int
+	stopping      bool          // the last client left: workers exit once the queue is empty
+	stopped       chan struct{} // closed when the current workers have all exited
+	running       int
 
 	ran, late, built atomic.Int64
 	peopleRan        atomic.Int64

@@ -175,6 +175,11 @@ type Track struct {
 // Redact configures how faces are redacted. The strength floor is enforced by
 // blur.Options.Validate and cannot be lowered here.
 type Redact struct {
+	// Target is what is redacted: "faces" (detected and tracked faces),
+	// "heads" (also the head of every person the counter tracks, for
+	// faces turned away or too small to detect) or "bodies" (every tracked
+	// person's whole figure, for shops that want nobody recognisable).
+	Target       string  `mapstructure:"target"`
 	Style        string  `mapstructure:"style"`         // gaussian | mosaic | fill
 	Shape        string  `mapstructure:"shape"`         // box | ellipse
 	Padding      float64 `mapstructure:"padding"`       // added on each side as a fraction of the face size, 0.2..1
@@ -200,7 +205,27 @@ type Footfall struct {
 	Band       float64       `mapstructure:"band"`        // half-width of the no-man's-land around a line, fraction of a person's height, 0.01..0.5
 	MinHeight  float64       `mapstructure:"min_height"`  // smallest person counted, fraction of the frame height, 0.01..0.5
 	JournalDir string        `mapstructure:"journal_dir"` // crossings not yet in the outbox, fsynced, so a crash loses none
+	// Detector finds the people counted: "people", the CenterNet person
+	// detector (models entry centernet-person) with a tracker, or
+	// "motion", moving blobs (MOG2), the fallback when the model is missing.
+	Detector    string        `mapstructure:"detector"`
+	DetectEvery time.Duration `mapstructure:"detect_every"` // time between person detections (stream time), 0..2s; 0: every frame
+	DetectWidth int           `mapstructure:"detect_width"` // person network input width in pixels, 128..1024 (rounded to a multiple of 32)
+	PersonScore float64       `mapstructure:"person_score"` // minimum person detection score, 0.1..0.9
 }
+
+// Redaction targets.
+const (
+	TargetFaces  = "faces"
+	TargetHeads  = "heads"
+	TargetBodies = "bodies"
+)
+
+// Footfall detectors.
+const (
+	DetectPeople = "people"
+	DetectMotion = "motion"
+)
 
 // MQTT configures the egress of footfall reports to head office.
 type MQTT struct {
@@ -253,7 +278,8 @@ var Default = Config{
 	Redact:   RedactFrom(blur.DefaultOptions),
 	Output:   Output{Codec: "auto"},
 	Site:     Site{Store: "store", Device: "box"},
-	Footfall: Footfall{Window: 15 * time.Minute, Band: 0.1, MinHeight: 0.06, JournalDir: "var/open-windows"},
+	Footfall: Footfall{Window: 15 * time.Minute, Band: 0.1, MinHeight: 0.06, JournalDir: "var/open-windows",
+		Detector: DetectPeople, DetectEvery: 100 * time.Millisecond, DetectWidth: 320, PersonScore: 0.3},
 	MQTT:     MQTT{TopicPrefix: "veil/v1", ResendAfter: time.Minute},
 	Outbox:   Outbox{Dir: "var/outbox", MaxEntries: 10000},
 	HTTP:     HTTP{Listen: "127.0.0.1:8080", User: "operator"},
@@ -269,6 +295,7 @@ var Default = Config{
 // Redact.BlurOptions.
 func RedactFrom(o blur.Options) Redact {
 	return Redact{
+		Target:       TargetFaces,
 		Style:        string(o.Style),
 		Shape:        string(o.Shape),
 		Padding:      o.Padding,

@@ -18,26 +18,43 @@ type Crossing struct {
 	At   time.Duration // stream time of the frame it was counted on
 }
 
-// Counter counts people crossing lines in one camera's frames.
+// Counter counts people crossing lines in one camera's frames. It tracks
+// what its detector finds: blobs (Motion) with the blob tracker, which
+// splits and filters them by learnt perspective first; people (a person
+// detector, maybe Gated) with the people tracker (see PeopleOptions).
 type Counter struct {
 	det    PersonDetector
+	finds  Finding
 	lines  []Line
 	geoms  []geom
-	tr     tracker
-	persp  *perspective
+	tr     tracker        // FindsBlobs
+	persp  *perspective   // FindsBlobs
+	people *peopleTracker // FindsPeople
 	totals []Tally
 	size   image.Point // frame size the lines were last checked against
+	rects  []image.Rectangle
 }
 
 // personAspect is a walking person's typical width / height.
 const personAspect = 0.42
 
-// NewCounter counts crossings of lines using det; it takes ownership of det.
+// NewCounter counts crossings of lines using det, with the tracker for what
+// det finds (det.Finds). It takes ownership of det once it returns no
+// error; the caller closes det on an error.
 func NewCounter(det PersonDetector, lines []Line, o TrackOptions) (*Counter, error) {
 	if len(lines) == 0 {
 		return nil, fmt.Errorf("footfall: no counting lines")
 	}
-	c := &Counter{det: det, lines: lines, tr: tracker{o: o}, persp: newPerspective(personAspect, o.Overhead), totals: make([]Tally, len(lines))}
+	finds := det.Finds()
+	if err := o.Validate(finds); err != nil {
+		return nil, fmt.Errorf("footfall: %w", err)
+	}
+	c := &Counter{det: det, finds: finds, lines: lines, totals: make([]Tally, len(lines))}
+	if finds == FindsPeople {
+		c.people = newPeopleTracker(o)
+	} else {
+		c.tr, c.persp = tracker{o: o}, newPerspective(personAspect, o.Overhead)
+	}
 	for _, l := range lines {
 		if err := l.Valid(image.Point{}); err != nil {
 			return nil, err
@@ -64,15 +81,27 @@ func (c *Counter) Frame(frame gocv.Mat, at time.Duration) ([]Crossing, error) {
 		}
 		c.size = size
 	}
-	boxes, err := c.det.Detect(frame)
-	if err != nil {
-		return nil, fmt.Errorf("footfall: detect people: %w", err)
-	}
-	people, guessed := c.persp.people(boxes, frame.Rows())
-	evs := c.tr.update(at, people, guessed, c.geoms)
-	for _, p := range c.tr.people {
-		if p.hits >= c.tr.o.MinHits && p.last == at {
-			c.persp.learn(p.box)
+	var evs []event
+	if c.finds == FindsPeople {
+		var err error
+		if evs, err = c.trackPeople(frame, at); err != nil {
+			return nil, err
+		}
+	} else {
+		dets, err := c.det.Detect(frame)
+		if err != nil {
+			return nil, fmt.Errorf("footfall: detect people: %w", err)
+		}
+		c.rects = c.rects[:0]
+		for _, d := range dets {
+			c.rects = append(c.rects, d.Box)
+		}
+		people, guessed := c.persp.people(c.rects, frame.Rows())
+		evs = c.tr.update(at, people, guessed, c.geoms)
+		for _, p := range c.tr.people {
+			if p.hits >= c.tr.o.MinHits && p.last == at {
+				c.persp.learn(p.box)
+			}
 		}
 	}
 	out := make([]Crossing, 0, len(evs))
@@ -85,6 +114,36 @@ func (c *Counter) Frame(frame gocv.Mat, at time.Duration) ([]Crossing, error) {
 		out = append(out, Crossing{Line: e.line, Dir: e.dir, At: e.at})
 	}
 	return out, nil
+}
+
+// scheduled is a detector that decides for itself on which frames to run,
+// from the frame's stream time and whether any track is alive; ran is false
+// on the frames it skipped.
+type scheduled interface {
+	detectAt(frame gocv.Mat, at time.Duration, tracking bool) (dets []Detection, ran bool, err error)
+}
+
+// trackPeople runs a people detector on frame, unless it is scheduled and
+// skips it, and moves the people tracker on to at.
+func (c *Counter) trackPeople(frame gocv.Mat, at time.Duration) ([]event, error) {
+	var (
+		dets []Detection
+		ran  = true
+		err  error
+	)
+	if s, ok := c.det.(scheduled); ok {
+		dets, ran, err = s.detectAt(frame, at, c.people.live())
+	} else {
+		dets, err = c.det.Detect(frame)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("footfall: detect people: %w", err)
+	}
+	if !ran {
+		c.people.coast(at)
+		return nil, nil
+	}
+	return c.people.update(at, dets, c.geoms), nil
 }
 
 // Close releases the detector.

@@ -2,6 +2,7 @@ package footfall_test
 
 import (
 	"image"
+	"strings"
 	"testing"
 	"time"
 
@@ -148,4 +149,123 @@ func TestCounterRejectsLineOutsideFrame(t *testing.T) {
 	if _, err := c.Frame(frame, 0); err == nil {
 		t.Fatal("a line reaching outside the frame was accepted")
 	}
+}
+
+// oracle stands in for a person detector network: it reports the true box
+// of every walker in the current frame (one box per person, score 0.9) and
+// notes the frames it ran on.
+type oracle struct {
+	walkers []synth.Walker
+	frame   int   // the frame being shown; set by the test
+	runs    []int // frames Detect ran on
+	closed  bool
+}
+
+var _ footfall.PersonDetector = (*oracle)(nil)
+
+func (o *oracle) Detect(frame gocv.Mat) ([]footfall.Detection, error) {
+	o.runs = append(o.runs, o.frame)
+	var out []footfall.Detection
+	for _, w := range o.walkers {
+		x, y, ok := w.Foot(o.frame)
+		if !ok {
+			continue
+		}
+		h := float64(w.Height)
+		top := y - h
+		if w.TopDown {
+			top = y - h/2
+		}
+		out = append(out, footfall.Detection{Box: image.Rect(int(x-0.2*h), int(top), int(x+0.2*h), int(top+h)), Score: 0.9})
+	}
+	return out, nil
+}
+
+func (o *oracle) Finds() footfall.Finding { return footfall.FindsPeople }
+func (o *oracle) Close() error            { o.closed = true; return nil }
+
+// runsIn counts the runs on frames [from, to).
+func (o *oracle) runsIn(from, to int) int {
+	n := 0
+	for _, f := range o.runs {
+		if f >= from && f < to {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCounterPeople counts with a people detector (the oracle) on every
+// frame, through the people tracker.
+func TestCounterPeople(t *testing.T) {
+	const fps = 15.0
+	line := footfall.Line{Name: "door", A: image.Pt(320, 60), B: image.Pt(320, 340)} // left is x > 320
+	tests := []struct {
+		name     string
+		walkers  []synth.Walker
+		overhead bool
+		in, out  int
+	}{
+		{"one person walking left is in", []synth.Walker{{From: image.Pt(560, 250), To: image.Pt(80, 250), Start: 10, End: 80, Height: 100}}, false, 1, 0},
+		{"two people passing each other", []synth.Walker{
+			{From: image.Pt(560, 160), To: image.Pt(80, 160), Start: 10, End: 80, Height: 80},
+			{From: image.Pt(80, 320), To: image.Pt(560, 320), Start: 15, End: 85, Height: 110},
+		}, false, 1, 1},
+		{"loitering on the line counts nothing", []synth.Walker{
+			{From: image.Pt(520, 250), To: image.Pt(324, 250), Start: 10, End: 50, Height: 100},
+			{From: image.Pt(324, 250), To: image.Pt(324, 250), Start: 51, End: 120, Height: 100, Sway: 6},
+			{From: image.Pt(324, 250), To: image.Pt(540, 250), Start: 121, End: 160, Height: 100},
+		}, false, 0, 0},
+		{"walking past the end of the line counts nothing", []synth.Walker{{From: image.Pt(560, 355), To: image.Pt(80, 355), Start: 10, End: 80, Height: 80}}, false, 0, 0},
+		{"overhead: walking right is out", []synth.Walker{{From: image.Pt(100, 200), To: image.Pt(560, 200), Start: 10, End: 80, Height: 60, TopDown: true}}, true, 0, 1},
+	}
+	frame := gocv.NewMatWithSize(360, 640, gocv.MatTypeCV8UC3)
+	defer frame.Close()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			det := &oracle{walkers: tc.walkers}
+			o := footfall.DefaultTrackOptions
+			o.Overhead = tc.overhead
+			c, err := footfall.NewCounter(det, []footfall.Line{line}, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var crossings []footfall.Crossing
+			for f := 0; f < 170; f++ {
+				det.frame = f
+				cr, err := c.Frame(frame, time.Duration(float64(f)/fps*float64(time.Second)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				crossings = append(crossings, cr...)
+			}
+			if got := c.Totals()[0]; got.In != tc.in || got.Out != tc.out {
+				t.Errorf("in/out = %d/%d, want %d/%d (%v)", got.In, got.Out, tc.in, tc.out, crossings)
+			}
+			if len(det.runs) != 170 {
+				t.Errorf("detector ran on %d frames, want every one of 170", len(det.runs))
+			}
+		})
+	}
+}
+
+func TestCounterRejectsBadPeopleOptions(t *testing.T) {
+	line := footfall.Line{A: image.Pt(0, 10), B: image.Pt(10, 10)}
+	o := footfall.DefaultTrackOptions
+	o.People.LowScore = 0.9 // above HighScore
+	if _, err := footfall.NewCounter(&oracle{}, []footfall.Line{line}, o); err == nil || !strings.Contains(err.Error(), "LowScore") {
+		t.Errorf("error %v, want one naming LowScore", err)
+	}
+	// The people options do not matter to a blob detector.
+	det, err := footfall.NewMotion(footfall.DefaultMotionOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := footfall.NewCounter(det, []footfall.Line{line}, o)
+	if err != nil {
+		det.Close()
+		t.Fatal(err)
+	}
+	c.Close()
 }

@@ -10,7 +10,9 @@ import (
 
 const ms = time.Millisecond
 
-func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol*math.Max(1, math.Max(math.Abs(a), math.Abs(b))) }
+func near(a, b, tol float64) bool {
+	return math.Abs(a-b) <= tol*math.Max(1, math.Max(math.Abs(a), math.Abs(b)))
+}
 
 // TestKalmanPredict checks the prediction against the closed form of one
 // (position, velocity) pair: x + v·dt, and P ← F P Fᵀ + Q with Q the

@@ -9,11 +9,46 @@ import (
 	"gocv.io/x/gocv"
 )
 
+// Detection is one box a PersonDetector found in a frame, in frame pixels.
+type Detection struct {
+	Box image.Rectangle
+	// Score is the detector's confidence in [0, 1]; detectors without one
+	// (Motion) report 1.
+	Score float32
+}
+
+// Finding says what a PersonDetector's boxes are, and so how the Counter
+// tracks them.
+type Finding int8
+
+const (
+	// FindsBlobs: boxes are moving blobs (Motion). A blob may be a fragment
+	// of a person or several people merged; the Counter splits and filters
+	// them by learnt perspective and follows them with the blob tracker.
+	FindsBlobs Finding = iota
+	// FindsPeople: one box per person (a person detector network), with a
+	// score. The Counter follows them with the people tracker (Kalman
+	// filter, two-pass assignment by score).
+	FindsPeople
+)
+
+func (f Finding) String() string {
+	switch f {
+	case FindsBlobs:
+		return "blobs"
+	case FindsPeople:
+		return "people"
+	}
+	return fmt.Sprintf("Finding(%d)", int8(f))
+}
+
 // PersonDetector finds people in BGR frames of one camera. Detect must not
 // retain frame. A PersonDetector may keep state between frames (a background
-// model) and is not safe for concurrent use.
+// model) and is not safe for concurrent use. Finds reports what its boxes
+// are; it must not change over the detector's life.
 type PersonDetector interface {
-	Detect(frame gocv.Mat) ([]image.Rectangle, error)
+	Detect(frame gocv.Mat) ([]Detection, error)
+	Finds() Finding
 	Close() error
 }
 
@@ -77,11 +112,18 @@ func (m *Motion) Close() error {
 	return m.mog.Close()
 }
 
+// warming reports whether the background model is still learning the
+// scene (Warmup frames), when it reports nothing.
+func (m *Motion) warming() bool { return m.frames <= m.o.Warmup }
+
 var errFrame = errors.New("footfall: frame is empty or not 8-bit BGR")
 
-// Detect updates the background model with frame and returns the people
-// that moved in it, in frame pixels.
-func (m *Motion) Detect(frame gocv.Mat) ([]image.Rectangle, error) {
+// Finds reports FindsBlobs: Motion's boxes are moving blobs.
+func (m *Motion) Finds() Finding { return FindsBlobs }
+
+// Detect updates the background model with frame and returns the blobs
+// that moved in it, in frame pixels, each with Score 1.
+func (m *Motion) Detect(frame gocv.Mat) ([]Detection, error) {
 	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
 		return nil, errFrame
 	}
@@ -100,14 +142,14 @@ func (m *Motion) Detect(frame gocv.Mat) ([]image.Rectangle, error) {
 	defer contours.Close()
 	minH := m.o.MinHeight * float64(frame.Rows())
 	inv := 1 / m.o.Scale
-	var out []image.Rectangle
+	var out []Detection
 	for i := 0; i < contours.Size(); i++ {
 		r := gocv.BoundingRect(contours.At(i))
 		b := image.Rect(int(float64(r.Min.X)*inv), int(float64(r.Min.Y)*inv), int(math.Ceil(float64(r.Max.X)*inv)), int(math.Ceil(float64(r.Max.Y)*inv)))
 		if float64(b.Dy()) < minH {
 			continue
 		}
-		out = append(out, b)
+		out = append(out, Detection{Box: b, Score: 1})
 	}
 	return out, nil
 }

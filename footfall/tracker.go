@@ -1,13 +1,16 @@
 package footfall
 
 import (
+	"fmt"
 	"image"
 	"math"
 	"sort"
 	"time"
 )
 
-// TrackOptions tunes how people are linked from frame to frame.
+// TrackOptions tunes how people are linked from frame to frame. MaxGap,
+// Gate and MinHits tune the blob tracker (for a detector that FindsBlobs),
+// People the people tracker (FindsPeople); Band and Overhead apply to both.
 type TrackOptions struct {
 	// MaxGap is how long a track lives on without a detection.
 	MaxGap time.Duration
@@ -25,10 +28,36 @@ type TrackOptions struct {
 	// about as wide as long. Otherwise (an angled camera) a person's place
 	// is their foot point, the bottom-centre of their blob.
 	Overhead bool
+	// People tunes the people tracker.
+	People PeopleOptions
 }
 
 // DefaultTrackOptions suit people walking at shop-camera frame rates.
-var DefaultTrackOptions = TrackOptions{MaxGap: 700 * time.Millisecond, Gate: 0.6, MinHits: 4, Band: 0.1}
+var DefaultTrackOptions = TrackOptions{MaxGap: 700 * time.Millisecond, Gate: 0.6, MinHits: 4, Band: 0.1, People: DefaultPeopleOptions}
+
+// Validate reports the first option out of its allowed range for tracking
+// what a detector finds: the blob tracker's options for FindsBlobs, People
+// for FindsPeople, and Band for both.
+func (o TrackOptions) Validate(f Finding) error {
+	if !(o.Band >= 0 && o.Band <= 1) {
+		return fmt.Errorf("tracker: Band %g out of range [0, 1] person heights", o.Band)
+	}
+	switch f {
+	case FindsBlobs:
+		switch {
+		case o.MaxGap <= 0:
+			return fmt.Errorf("blob tracker: MaxGap %v out of range: must be > 0", o.MaxGap)
+		case !(o.Gate > 0):
+			return fmt.Errorf("blob tracker: Gate %g out of range: must be > 0 person heights", o.Gate)
+		case o.MinHits < 1:
+			return fmt.Errorf("blob tracker: MinHits %d out of range: must be >= 1", o.MinHits)
+		}
+		return nil
+	case FindsPeople:
+		return o.People.Validate()
+	}
+	return fmt.Errorf("tracker: detector finds %v: want blobs or people", f)
+}
 
 type person struct {
 	id       int

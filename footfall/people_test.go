@@ -515,3 +515,52 @@ func TestTrackOptionsValidate(t *testing.T) {
 		})
 	}
 }
+
+// FuzzPeopleTracker feeds the people tracker whatever a detector might
+// report (boxes anywhere, of any size, degenerate or not, any score, at any
+// times, even backwards) and checks it neither panics nor loses its
+// numbers: every track's state stays finite, and every crossing is for a
+// line that exists and comes from a confirmed track.
+func FuzzPeopleTracker(f *testing.F) {
+	f.Add([]byte{10, 0, 100, 40, 100, 200, 10, 0, 110, 40, 100, 200, 10, 0, 120, 40, 100, 200})
+	f.Add([]byte{0, 255, 255, 255, 255, 255, 1, 1, 1, 1, 1, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		g := []geom{newGeom(across[0]), newGeom(Line{A: image.Pt(100, 0), B: image.Pt(100, 400)})}
+		o := DefaultTrackOptions
+		o.Overhead = len(data)%2 == 1
+		tr := newPeopleTracker(o)
+		var at time.Duration
+		var dets []Detection
+		flush := func() {
+			for _, e := range tr.update(at, dets, g) {
+				if e.line < 0 || e.line >= len(g) {
+					t.Fatalf("crossing of line %d", e.line)
+				}
+			}
+			dets = dets[:0]
+			for _, p := range tr.tracks {
+				for _, v := range p.kf.x {
+					if math.IsNaN(v) || math.IsInf(v, 0) {
+						t.Fatalf("track %d state %v", p.id, p.kf.x)
+					}
+				}
+				if len(p.held) > 0 && p.confirmed {
+					t.Fatalf("confirmed track %d holds crossings", p.id)
+				}
+			}
+		}
+		for len(data) >= 6 {
+			b := data[:6]
+			data = data[6:]
+			if b[0]%4 == 0 { // a new frame, up to 2.55 s later (or earlier)
+				flush()
+				at += time.Duration(int(b[1])-16) * 10 * ms
+				continue
+			}
+			x, y := int(b[1])*3-100, int(b[2])*2-50
+			w, h := int(b[3])-20, int(b[4])*2-20
+			dets = append(dets, Detection{Box: image.Rect(x, y, x+w, y+h), Score: float32(b[5]) / 200})
+		}
+		flush()
+	})
+}

@@ -12,6 +12,7 @@ const defaultReason = "faces unknown"
 type Plan struct {
 	known  bool
 	boxes  []image.Rectangle
+	areas  []image.Rectangle
 	reason string
 }
 
@@ -45,6 +46,26 @@ func (p Plan) Reason() string {
 
 // Boxes returns a copy of the raw face boxes of a faces plan.
 func (p Plan) Boxes() []image.Rectangle { return cloneRects(p.boxes) }
+
+// WithAreas returns a copy of a faces plan that also redacts areas:
+// rectangles in frame pixels, such as a person's head or whole figure, that
+// are redacted exactly as given. Unlike face boxes they are not padded (the
+// caller pads them) and always redacted as whole rectangles, whatever the
+// Shape, so that a report of the regions redacted is exact; the Style is the
+// configured one, at the strength of a face as wide as the area. Areas are
+// clipped to the frame; those without area or outside it are skipped. A
+// whole-frame plan is returned unchanged: it redacts everything already.
+func (p Plan) WithAreas(areas []image.Rectangle) Plan {
+	if !p.known {
+		return p
+	}
+	p.boxes = cloneRects(p.boxes)
+	p.areas = append(cloneRects(p.areas), areas...)
+	return p
+}
+
+// Areas returns a copy of the areas of a faces plan (see WithAreas).
+func (p Plan) Areas() []image.Rectangle { return cloneRects(p.areas) }
 
 // cloneRects returns a copy of rs, or nil if rs is empty.
 func cloneRects(rs []image.Rectangle) []image.Rectangle {

@@ -70,8 +70,9 @@ func (f *Redacted) Reason() string {
 }
 
 // Regions returns a copy of the padded, clipped regions that were redacted:
-// the frame's bounds for a whole-frame redaction, one rectangle per usable
-// face box otherwise.
+// the frame's bounds for a whole-frame redaction; otherwise one rectangle per
+// usable face box, then one per usable area (Plan.WithAreas), then the masks
+// that reach into the frame.
 func (f *Redacted) Regions() []image.Rectangle {
 	if f == nil || f.f == nil {
 		return nil

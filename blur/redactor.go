@@ -83,7 +83,8 @@ func (r *Redactor) Close() error {
 // A whole-frame plan (including the zero Plan) fills the frame with FillColor
 // and draws "REDACTED: <reason>". A faces plan redacts each box, padded and
 // clipped to the frame, with the configured Style and Shape; boxes without
-// area or outside the frame are skipped.
+// area or outside the frame are skipped. The plan's areas (Plan.WithAreas)
+// are then redacted as whole rectangles, clipped but not padded.
 //
 // Redact always takes frame over: the caller must not use or Close it
 // afterwards. On error frame is closed and the returned Redacted is empty.
@@ -108,6 +109,7 @@ func (r *Redactor) Redact(frame gocv.Mat, p Plan) (Redacted, error) {
 		return newRedacted(frame, true, reason, []image.Rectangle{{Max: size}}), nil
 	}
 	regions := r.redactFaces(&frame, size, p.boxes)
+	regions = append(regions, r.redactAreas(&frame, size, p.areas)...)
 	for _, m := range r.opts.Masks {
 		if m = m.Intersect(image.Rectangle{Max: size}); !m.Empty() {
 			region := frame.Region(m)
@@ -143,6 +145,23 @@ func (r *Redactor) redactFaces(frame *gocv.Mat, size image.Point, boxes []image.
 		if !ok {
 			continue
 		}
+		r.ensureScratch(size)
+		r.redactTarget(frame, t)
+		regions = append(regions, t.region)
+	}
+	return regions
+}
+
+// redactAreas redacts every usable area in frame as a rectangle, unpadded,
+// and returns the regions it redacted.
+func (r *Redactor) redactAreas(frame *gocv.Mat, size image.Point, areas []image.Rectangle) []image.Rectangle {
+	var regions []image.Rectangle
+	for _, a := range areas {
+		t, ok := newTarget(a, 0, size)
+		if !ok {
+			continue
+		}
+		t.ellipse = false // a whole rectangle, whatever the Shape
 		r.ensureScratch(size)
 		r.redactTarget(frame, t)
 		regions = append(regions, t.region)

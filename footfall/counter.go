@@ -33,6 +33,9 @@ type Counter struct {
 	totals []Tally
 	size   image.Point // frame size the lines were last checked against
 	rects  []image.Rectangle
+	// history is what the people tracker knew at each recent frame, oldest
+	// first (FindsPeople).
+	history []peopleFrame
 }
 
 // personAspect is a walking person's typical width / height.
@@ -137,13 +140,59 @@ func (c *Counter) trackPeople(frame gocv.Mat, at time.Duration) ([]event, error)
 		dets, err = c.det.Detect(frame)
 	}
 	if err != nil {
+		c.remember(at, false)
 		return nil, fmt.Errorf("footfall: detect people: %w", err)
 	}
+	var evs []event
 	if !ran {
 		c.people.coast(at)
-		return nil, nil
+	} else {
+		evs = c.people.update(at, dets, c.geoms)
 	}
-	return c.people.update(at, dets, c.geoms), nil
+	c.remember(at, true)
+	return evs, nil
+}
+
+// historyFrames is how many frames' people a Counter remembers for
+// PeopleAt: frames are redacted some frames after the counter saw them
+// (the pipeline's look-ahead), never more than this many.
+const historyFrames = 256
+
+// peopleFrame is what the people tracker knew at one frame.
+type peopleFrame struct {
+	at    time.Duration
+	boxes []image.Rectangle
+	known bool
+}
+
+// remember records the people tracked at frame time at; known is false
+// when the detector failed on that frame.
+func (c *Counter) remember(at time.Duration, known bool) {
+	f := peopleFrame{at: at, known: known}
+	if known {
+		f.boxes = c.people.boxes(at)
+	}
+	if len(c.history) == historyFrames {
+		copy(c.history, c.history[1:])
+		c.history = c.history[:historyFrames-1]
+	}
+	c.history = append(c.history, f)
+}
+
+// PeopleAt returns the boxes (frame pixels) of the people tracked at the
+// frame taken at stream time at: every live track, tentative or confirmed,
+// predicted to that time and grown by twice its place's uncertainty. known
+// is false when the counter cannot say who was there: the person detector
+// failed on that frame (or was late), the frame is not among the last
+// frames it saw, or the counter counts blobs, not people. A caller that
+// must hide people then hides the whole frame.
+func (c *Counter) PeopleAt(at time.Duration) (boxes []image.Rectangle, known bool) {
+	for i := len(c.history) - 1; i >= 0; i-- {
+		if f := c.history[i]; f.at == at {
+			return append([]image.Rectangle(nil), f.boxes...), f.known
+		}
+	}
+	return nil, false
 }
 
 // Close releases the detector.

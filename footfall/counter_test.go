@@ -1,6 +1,7 @@
 package footfall_test
 
 import (
+	"errors"
 	"image"
 	"strings"
 	"testing"
@@ -268,4 +269,78 @@ func TestCounterRejectsBadPeopleOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+}
+
+// failing fails Detect on the frames listed, else answers like its oracle.
+type failing struct {
+	*oracle
+	fail map[int]bool
+}
+
+func (f *failing) Detect(frame gocv.Mat) ([]footfall.Detection, error) {
+	if f.fail[f.frame] {
+		return nil, errors.New("detector late")
+	}
+	return f.oracle.Detect(frame)
+}
+
+// TestCounterPeopleAt: the counter tells, for each recent frame, the boxes
+// of the people it tracked then, each covering the person's true box; a
+// frame the detector failed on, one it never saw and one of a blob counter
+// are not known.
+func TestCounterPeopleAt(t *testing.T) {
+	w := synth.Walker{From: image.Pt(40, 300), To: image.Pt(600, 300), Start: 0, End: 40, Height: 120}
+	det := &failing{oracle: &oracle{walkers: []synth.Walker{w}}, fail: map[int]bool{20: true}}
+	lines := []footfall.Line{{Name: "l", A: image.Pt(320, 100), B: image.Pt(320, 350)}}
+	c, err := footfall.NewCounter(det, lines, footfall.DefaultTrackOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame := gocv.NewMatWithSize(360, 640, gocv.MatTypeCV8UC3)
+	defer frame.Close()
+	at := func(i int) time.Duration { return time.Duration(i) * 100 * time.Millisecond }
+	for i := 0; i < 40; i++ {
+		det.frame = i
+		_, err := c.Frame(frame, at(i))
+		if (err != nil) != det.fail[i] {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	for i := 0; i < 40; i++ {
+		boxes, known := c.PeopleAt(at(i))
+		if i == 20 {
+			if known {
+				t.Errorf("frame %d: the detector failed, yet the people are known: %v", i, boxes)
+			}
+			continue
+		}
+		if !known || len(boxes) != 1 {
+			t.Errorf("frame %d: %v, known %v; want one person", i, boxes, known)
+			continue
+		}
+		det.frame = i
+		truth, _ := det.oracle.Detect(frame)
+		if tb := truth[0].Box; !tb.Inset(4).In(boxes[0]) {
+			t.Errorf("frame %d: tracked box %v does not cover the person at %v", i, boxes[0], tb)
+		}
+	}
+	if _, known := c.PeopleAt(at(40)); known {
+		t.Error("a frame the counter never saw is known")
+	}
+	mo, err := footfall.NewMotion(footfall.DefaultMotionOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := footfall.NewCounter(mo, lines, footfall.DefaultTrackOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+	if _, err := bc.Frame(frame, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, known := bc.PeopleAt(0); known {
+		t.Error("a blob counter claims to know the people")
+	}
 }

@@ -115,6 +115,19 @@ func newPeopleTracker(o TrackOptions) *peopleTracker {
 	return &peopleTracker{o: o.People, band: o.Band, overhead: o.Overhead}
 }
 
+// boxes returns every live track's box predicted to at, grown on each side
+// by twice the uncertainty of its place.
+func (t *peopleTracker) boxes(at time.Duration) []image.Rectangle {
+	out := make([]image.Rectangle, 0, len(t.tracks))
+	for _, p := range t.tracks {
+		k := *p.kf // a copy: the track's own filter is not moved
+		k.predict(at)
+		g := int(math.Ceil(2 * k.spread()))
+		out = append(out, k.box(t.overhead).Inset(-g))
+	}
+	return out
+}
+
 // live reports whether any track, tentative or confirmed, is alive.
 func (t *peopleTracker) live() bool { return len(t.tracks) > 0 }
 

@@ -30,6 +30,7 @@ type keyState struct {
 type assembler struct {
 	p           *Pipeline
 	o           Options
+	target      Target // never ""
 	log         *slog.Logger
 	tracker     *track.Tracker
 	hasDetector bool
@@ -216,6 +217,7 @@ func (a *assembler) emitReady() error {
 		default:
 			plan = blur.FacesPlan(a.cover(it.t))
 		}
+		plan = a.withPeople(plan, it.t)
 		rec := FrameRecord{Index: it.idx, Time: it.t, Keyframe: it.key}
 		if it.key && st.ok {
 			for _, f := range st.faces {
@@ -264,7 +266,8 @@ func (a *assembler) decidingKey(it frameItem) (int, bool) {
 }
 
 // cover is the face boxes to redact at t: every tracked face but those the
-// consent gate exempts.
+// consent gate exempts. Head and body regions are added after it and are
+// never exempted.
 func (a *assembler) cover(t time.Duration) []image.Rectangle {
 	faces := a.tracker.CoverTracks(t)
 	var exempt []uint64
@@ -324,6 +327,9 @@ func (a *assembler) write(raw gocv.Mat, plan blur.Plan, rec *FrameRecord) error 
 	}
 	defer red.Close()
 	rec.Whole, rec.Reason, rec.Redacted = red.Whole(), red.Reason(), red.Regions()
+	if !rec.Whole {
+		rec.People = clipAreas(plan.Areas(), red.Size())
+	}
 	if rec.Whole {
 		a.stats.Whole++
 	}

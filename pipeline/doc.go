@@ -15,4 +15,11 @@
 // that bracket it were detected successfully and on time. A detector error, a
 // missing model (no detector at all), a keyframe that misses its deadline, or
 // a frame whose keyframes never completed is redacted whole.
+//
+// Targets: besides faces, Pipeline.Target may ask for every tracked person's
+// head or whole body to be redacted, from the boxes a People source (the
+// footfall tracker) gives for each frame's time. These regions fail closed
+// too: a frame whose people are not known, or any frame when there is no
+// People source, is redacted whole. Consent exempts faces only, never a head
+// or body region.
 package pipeline

@@ -81,9 +81,13 @@ type FrameRecord struct {
 	Time     time.Duration     `json:"-"`
 	Keyframe bool              `json:"keyframe,omitempty"`
 	Faces    []image.Rectangle `json:"faces,omitempty"`    // detections on a keyframe
-	Redacted []image.Rectangle `json:"redacted,omitempty"` // regions redacted (padded, clipped)
-	Whole    bool              `json:"whole,omitempty"`    // whole frame redacted
-	Reason   string            `json:"reason,omitempty"`   // why whole
+	Redacted []image.Rectangle `json:"redacted,omitempty"` // regions redacted (padded, clipped), People's included
+	// People is the person regions redacted (heads or bodies, padded,
+	// clipped), also listed in Redacted; none under TargetFaces or when
+	// the frame was redacted whole.
+	People   []image.Rectangle `json:"people,omitempty"`
+	Whole    bool              `json:"whole,omitempty"`  // whole frame redacted
+	Reason   string            `json:"reason,omitempty"` // why whole
 	DetectMS float64           `json:"detect_ms,omitempty"`
 	RedactMS float64           `json:"-"` // time to redact the frame
 }
@@ -123,8 +127,19 @@ type Pipeline struct {
 	Analyzer Analyzer
 	// Consent, if set, may exempt tracked faces from redaction (shoppers
 	// who opted in). nil redacts every face. It is never asked about a
-	// frame redacted whole.
+	// frame redacted whole. It exempts faces only: a head or body region
+	// (TargetHeads, TargetBodies) is never exempted, since a shop that
+	// chose them wants nobody recognisable and an opt-in cannot undo that.
 	Consent Consent
+	// Target is what is redacted: faces (also the zero value), heads or
+	// bodies. Run fails on any other value.
+	Target Target
+	// People gives the tracked people's boxes for TargetHeads and
+	// TargetBodies; it is not used for TargetFaces. Fail closed: with
+	// either target, every frame is redacted whole while People is nil
+	// (reason "no people detector") or says the people at the frame's
+	// time are not known ("people not known").
+	People People
 }
 
 // Consent decides, for each frame written, which of the faces the tracker
@@ -162,6 +177,13 @@ type result struct {
 // Run processes the source to its end or until ctx is cancelled. Every frame
 // read is written to the sink, redacted. It returns the run's statistics.
 func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
+	if err := p.Target.Validate(); err != nil {
+		return Stats{}, fmt.Errorf("pipeline: %w", err)
+	}
+	target := p.Target
+	if target == "" {
+		target = TargetFaces
+	}
 	o := p.Options
 	if o.Every < 1 {
 		o.Every = 1
@@ -175,6 +197,9 @@ func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
 	log := p.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if target.people() && p.People == nil {
+		log.Error("no people detector; every frame will be redacted whole", "target", target)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -207,7 +232,7 @@ func (p *Pipeline) Run(ctx context.Context) (Stats, error) {
 		o.Lookahead = 0
 	}
 	a := assembler{
-		p: p, o: o, log: log, tracker: track.New(o.Track), keyState: map[int]keyState{},
+		p: p, o: o, target: target, log: log, tracker: track.New(o.Track), keyState: map[int]keyState{},
 		hasDetector: p.Detector != nil, jobs: jobs, applied: -1, headKey: -1, decidedUpTo: decided, lastKey: -1,
 	}
 	err := a.run(ctx, frames, results)

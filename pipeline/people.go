@@ -52,9 +52,15 @@ type People interface {
 }
 
 // Proportions of the head region within a person box (feet to head), as
-// fractions of the box's height and width. With the Redactor's padding (at
-// least 0.2 of the head box on each side) the head region spans about the
-// box's width, from a little above its top to about 30 % down it.
+// fractions of the box's height and width, chosen on the hand-labelled boxes
+// of vtest.avi (testdata/people/README.md). There a head is the top 12–16 %
+// of the box and about a third of its width, its centre up to about a fifth
+// of the width off the box's centre when an arm, a bag or a stride widens
+// the box to one side. The top quarter leaves room for a detector's box
+// that lags a walker or starts below the hair; the middle 70 % holds an
+// off-centre head, and with the Redactor's padding (at least 0.2 of the head
+// box on each side, 0.25 by default) the region spans about the box's width,
+// from a little above its top to about 30 % down it.
 const (
 	HeadHeight = 0.25 // the head box is the top quarter of the person box
 	HeadWidth  = 0.7  // and its middle 70 %

@@ -12,6 +12,7 @@ import (
 
 	"github.com/veil-edge/veil/blur"
 	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/detect"
 	"github.com/veil-edge/veil/egress"
 	"github.com/veil-edge/veil/footfall"
 	"github.com/veil-edge/veil/internal/app"
@@ -49,7 +50,13 @@ type camera struct {
 	jr       journal
 	hub      *live.Hub            // live view; nil when it is off
 	newDet   pipeline.NewDetector // nil: no detector, every frame redacted whole
-	consent  pipeline.Consent     // nil: no opt-in on this camera
+	// newPeople makes the camera's person detector; nil when the person
+	// model could not be loaded (peopleErr says why).
+	newPeople  func() (footfall.PersonDetector, error)
+	peopleErr  error
+	countKind  app.CounterKind  // what the running counter counts with
+	peopleLate int64            // person passes answered late (the tracker coasted)
+	consent    pipeline.Consent // nil: no opt-in on this camera
 
 	src              *media.LiveSource // the running source, nil between runs
 	inBase, dropBase int64             // frames in and dropped by earlier runs
@@ -228,18 +235,31 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 	}()
 	info := src.Info()
 	var an pipeline.Analyzer
-	if len(c.lines) > 0 {
+	var people pipeline.People
+	target := pipeline.Target(c.full.Redact.Target)
+	if len(c.lines) > 0 || target != pipeline.TargetFaces {
 		for _, l := range c.lines {
 			if err := l.Valid(info.Size); err != nil {
 				return fmt.Errorf("counting line: %w", err)
 			}
 		}
-		counter, err := app.Counter(c.full.Footfall, c.lines, c.cfg.Overhead())
+		build := app.PeopleCounter
+		if len(c.lines) == 0 { // tracking people only, to redact them
+			build = func(f config.Footfall, _ []footfall.Line, _ bool, np func() (footfall.PersonDetector, error), err error, log *slog.Logger) (*footfall.Counter, app.CounterKind, error) {
+				return app.PeopleTracker(f, np, err, log)
+			}
+		}
+		counter, kind, err := build(c.full.Footfall, c.lines, c.cfg.Overhead(), c.newPeople, c.peopleErr, c.log)
 		if err != nil {
 			return err
 		}
 		defer counter.Close()
-		an = &countAnalyzer{cam: c, counter: counter}
+		if len(c.lines) > 0 {
+			c.mu.Lock()
+			c.countKind = kind
+			c.mu.Unlock()
+		}
+		an, people = &countAnalyzer{cam: c, counter: counter}, counter
 	}
 	red, err := app.CameraRedactor(c.full.Redact, c.cfg)
 	if err != nil {
@@ -252,6 +272,7 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 	p := &pipeline.Pipeline{
 		Source: src, Detector: c.newDet, Redactor: red, Sink: c.sink(), Log: c.log,
 		Options: app.LiveOptions(c.full), Analyzer: an, Observer: c.observe, Consent: c.consent,
+		Target: target, People: people,
 	}
 	_, err = p.Run(ctx)
 	return err
@@ -266,6 +287,14 @@ type countAnalyzer struct {
 
 func (a *countAnalyzer) Analyze(frame gocv.Mat, at time.Duration) error {
 	cr, err := a.counter.Frame(frame, at)
+	if errors.Is(err, detect.ErrLate) {
+		// The detection service was busy with faces: the tracker coasts
+		// over this frame. Counted, not logged per frame.
+		a.cam.mu.Lock()
+		a.cam.peopleLate++
+		a.cam.mu.Unlock()
+		err = nil
+	}
 	if len(cr) == 0 {
 		return err
 	}

@@ -32,6 +32,10 @@ type DetectHealth struct {
 	Passes        int64 `json:"passes"`         // network passes run
 	LatePasses    int64 `json:"late_passes"`    // answered late without running (their keyframes redacted whole)
 	NetworksBuilt int64 `json:"networks_built"` // one per input size met, kept in a small cache
+	// PeoplePasses and PeopleLatePasses are the person detector's passes
+	// (counting, redact.target heads and bodies) run and answered late.
+	PeoplePasses     int64 `json:"people_passes"`
+	PeopleLatePasses int64 `json:"people_late_passes"`
 }
 
 // CameraHealth is one camera's state.
@@ -55,6 +59,16 @@ type CameraHealth struct {
 	Viewers         int     `json:"viewers"`
 	LastError       string  `json:"last_error,omitempty"`
 	Lines           []Line  `json:"lines,omitempty"`
+	// Counting is what the camera counts with: people (the person
+	// detector) or motion (moving blobs); empty when it has no lines.
+	Counting string `json:"counting,omitempty"`
+	// CountingFallback says why the camera counts moving blobs although
+	// footfall.detector asks for people (the person model is missing or
+	// broken); the camera is then reported degraded.
+	CountingFallback string `json:"counting_fallback,omitempty"`
+	// PeopleLate is person passes answered late since start: the tracker
+	// coasted over those frames.
+	PeopleLate int64 `json:"people_late,omitempty"`
 }
 
 // Line is a counting line's totals since start.
@@ -84,15 +98,17 @@ func (s *Service) Health() Health {
 		for i, l := range c.lines {
 			ch.Lines = append(ch.Lines, Line{Name: l.Name, In: c.totals[i].In, Out: c.totals[i].Out})
 		}
+		ch.Counting, ch.CountingFallback, ch.PeopleLate = c.countKind.Detector, c.countKind.Fallback, c.peopleLate
 		c.mu.Unlock()
-		if !ch.Healthy {
+		if !ch.Healthy || ch.CountingFallback != "" {
 			h.Status = "degraded"
 		}
 		h.Cameras = append(h.Cameras, ch)
 	}
 	if s.detect != nil {
 		st := s.detect.Stats()
-		h.Detect = &DetectHealth{Networks: s.detect.Workers(), Passes: st.Ran, LatePasses: st.Late, NetworksBuilt: st.Built}
+		h.Detect = &DetectHealth{Networks: s.detect.Workers(), Passes: st.Ran, LatePasses: st.Late, NetworksBuilt: st.Built,
+			PeoplePasses: st.PeopleRan, PeopleLatePasses: st.PeopleLate}
 	}
 	h.Outbox.Pending = s.box.Len()
 	if t := s.box.OldestEnd(); !t.IsZero() {

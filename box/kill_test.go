@@ -299,7 +299,7 @@ func writeKillConfig(t *testing.T, dir, broker, outbox, video string) string {
 	q := strconv.Quote
 	yaml := strings.Join([]string{
 		`site: {store: s1, device: d1}`,
-		`footfall: {window: "1s", journal_dir: ` + q(filepath.Join(dir, "open-windows")) + `}`,
+		`footfall: {window: "1s", detector: motion, journal_dir: ` + q(filepath.Join(dir, "open-windows")) + `}`, // painted walkers: blobs
 		`mqtt: {broker: ` + q(broker) + `}`,
 		`outbox: {dir: ` + q(outbox) + `}`,
 		`consent: {key_file: ` + q(filepath.Join(dir, "box.key")) + `}`,

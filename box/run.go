@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"image"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,8 +28,10 @@ import (
 	"github.com/veil-edge/veil/consent"
 	"github.com/veil-edge/veil/detect"
 	"github.com/veil-edge/veil/egress"
+	"github.com/veil-edge/veil/footfall"
 	"github.com/veil-edge/veil/internal/app"
 	"github.com/veil-edge/veil/live"
+	"github.com/veil-edge/veil/models"
 	"github.com/veil-edge/veil/pipeline"
 )
 
@@ -49,19 +52,23 @@ type Options struct {
 
 // Service runs every camera of a box.
 type Service struct {
-	o       Options
-	log     *slog.Logger
-	box     *egress.Outbox
-	pub     *egress.Publisher
-	cams    []*camera
-	newDet  pipeline.NewDetector
-	detect  *detect.Service // the box's detection service; nil without one
-	started time.Time
-	consent *consent.Service // nil without a signage camera
-	ledger  *consent.Ledger
-	relay   *consent.Receiver   // nil without consent.relay_key
-	relayIn *mqttsub.Subscriber // its MQTT subscription
-	upd     *updates            // nil when veil neither runs from update.root nor checks for updates
+	o      Options
+	log    *slog.Logger
+	box    *egress.Outbox
+	pub    *egress.Publisher
+	cams   []*camera
+	newDet pipeline.NewDetector
+	detect *detect.Service // the box's detection service; nil without one
+	// people makes a camera's person detector on the detection service;
+	// nil when the person model is not loaded (peopleErr says why).
+	people    func() (footfall.PersonDetector, error)
+	peopleErr error
+	started   time.Time
+	consent   *consent.Service // nil without a signage camera
+	ledger    *consent.Ledger
+	relay     *consent.Receiver   // nil without consent.relay_key
+	relayIn   *mqttsub.Subscriber // its MQTT subscription
+	upd       *updates            // nil when veil neither runs from update.root nor checks for updates
 
 	restartMu     sync.Mutex
 	restartWanted bool                    // an update asked for a restart
@@ -132,6 +139,9 @@ func New(o Options) (*Service, error) {
 		s.newDet = faces(cfg.Detect.MinFace)
 		s.detect = detSvc
 	}
+	if needPeople(cfg, o.Cameras) {
+		s.people, s.peopleErr = servicePeople(cfg, s.detect, o.Log)
+	}
 	if err := os.MkdirAll(cfg.Footfall.JournalDir, 0o700); err != nil {
 		box.Close()
 		return nil, fmt.Errorf("footfall.journal_dir %s: %w", cfg.Footfall.JournalDir, err)
@@ -148,6 +158,7 @@ func New(o Options) (*Service, error) {
 			}
 		}
 		cam.newDet = s.newDet
+		cam.newPeople, cam.peopleErr = s.people, s.peopleErr
 		if c.MinFace != 0 && faces != nil {
 			cam.newDet = faces(c.MinFace)
 		}
@@ -304,4 +315,48 @@ func publisherKeys(cfg config.Config, log *slog.Logger) (egress.MQTTOptions, err
 	}
 	mo.HeadOfficeKey = pub
 	return mo, nil
+}
+
+// needPeople: the person detector runs when a camera counts with it or
+// when redaction hides people (redact.target heads or bodies).
+func needPeople(cfg config.Config, cams []config.Camera) bool {
+	if cfg.Redact.Target != config.TargetFaces {
+		return true
+	}
+	if cfg.Footfall.Detector != config.DetectPeople {
+		return false
+	}
+	for _, c := range cams {
+		if len(c.Lines) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// servicePeople loads the verified person model into the box's detection
+// service, so counting and redaction share its networks (and its two
+// cores) fairly, and checks that it runs.
+func servicePeople(cfg config.Config, svc *detect.Service, log *slog.Logger) (func() (footfall.PersonDetector, error), error) {
+	if svc == nil {
+		return nil, errors.New("the detection service did not start (see the face detector error)")
+	}
+	graph, _, err := models.Load(cfg.Models.Dir, app.PersonModel)
+	if err != nil {
+		return nil, err
+	}
+	svc.SetPeople(graph, float32(cfg.Footfall.PersonScore))
+	in := detect.PersonInput(image.Pt(640, 480), cfg.Footfall.DetectWidth)
+	if err := svc.ProbePeople(in); err != nil {
+		return nil, fmt.Errorf("%s: %w", app.PersonModel, err)
+	}
+	log.Info("person detector ready", "model", app.PersonModel, "detect_every", cfg.Footfall.DetectEvery, "detect_width", cfg.Footfall.DetectWidth)
+	return app.ServicePeople(cfg.Footfall, svc, peopleTimeout(cfg.Footfall)), nil
+}
+
+// peopleTimeout is how long a camera waits for its person pass to start
+// before the tracker coasts over that frame: two detection periods, at
+// least 250 ms.
+func peopleTimeout(c config.Footfall) time.Duration {
+	return max(250*time.Millisecond, 2*c.DetectEvery)
 }

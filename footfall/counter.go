@@ -42,12 +42,10 @@ type Counter struct {
 const personAspect = 0.42
 
 // NewCounter counts crossings of lines using det, with the tracker for what
-// det finds (det.Finds). It takes ownership of det once it returns no
-// error; the caller closes det on an error.
+// det finds (det.Finds); with no lines it only tracks (PeopleAt). It takes
+// ownership of det once it returns no error; the caller closes det on an
+// error.
 func NewCounter(det PersonDetector, lines []Line, o TrackOptions) (*Counter, error) {
-	if len(lines) == 0 {
-		return nil, fmt.Errorf("footfall: no counting lines")
-	}
 	finds := det.Finds()
 	if err := o.Validate(finds); err != nil {
 		return nil, fmt.Errorf("footfall: %w", err)

@@ -164,3 +164,30 @@ func PeopleCounter(c config.Footfall, lines []footfall.Line, overhead bool, newP
 	return cnt, kind, nil
 }
 
+
+// CounterAnalyzer feeds a pipeline's raw frames to a counter (a
+// pipeline.Analyzer), so its tracks are known to the pipeline's People
+// (redact.target heads and bodies) and its crossings go to OnCross.
+type CounterAnalyzer struct {
+	Counter *footfall.Counter
+	OnCross func([]footfall.Crossing) // may be nil
+}
+
+// Analyze counts one frame.
+func (a CounterAnalyzer) Analyze(frame gocv.Mat, at time.Duration) error {
+	cr, err := a.Counter.Frame(frame, at)
+	if len(cr) > 0 && a.OnCross != nil {
+		a.OnCross(cr)
+	}
+	return err
+}
+
+// PeopleTracker builds a counter without lines that only tracks people,
+// for redact.target heads and bodies: the person detector as
+// footfall.detector people would run it, whatever footfall.detector says.
+// Without a person model it is a blob counter, whose PeopleAt never knows
+// the people, so every frame is redacted whole (fail closed).
+func PeopleTracker(c config.Footfall, newPeople func() (footfall.PersonDetector, error), modelErr error, log *slog.Logger) (*footfall.Counter, CounterKind, error) {
+	c.Detector = config.DetectPeople
+	return PeopleCounter(c, nil, false, newPeople, modelErr, log)
+}

@@ -49,6 +49,7 @@ lines in the order given. The same counter runs in veil run.`,
 	f.StringArray("line", nil, "counting line x1,y1,x2,y2 in frame pixels (repeat for more lines; at least one)")
 	f.Duration("window", 0, "count window length in video time, e.g. 1m (overrides footfall.window)")
 	f.Bool("json", false, "print one JSON object on stdout instead of text")
+	f.String("models-dir", "", "directory of verified model files, for the person detector (overrides models.dir)")
 	f.String("detector", "", "what finds people: people (the person detector and a tracker; default) or motion (moving blobs); overrides footfall.detector")
 	f.String("view", "angled", "how the camera looks at people: angled (a person stands at the bottom of their figure) or overhead (straight down: a person is the centre of their blob)")
 	_ = cmd.MarkFlagRequired("input")
@@ -76,7 +77,7 @@ type windowJSON struct {
 }
 
 func runCount(cmd *cobra.Command, _ []string) error {
-	cfg, log, err := loadConfig(cmd, map[string]string{"window": "footfall.window", "detector": "footfall.detector"})
+	cfg, log, err := loadConfig(cmd, map[string]string{"window": "footfall.window", "detector": "footfall.detector", "models-dir": "models.dir"})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/veil-edge/veil/blur"
 	"github.com/veil-edge/veil/config"
+	"github.com/veil-edge/veil/footfall"
 	"github.com/veil-edge/veil/internal/app"
 	"github.com/veil-edge/veil/media"
 	"github.com/veil-edge/veil/pipeline"
@@ -248,6 +249,16 @@ func runRedact(cmd *cobra.Command, _ []string) error {
 		log.Error("no face detector: every frame will be redacted whole", "err", err)
 		newDet = nil
 	}
+	var people peopleSource
+	if cfg.Redact.Target != config.TargetFaces {
+		// heads and bodies: every input also runs the person detector.
+		people.target = pipeline.Target(cfg.Redact.Target)
+		people.footfall = cfg.Footfall
+		people.newPeople, people.modelErr = app.LocalPeople(cfg.Footfall, cfg.Models.Dir)
+		if people.modelErr != nil {
+			log.Error("no person detector for redact.target "+cfg.Redact.Target+": every frame will be redacted whole", "err", people.modelErr)
+		}
+	}
 	if live {
 		// A camera runs from the moment it opens: open them all last.
 		for _, j := range jobs {
@@ -277,7 +288,7 @@ func runRedact(cmd *cobra.Command, _ []string) error {
 			if len(jobs) > 1 {
 				jlog = log.With("input", j.in)
 			}
-			j.run(cmd.Context(), newDet, opts, jlog, func(n int) { bar.update(i, n) })
+			j.run(cmd.Context(), newDet, people, opts, jlog, func(n int) { bar.update(i, n) })
 		}()
 	}
 	wg.Wait()
@@ -327,12 +338,30 @@ func (j *redactJob) openCamera(ctx context.Context) error {
 	return nil
 }
 
+// peopleSource is what redact.target heads and bodies need: the person
+// detector for each input's tracker.
+type peopleSource struct {
+	target    pipeline.Target // empty or faces: no person detector
+	footfall  config.Footfall
+	newPeople func() (footfall.PersonDetector, error)
+	modelErr  error
+}
+
 // run redacts the job's input into its output and commits it on success;
 // progress sees the frames done (live: the input frames played).
-func (j *redactJob) run(ctx context.Context, newDet pipeline.NewDetector, opts pipeline.Options, log *slog.Logger, progress func(int)) {
+func (j *redactJob) run(ctx context.Context, newDet pipeline.NewDetector, people peopleSource, opts pipeline.Options, log *slog.Logger, progress func(int)) {
 	p := &pipeline.Pipeline{
 		Source: j.src, Detector: newDet, Redactor: j.red, Sink: j.sink, Log: log,
-		Options: opts, Progress: progress,
+		Options: opts, Progress: progress, Target: people.target,
+	}
+	if people.target != "" && people.target != pipeline.TargetFaces {
+		tracker, _, err := app.PeopleTracker(people.footfall, people.newPeople, people.modelErr, log)
+		if err != nil {
+			j.err = err
+			return
+		}
+		defer tracker.Close()
+		p.Analyzer, p.People = app.CounterAnalyzer{Counter: tracker}, tracker
 	}
 	if j.cam != nil {
 		p.Progress = func(done int) {

@@ -279,7 +279,7 @@ var Default = Config{
 	Output:   Output{Codec: "auto"},
 	Site:     Site{Store: "store", Device: "box"},
 	Footfall: Footfall{Window: 15 * time.Minute, Band: 0.1, MinHeight: 0.06, JournalDir: "var/open-windows",
-		Detector: DetectPeople, DetectEvery: 100 * time.Millisecond, DetectWidth: 320, PersonScore: 0.3},
+		Detector: DetectPeople, DetectEvery: 100 * time.Millisecond, DetectWidth: 320, PersonScore: 0.25},
 	MQTT:     MQTT{TopicPrefix: "veil/v1", ResendAfter: time.Minute},
 	Outbox:   Outbox{Dir: "var/outbox", MaxEntries: 10000},
 	HTTP:     HTTP{Listen: "127.0.0.1:8080", User: "operator"},

@@ -30,26 +30,31 @@ import (
 // tentative are held and counted when it is confirmed, or dropped with it.
 type PeopleOptions struct {
 	// HighScore is the score from which a detection is matched in the
-	// first pass and may start a track. Allowed (0, 1]; default 0.5.
+	// first pass and may start a track. Allowed (0, 1]; default 0.4.
 	HighScore float32
 	// LowScore is the score from which a detection is used at all; those
 	// below HighScore only keep confirmed tracks alive. Allowed
-	// [0, HighScore]; default 0.2.
+	// [0, HighScore]; default 0.25.
 	LowScore float32
 	// MinHits is how many matches in a row confirm a new track. Allowed
 	// 1..100; default 3 (a false detection must last three runs).
 	MinHits int
+	// TentativeMisses is how many runs of the detector in a row a new
+	// track may go unmatched before it ends: a person the detector loses
+	// now and then (in a group, half hidden) still gets confirmed. Allowed
+	// 0..10; default 0.
+	TentativeMisses int
 	// BirthWindow is how long a new track has to reach MinHits. Allowed
 	// above 0; default 1 s.
 	BirthWindow time.Duration
 	// MaxAge is how long a confirmed track lives on its prediction without
 	// a match: the longest a person may be hidden and still keep their
-	// track. Allowed 0 to 1 minute; default 1 s.
+	// track. Allowed 0 to 1 minute; default 2 s.
 	MaxAge time.Duration
 	// Gate is the furthest a detection's place may be from a track's
 	// predicted place, in person heights, beyond twice the prediction's
 	// own uncertainty (which grows while a track coasts). Allowed (0, 5];
-	// default 0.5.
+	// default 0.7.
 	Gate float64
 	// HeightRatio is how many times taller or shorter than a track's
 	// predicted box a detection may be and still match it. Allowed
@@ -57,14 +62,20 @@ type PeopleOptions struct {
 	HeightRatio float64
 	// IoUWeight is the share of the match cost given to 1 - IoU of the
 	// predicted and detected boxes; the rest is the place distance as a
-	// fraction of the gate. Allowed [0, 1]; default 0.5.
+	// fraction of the gate. Allowed [0, 1]; default 0.8.
 	IoUWeight float64
 }
 
 // DefaultPeopleOptions suit a person detector run at 5 to 25 Hz.
+//
+// Tuned on six hand-counted lines of vtest.avi (L1, L2, L3, V6, D1, H3;
+// docs/RESULTS.md) with the CenterNet person detector at 320 px wide: its
+// people score 0.3 to 0.7, so a track starts at 0.4 and lives on down to
+// 0.25; a coasting track may be found again up to 2 s later, within 0.7
+// person heights beyond its uncertainty, by overlap more than distance.
 var DefaultPeopleOptions = PeopleOptions{
-	HighScore: 0.5, LowScore: 0.2, MinHits: 3, BirthWindow: time.Second,
-	MaxAge: time.Second, Gate: 0.5, HeightRatio: 1.6, IoUWeight: 0.5,
+	HighScore: 0.4, LowScore: 0.25, MinHits: 3, BirthWindow: time.Second,
+	MaxAge: 2 * time.Second, Gate: 0.7, HeightRatio: 1.6, IoUWeight: 0.8,
 }
 
 // Validate reports the first option out of its allowed range.
@@ -76,6 +87,8 @@ func (o PeopleOptions) Validate() error {
 		return fmt.Errorf("people tracker: LowScore %g out of range [0, HighScore=%g]", o.LowScore, o.HighScore)
 	case o.MinHits < 1 || o.MinHits > 100:
 		return fmt.Errorf("people tracker: MinHits %d out of range 1..100", o.MinHits)
+	case o.TentativeMisses < 0 || o.TentativeMisses > 10:
+		return fmt.Errorf("people tracker: TentativeMisses %d out of range 0..10", o.TentativeMisses)
 	case o.BirthWindow <= 0:
 		return fmt.Errorf("people tracker: BirthWindow %v out of range: must be > 0", o.BirthWindow)
 	case o.MaxAge < 0 || o.MaxAge > time.Minute:
@@ -98,6 +111,7 @@ type ptrack struct {
 	born      time.Duration // stream time of the first match
 	seen      time.Duration // stream time of the last match
 	confirmed bool
+	misses    int // runs of the detector in a row without a match (tentative tracks)
 	lines     []crossing
 	held      []event // crossings seen while tentative
 }
@@ -237,6 +251,7 @@ func (t *peopleTracker) observe(p *ptrack, at time.Duration, b image.Rectangle, 
 		p.kf.update(measure(b, t.overhead))
 	}
 	p.hits++
+	p.misses = 0
 	p.seen = at
 	x, y := p.kf.place()
 	band := t.band * p.kf.height()
@@ -266,7 +281,10 @@ func (t *peopleTracker) expire(at time.Duration, matched []bool) {
 		if p.confirmed {
 			end = at-p.seen > t.o.MaxAge
 		} else {
-			end = (matched != nil && !matched[i]) || at-p.born > t.o.BirthWindow
+			if matched != nil && !matched[i] {
+				p.misses++
+			}
+			end = p.misses > t.o.TentativeMisses || at-p.born > t.o.BirthWindow
 		}
 		if !end {
 			kept = append(kept, p)

@@ -309,7 +309,7 @@ func TestPeopleTracker(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			o := DefaultTrackOptions
+			o := scenarioOptions()
 			o.Overhead = tc.overhead
 			got := play(t, tc.sc, across, o)
 			if got.in != tc.in || got.out != tc.out {
@@ -337,7 +337,7 @@ func TestPeopleTracker(t *testing.T) {
 // camera: the feet cross, so it counts.
 func TestPeopleTrackerFootOnAngledCamera(t *testing.T) {
 	sc := scene{walkers: []walker{{from: [2]float64{300, 90}, to: [2]float64{300, 215}, t1: 2 * sec, h: 60}}, times: every(100*ms, 3*sec)}
-	if got := play(t, sc, across, DefaultTrackOptions); got.in != 1 || got.out != 0 {
+	if got := play(t, sc, across, scenarioOptions()); got.in != 1 || got.out != 0 {
 		t.Errorf("in/out = %d/%d, want 1/0", got.in, got.out)
 	}
 }
@@ -374,6 +374,26 @@ func TestPeopleTrackerLifecycle(t *testing.T) {
 			runs: []run{
 				{at: 0, dets: box(100), tracks: 1},
 				{at: 100 * ms, dets: box(105), tracks: 1},
+				{at: 200 * ms},
+			},
+		},
+		{
+			name: "with TentativeMisses 1 a tentative track survives one miss, not two",
+			o:    func(o *PeopleOptions) { o.TentativeMisses = 1 },
+			runs: []run{
+				{at: 0, dets: box(100), tracks: 1},
+				{at: 100 * ms, tracks: 1},
+				{at: 200 * ms, dets: box(110), tracks: 1},
+				{at: 300 * ms, dets: box(115), tracks: 1, confirmed: 1},
+				{at: 400 * ms, dets: box(120), tracks: 1, confirmed: 1},
+			},
+		},
+		{
+			name: "with TentativeMisses 1 two misses in a row end a tentative track",
+			o:    func(o *PeopleOptions) { o.TentativeMisses = 1 },
+			runs: []run{
+				{at: 0, dets: box(100), tracks: 1},
+				{at: 100 * ms, tracks: 1},
 				{at: 200 * ms},
 			},
 		},
@@ -419,7 +439,7 @@ func TestPeopleTrackerLifecycle(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			o := DefaultTrackOptions
+			o := scenarioOptions()
 			if tc.o != nil {
 				tc.o(&o.People)
 			}
@@ -460,9 +480,10 @@ func TestPeopleOptionsValidate(t *testing.T) {
 		{"HighScore above 1", func(o *PeopleOptions) { o.HighScore = 1.5 }, "HighScore"},
 		{"LowScore above HighScore", func(o *PeopleOptions) { o.LowScore = 0.6 }, "LowScore"},
 		{"LowScore negative", func(o *PeopleOptions) { o.LowScore = -0.1 }, "LowScore"},
-		{"LowScore equal to HighScore", func(o *PeopleOptions) { o.LowScore = 0.5 }, ""},
+		{"LowScore equal to HighScore", func(o *PeopleOptions) { o.LowScore = o.HighScore }, ""},
 		{"MinHits 0", func(o *PeopleOptions) { o.MinHits = 0 }, "MinHits"},
 		{"BirthWindow 0", func(o *PeopleOptions) { o.BirthWindow = 0 }, "BirthWindow"},
+		{"TentativeMisses 11", func(o *PeopleOptions) { o.TentativeMisses = 11 }, "TentativeMisses"},
 		{"MaxAge negative", func(o *PeopleOptions) { o.MaxAge = -1 }, "MaxAge"},
 		{"MaxAge an hour", func(o *PeopleOptions) { o.MaxAge = time.Hour }, "MaxAge"},
 		{"Gate 0", func(o *PeopleOptions) { o.Gate = 0 }, "Gate"},
@@ -505,7 +526,7 @@ func TestTrackOptionsValidate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			o := DefaultTrackOptions
+			o := scenarioOptions()
 			tc.set(&o)
 			err := o.Validate(tc.finds)
 			switch {
@@ -528,7 +549,7 @@ func FuzzPeopleTracker(f *testing.F) {
 	f.Add([]byte{0, 255, 255, 255, 255, 255, 1, 1, 1, 1, 1, 1})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g := []geom{newGeom(across[0]), newGeom(Line{A: image.Pt(100, 0), B: image.Pt(100, 400)})}
-		o := DefaultTrackOptions
+		o := scenarioOptions()
 		o.Overhead = len(data)%2 == 1
 		tr := newPeopleTracker(o)
 		var at time.Duration
@@ -565,4 +586,14 @@ func FuzzPeopleTracker(f *testing.F) {
 		}
 		flush()
 	})
+}
+
+// scenarioOptions are the tracker options the scenarios here were written
+// for (scores of 0.4 are low, a track coasts 1 s), whatever the defaults,
+// which are tuned on real detections.
+func scenarioOptions() TrackOptions {
+	o := DefaultTrackOptions
+	o.People.HighScore, o.People.LowScore = 0.5, 0.2
+	o.People.MaxAge, o.People.Gate, o.People.IoUWeight = time.Second, 0.5, 0.5
+	return o
 }

@@ -55,18 +55,32 @@ import (
 //	go test -tags matprofile -run XXX -bench LiveFourCameras -benchtime 1x -timeout 15m ./box/
 func BenchmarkLiveFourCameras(b *testing.B) {
 	for range b.N {
-		liveFourCameras(b)
+		liveFourCameras(b, false)
+	}
+}
+
+// BenchmarkLiveFourCamerasCounting is BenchmarkLiveFourCameras with every
+// camera also counting a line with the person detector (footfall.detector
+// people, defaults), which shares the detection service with the face
+// search. It also reports people-late-%: the person passes answered late
+// (the tracker coasted over those frames).
+//
+//	go test -tags matprofile -run XXX -bench LiveFourCamerasCounting -benchtime 1x -timeout 15m ./box/
+func BenchmarkLiveFourCamerasCounting(b *testing.B) {
+	for range b.N {
+		liveFourCameras(b, true)
 	}
 }
 
 // live4Window is how long BenchmarkLiveFourCameras measures.
 const live4Window = 20 * time.Second
 
-func liveFourCameras(b *testing.B) {
+func liveFourCameras(b *testing.B, counting bool) {
 	bin := chromiumPath(b)
 	testenv.Need(b, testenv.VTest)
 	cfg := testConfig(b)
 	cfg.Detect.Threads = 2
+	cfg.Footfall.Detector = config.DetectPeople
 	if _, err := models.Verify(cfg.Models.Dir); err != nil {
 		testenv.Missing(b, fmt.Sprintf("face models: %v (run scripts/setup.sh)", err))
 	}
@@ -89,6 +103,9 @@ func liveFourCameras(b *testing.B) {
 		cams[i] = camtest.Start(b, 10, threadCPU(frames, &camCPU), true)
 		defer cams[i].Stop()
 		cfgCams[i] = config.Camera{Name: name, Source: cams[i].URL()}
+		if counting {
+			cfgCams[i].Lines = []config.CountLine{{Name: "entrance", Line: [4]int{350, 150, 350, 450}}}
+		}
 	}
 
 	svc, base, stop := startLiveService(b, cfg, cfgCams, io.Discard)
@@ -217,6 +234,12 @@ func liveFourCameras(b *testing.B) {
 	b.ReportMetric(share(chromium), "chromium-cpu-%")
 	b.ReportMetric(share(last.self-first.self), "veil-cpu-%")
 	b.ReportMetric(camsShare, "cams-cpu-%")
+	if counting {
+		ran := last.metrics["veil_detect_people_passes_total"] - first.metrics["veil_detect_people_passes_total"]
+		late := last.metrics["veil_detect_people_passes_late_total"] - first.metrics["veil_detect_people_passes_late_total"]
+		b.ReportMetric(100*late/max(1, ran+late), "people-late-%")
+		b.ReportMetric(ran/window/float64(len(names)), "people-hz")
+	}
 	// Go trims a benchmark's log to its first 9 lines (without -v):
 	// waitPlaying's four, this summary and a line per camera.
 	b.Logf("window %.1f s on %d CPUs, load average %s before, %s after: chromium %.1f %% CPU (%d processes), this process %.1f %% (of which the simulated cameras %.1f %%, %.2f ms per frame); detection passes %.0f, late %.0f",

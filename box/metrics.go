@@ -32,11 +32,14 @@ var (
 	mPasses  = prometheus.NewDesc("veil_detect_passes_total", "Network passes the box's detection service ran (fine regions and coarse copies of every camera's keyframes).", nil, nil)
 	mLate    = prometheus.NewDesc("veil_detect_passes_late_total", "Passes answered late without running because their deadline had passed (their keyframes are redacted whole).", nil, nil)
 	mNets    = prometheus.NewDesc("veil_detect_networks_built_total", "Networks the detection service built, one per input size it met (kept in a small cache per worker).", nil, nil)
+	mPeople  = prometheus.NewDesc("veil_detect_people_passes_total", "Person detector passes the detection service ran (counting, redact.target heads and bodies).", nil, nil)
+	mPLate   = prometheus.NewDesc("veil_detect_people_passes_late_total", "Person detector passes answered late without running (the people tracker coasted over those frames).", nil, nil)
+	mCountFB = prometheus.NewDesc("veil_camera_counting_fallback", "1 while a camera counts moving blobs because the person model is missing or broken (footfall.detector people).", []string{"camera"}, nil)
 	mRelayUp = prometheus.NewDesc("veil_consent_downlink_connected", "1 while the consent down-link's subscriber is connected.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mFPS, mFrames, mWhole, mHealthy, mRestart, mViewers, mFPSIn, mIn, mDropped, mDetect, mRedact, mPending, mOldest, mAwait, mRefused, mBadAck, mMQTT, mRelayOK, mRelayNo, mRelayUp, mPasses, mLate, mNets} {
+	for _, d := range []*prometheus.Desc{mFPS, mFrames, mWhole, mHealthy, mRestart, mViewers, mFPSIn, mIn, mDropped, mDetect, mRedact, mPending, mOldest, mAwait, mRefused, mBadAck, mMQTT, mRelayOK, mRelayNo, mRelayUp, mPasses, mLate, mNets, mPeople, mPLate, mCountFB} {
 		ch <- d
 	}
 }
@@ -75,6 +78,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(mPasses, prometheus.CounterValue, float64(st.Ran))
 		ch <- prometheus.MustNewConstMetric(mLate, prometheus.CounterValue, float64(st.Late))
 		ch <- prometheus.MustNewConstMetric(mNets, prometheus.CounterValue, float64(st.Built))
+		ch <- prometheus.MustNewConstMetric(mPeople, prometheus.CounterValue, float64(st.PeopleRan))
+		ch <- prometheus.MustNewConstMetric(mPLate, prometheus.CounterValue, float64(st.PeopleLate))
+	}
+	for _, cam := range h.Cameras {
+		if cam.Counting == "" {
+			continue
+		}
+		fb := 0.0
+		if cam.CountingFallback != "" {
+			fb = 1
+		}
+		ch <- prometheus.MustNewConstMetric(mCountFB, prometheus.GaugeValue, fb, cam.Name)
 	}
 	if rx := c.s.relay; rx != nil {
 		st := rx.Stats()

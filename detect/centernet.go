@@ -196,8 +196,15 @@ type People struct {
 	svc     *Service
 	width   int
 	timeout time.Duration
-	scaled  gocv.Mat // owned here
+	scaled  gocv.Mat // owned here; read by the pass in flight while busy
 	closed  bool
+	busy    bool // a pass started by Start has not been collected
+	results chan peopleResult
+}
+
+type peopleResult struct {
+	people []Person
+	err    error
 }
 
 // NewPeople makes a person detector on svc, which must have a person model
@@ -211,25 +218,80 @@ func NewPeople(svc *Service, width int, timeout time.Duration) (*People, error) 
 		return nil, fmt.Errorf("person detector: timeout %v must be positive", timeout)
 	}
 	svc.acquire()
-	return &People{svc: svc, width: width, timeout: timeout, scaled: gocv.NewMat()}, nil
+	return &People{svc: svc, width: width, timeout: timeout, scaled: gocv.NewMat(), results: make(chan peopleResult, 1)}, nil
 }
 
-// Detect finds people in a BGR frame; boxes are in the frame's pixels.
+// Detect finds people in a BGR frame and waits for them; boxes are in the
+// frame's pixels. A pass started by Start is collected (and dropped) first.
 func (p *People) Detect(frame gocv.Mat) ([]Person, error) {
-	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
-		return nil, ErrBadFrame
+	p.wait()
+	size, err := p.scale(frame)
+	if err != nil {
+		return nil, err
 	}
-	size := image.Pt(frame.Cols(), frame.Rows())
-	in := PersonInput(size, p.width)
-	gocv.Resize(frame, &p.scaled, in, 0, 0, gocv.InterpolationArea)
 	return p.svc.DetectPeople(p.scaled, size, time.Now().Add(p.timeout))
 }
 
-// Close releases the service.
+// scale copies frame, scaled to the network input, into p.scaled.
+func (p *People) scale(frame gocv.Mat) (image.Point, error) {
+	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
+		return image.Point{}, ErrBadFrame
+	}
+	size := image.Pt(frame.Cols(), frame.Rows())
+	gocv.Resize(frame, &p.scaled, PersonInput(size, p.width), 0, 0, gocv.InterpolationArea)
+	return size, nil
+}
+
+// Start begins finding people in a BGR frame and returns at once: the
+// frame is scaled to the network input during the call (a copy the pass
+// owns; frame is not kept) and the pass waits its turn on the service in
+// the background. Poll collects it. Only one pass may be in flight.
+func (p *People) Start(frame gocv.Mat) error {
+	if p.busy {
+		return errors.New("person detector: the last pass was not collected")
+	}
+	size, err := p.scale(frame)
+	if err != nil {
+		return err
+	}
+	p.busy = true
+	deadline := time.Now().Add(p.timeout)
+	go func() {
+		people, err := p.svc.DetectPeople(p.scaled, size, deadline)
+		p.results <- peopleResult{people, err}
+	}()
+	return nil
+}
+
+// Poll collects the pass Start began: done is false while it runs (or when
+// none was started).
+func (p *People) Poll() (people []Person, done bool, err error) {
+	if !p.busy {
+		return nil, false, nil
+	}
+	select {
+	case r := <-p.results:
+		p.busy = false
+		return r.people, true, r.err
+	default:
+		return nil, false, nil
+	}
+}
+
+// wait collects the pass in flight, if any.
+func (p *People) wait() {
+	if p.busy {
+		<-p.results
+		p.busy = false
+	}
+}
+
+// Close waits for the pass in flight and releases the service.
 func (p *People) Close() error {
 	if p.closed {
 		return nil
 	}
+	p.wait()
 	p.closed = true
 	p.scaled.Close()
 	p.svc.release()

@@ -124,13 +124,45 @@ func TestServicePeople(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("face search beside person passes: %v", err)
 	}
+	// In the background: Start returns at once, Poll collects the pass.
+	if err := people.Start(frame); err != nil {
+		t.Fatal(err)
+	}
+	if err := people.Start(frame); err == nil {
+		t.Error("a second pass started before the first was collected")
+	}
+	var got []Person
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		ps, done, err := people.Poll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			got = ps
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the background pass never finished")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(got) != 6 {
+		t.Errorf("background pass: %d people, want 6: %v", len(got), got)
+	}
+	if _, done, _ := people.Poll(); done {
+		t.Error("Poll reported a pass done twice")
+	}
 	people.timeout = -time.Second // already late when queued
 	if _, err := people.Detect(frame); err != ErrLate {
 		t.Errorf("a late person pass: %v, want ErrLate", err)
 	}
 	st := svc.Stats()
-	if st.PeopleRan != 3 || st.PeopleLate != 1 {
-		t.Errorf("stats %+v, want 3 person passes run and 1 late", st)
+	if st.PeopleRan != 4 || st.PeopleLate != 1 {
+		t.Errorf("stats %+v, want 4 person passes run and 1 late", st)
+	}
+	// Close waits for a pass still in flight before freeing its image.
+	if err := people.Start(frame); err != nil {
+		t.Fatal(err)
 	}
 	faces.Close()
 	people.Close()

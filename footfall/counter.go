@@ -36,6 +36,13 @@ type Counter struct {
 	// history is what the people tracker knew at each recent frame, oldest
 	// first (FindsPeople).
 	history []peopleFrame
+	// okAt is the stream time up to which the people are known: that of
+	// the frame of the last successful detection, or of the last frame
+	// with nothing to detect (ok once either happened). A frame more than
+	// staleAfter later is not known (PeopleAt).
+	okAt       time.Duration
+	ok         bool
+	staleAfter time.Duration
 }
 
 // personAspect is a walking person's typical width / height.
@@ -53,6 +60,10 @@ func NewCounter(det PersonDetector, lines []Line, o TrackOptions) (*Counter, err
 	c := &Counter{det: det, finds: finds, lines: lines, totals: make([]Tally, len(lines))}
 	if finds == FindsPeople {
 		c.people = newPeopleTracker(o)
+		c.staleAfter = peopleStale
+		if g, ok := det.(*Gated); ok {
+			c.staleAfter += 2 * g.o.Every
+		}
 	} else {
 		c.tr, c.persp = tracker{o: o}, newPerspective(personAspect, o.Overhead)
 	}
@@ -118,38 +129,46 @@ func (c *Counter) Frame(frame gocv.Mat, at time.Duration) ([]Crossing, error) {
 }
 
 // scheduled is a detector that decides for itself on which frames to run,
-// from the frame's stream time and whether any track is alive; ran is false
-// on the frames it skipped.
+// from the frame's stream time and whether any track is alive.
 type scheduled interface {
-	detectAt(frame gocv.Mat, at time.Duration, tracking bool) (dets []Detection, ran bool, err error)
+	detectAt(frame gocv.Mat, at time.Duration, tracking bool) (gateResult, error)
 }
 
-// trackPeople runs a people detector on frame, unless it is scheduled and
-// skips it, and moves the people tracker on to at.
+// trackPeople runs a people detector on frame (or collects a background
+// run's detections), unless it is scheduled and skips it, and moves the
+// people tracker on to at.
 func (c *Counter) trackPeople(frame gocv.Mat, at time.Duration) ([]event, error) {
 	var (
-		dets []Detection
-		ran  = true
-		err  error
+		r   gateResult
+		err error
 	)
 	if s, ok := c.det.(scheduled); ok {
-		dets, ran, err = s.detectAt(frame, at, c.people.live())
+		r, err = s.detectAt(frame, at, c.people.live())
 	} else {
-		dets, err = c.det.Detect(frame)
-	}
-	if err != nil {
-		c.remember(at, false)
-		return nil, fmt.Errorf("footfall: detect people: %w", err)
+		r.dets, err = c.det.Detect(frame)
+		r.at, r.got = at, err == nil
 	}
 	var evs []event
-	if !ran {
-		c.people.coast(at)
-	} else {
-		evs = c.people.update(at, dets, c.geoms)
+	if r.got {
+		evs = c.people.update(r.at, r.dets, c.geoms)
+		c.okAt, c.ok = max(c.okAt, r.at), true
 	}
-	c.remember(at, true)
+	if r.idle {
+		c.okAt, c.ok = at, true
+	}
+	c.people.coast(at)
+	c.remember(at, c.ok && at-c.okAt <= c.staleAfter)
+	if err != nil {
+		return evs, fmt.Errorf("footfall: detect people: %w", err)
+	}
 	return evs, nil
 }
+
+// peopleStale is how long after the last successful person detection a
+// frame's people still count as known (predicted by the tracker), beyond
+// twice the gate's detection period: a late or failed detection or two do
+// not hide a whole frame, a longer outage does.
+const peopleStale = 500 * time.Millisecond
 
 // historyFrames is how many frames' people a Counter remembers for
 // PeopleAt: frames are redacted some frames after the counter saw them
@@ -180,10 +199,12 @@ func (c *Counter) remember(at time.Duration, known bool) {
 // PeopleAt returns the boxes (frame pixels) of the people tracked at the
 // frame taken at stream time at: every live track, tentative or confirmed,
 // predicted to that time and grown by twice its place's uncertainty. known
-// is false when the counter cannot say who was there: the person detector
-// failed on that frame (or was late), the frame is not among the last
-// frames it saw, or the counter counts blobs, not people. A caller that
-// must hide people then hides the whole frame.
+// is false when the counter cannot say who was there: no person detection
+// has succeeded yet, or none for longer than half a second and two
+// detection periods before the frame (failed or late runs: one or two
+// are bridged by the tracker's predictions), the frame is not among the
+// last frames it saw, or the counter counts blobs, not people. A caller
+// that must hide people then hides the whole frame.
 func (c *Counter) PeopleAt(at time.Duration) (boxes []image.Rectangle, known bool) {
 	for i := len(c.history) - 1; i >= 0; i-- {
 		if f := c.history[i]; f.at == at {

@@ -2,7 +2,9 @@ package footfall_test
 
 import (
 	"errors"
+	"fmt"
 	"image"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -290,7 +292,11 @@ func (f *failing) Detect(frame gocv.Mat) ([]footfall.Detection, error) {
 // are not known.
 func TestCounterPeopleAt(t *testing.T) {
 	w := synth.Walker{From: image.Pt(40, 300), To: image.Pt(600, 300), Start: 0, End: 40, Height: 120}
-	det := &failing{oracle: &oracle{walkers: []synth.Walker{w}}, fail: map[int]bool{20: true}}
+	fail := map[int]bool{20: true} // one failure: bridged by the tracker
+	for i := 30; i < 40; i++ {     // a second's outage: not
+		fail[i] = true
+	}
+	det := &failing{oracle: &oracle{walkers: []synth.Walker{w}}, fail: fail}
 	lines := []footfall.Line{{Name: "l", A: image.Pt(320, 100), B: image.Pt(320, 350)}}
 	c, err := footfall.NewCounter(det, lines, footfall.DefaultTrackOptions)
 	if err != nil {
@@ -309,9 +315,9 @@ func TestCounterPeopleAt(t *testing.T) {
 	}
 	for i := 0; i < 40; i++ {
 		boxes, known := c.PeopleAt(at(i))
-		if i == 20 {
+		if at(i)-at(29) > 500*time.Millisecond { // staleAfter after the last success at frame 29
 			if known {
-				t.Errorf("frame %d: the detector failed, yet the people are known: %v", i, boxes)
+				t.Errorf("frame %d: the detector has failed for %v, yet the people are known: %v", i, at(i)-at(29), boxes)
 			}
 			continue
 		}
@@ -342,5 +348,106 @@ func TestCounterPeopleAt(t *testing.T) {
 	}
 	if _, known := bc.PeopleAt(0); known {
 		t.Error("a blob counter claims to know the people")
+	}
+}
+
+// lagging runs its oracle in the background: a run started on one frame is
+// done only after lag more polls (frames), and Start never waits.
+type lagging struct {
+	*oracle
+	lag      int
+	started  int // frame the run in flight was started on, -1 none
+	polls    int
+	late     map[int]bool // runs started on these frames fail
+	maxStart int          // starts seen
+}
+
+func (l *lagging) Start(gocv.Mat) error {
+	if l.started >= 0 {
+		return errors.New("busy")
+	}
+	l.started, l.polls = l.frame, 0
+	l.maxStart++
+	return nil
+}
+
+func (l *lagging) Poll() ([]footfall.Detection, bool, error) {
+	if l.started < 0 {
+		return nil, false, nil
+	}
+	if l.polls++; l.polls <= l.lag {
+		return nil, false, nil
+	}
+	f := l.started
+	l.started = -1
+	if l.late[f] {
+		return nil, true, errors.New("late")
+	}
+	shown := l.frame
+	l.frame = f
+	dets, err := l.oracle.Detect(gocv.Mat{})
+	l.frame = shown
+	return dets, true, err
+}
+
+// TestCounterAsyncPeople: with a people detector that runs in the
+// background (detections arriving frames after the frame they were found
+// on, stamped with its time) the counts are those of a detector that
+// answers at once; the frames in between are known from the tracker's
+// predictions, and a frame is not known once the detector has failed for
+// longer than the staleness allows.
+func TestCounterAsyncPeople(t *testing.T) {
+	const fps = 15.0
+	line := footfall.Line{Name: "door", A: image.Pt(320, 60), B: image.Pt(320, 340)}
+	walkers := []synth.Walker{
+		{From: image.Pt(560, 160), To: image.Pt(80, 160), Start: 10, End: 80, Height: 80},
+		{From: image.Pt(80, 320), To: image.Pt(560, 320), Start: 15, End: 85, Height: 110},
+	}
+	frame := gocv.NewMatWithSize(360, 640, gocv.MatTypeCV8UC3)
+	defer frame.Close()
+	at := func(f int) time.Duration { return time.Duration(float64(f) / fps * float64(time.Second)) }
+	late := map[int]bool{}
+	for f := 100; f < 130; f++ { // the detector fails for 2 s
+		late[f] = true
+	}
+	for _, lag := range []int{0, 1, 3} {
+		t.Run(fmt.Sprint("lag ", lag), func(t *testing.T) {
+			det := &lagging{oracle: &oracle{walkers: walkers}, lag: lag, started: -1, late: late}
+			gated, err := footfall.NewGated(det, nil, footfall.GateOptions{Every: 100 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := footfall.NewCounter(gated, []footfall.Line{line}, footfall.DefaultTrackOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var unknown []int
+			for f := 0; f < 170; f++ {
+				det.frame = f
+				if _, err := c.Frame(frame, at(f)); err != nil && !late[det.frame-lag-1] && !late[f] {
+					t.Logf("frame %d: %v", f, err)
+				}
+				if _, known := c.PeopleAt(at(f)); !known {
+					unknown = append(unknown, f)
+				}
+			}
+			if tot := c.Totals()[0]; tot.In != 1 || tot.Out != 1 {
+				t.Errorf("in/out %d/%d, want 1/1", tot.In, tot.Out)
+			}
+			// Unknown: the first frames until the first run is collected,
+			// and from about 0.7 s into the 2 s outage until a run after it
+			// is collected; never the frames while walkers are tracked
+			// normally.
+			for _, f := range unknown {
+				if f > lag+1 && (f < 105 || f > 140) {
+					t.Errorf("frame %d not known; unknown frames: %v", f, unknown)
+					break
+				}
+			}
+			if !slices.Contains(unknown, 120) {
+				t.Errorf("frame 120, 1.3 s into the detector's outage, is known; unknown frames: %v", unknown)
+			}
+		})
 	}
 }

@@ -51,6 +51,14 @@ func (o GateOptions) Validate() error {
 //     standing still is not moving but must not be lost), or Recheck has
 //     passed since its last run, or the motion check is still warming up.
 //
+// An AsyncPersonDetector runs in the background: Gated starts it on the
+// frame it is due on and collects its detections on a later frame, stamped
+// with the time of the frame they were found on; meanwhile the frames go
+// on, the tracker coasting, and no run starts before the last is
+// collected. So a camera's frames are never held up by the detector (veil
+// run), while veil count, with a detector that runs on the calling
+// goroutine, gives the same counts on every run.
+//
 // On the other frames it reports that it did not run, and the Counter's
 // tracker lets its tracks coast on their predictions: a skipped frame is not
 // a missed detection. Without a motion check (nil) Gated only limits the
@@ -66,6 +74,9 @@ type Gated struct {
 	last    time.Duration // stream time of its last run
 	next    time.Duration // stream time from which its next run is due
 	moved   bool          // the motion check saw something since the last run
+	// inflight: an AsyncPersonDetector's run started at last has not
+	// been collected yet.
+	inflight bool
 	ran     int
 	skipped int
 }
@@ -103,13 +114,25 @@ func (g *Gated) Detect(frame gocv.Mat) ([]Detection, error) {
 	return g.people.Detect(frame)
 }
 
-func (g *Gated) detectAt(frame gocv.Mat, at time.Duration, tracking bool) ([]Detection, bool, error) {
+func (g *Gated) detectAt(frame gocv.Mat, at time.Duration, tracking bool) (gateResult, error) {
+	var r gateResult
 	if g.motion != nil {
 		blobs, err := g.motion.Detect(frame)
 		if err != nil {
-			return nil, false, fmt.Errorf("motion check: %w", err)
+			return r, fmt.Errorf("motion check: %w", err)
 		}
 		g.moved = g.moved || len(blobs) > 0 || g.motion.warming()
+	}
+	async, isAsync := g.people.(AsyncPersonDetector)
+	if isAsync && g.inflight {
+		dets, done, err := async.Poll()
+		if done {
+			g.inflight = false
+			if err != nil {
+				return r, err
+			}
+			r = gateResult{dets: dets, at: g.last, got: true}
+		}
 	}
 	if g.started && at < g.last {
 		g.next = at // the stream started again
@@ -117,13 +140,22 @@ func (g *Gated) detectAt(frame gocv.Mat, at time.Duration, tracking bool) ([]Det
 	due := !g.started || at >= g.next
 	need := g.motion == nil || g.moved || tracking || !g.started ||
 		(g.o.Recheck > 0 && at-g.last >= g.o.Recheck)
-	if !due || !need {
+	r.idle = !need && !g.inflight
+	if !due || !need || g.inflight {
 		g.skipped++
-		return nil, false, nil
+		return r, nil
 	}
-	dets, err := g.people.Detect(frame)
-	if err != nil {
-		return nil, false, err
+	if isAsync {
+		if err := async.Start(frame); err != nil {
+			return r, err
+		}
+		g.inflight = true
+	} else {
+		dets, err := g.people.Detect(frame)
+		if err != nil {
+			return r, err
+		}
+		r = gateResult{dets: dets, at: at, got: true}
 	}
 	g.ran++
 	g.started, g.last, g.moved = true, at, false
@@ -132,12 +164,33 @@ func (g *Gated) detectAt(frame gocv.Mat, at time.Duration, tracking bool) ([]Det
 	if g.next += g.o.Every; g.next <= at {
 		g.next = at + g.o.Every
 	}
-	return dets, true, nil
+	return r, nil
 }
 
 // Runs reports on how many frames the people detector ran and on how many
 // it was skipped.
 func (g *Gated) Runs() (ran, skipped int) { return g.ran, g.skipped }
+
+// AsyncPersonDetector is a people detector that runs in the background.
+// Start begins a run on frame, copying what it needs of it during the call,
+// and returns at once; Poll reports the run's detections once it has
+// finished (done), and nothing while it runs or when none was started. At
+// most one run is in flight; Close waits for it.
+type AsyncPersonDetector interface {
+	PersonDetector
+	Start(frame gocv.Mat) error
+	Poll() (dets []Detection, done bool, err error)
+}
+
+// gateResult is what a scheduled detector did on one frame.
+type gateResult struct {
+	dets []Detection
+	at   time.Duration // stream time of the frame dets were found on
+	got  bool          // dets are a finished run's (maybe of an earlier frame)
+	// idle: no run was needed (nothing moved, nobody tracked) and none is
+	// in flight, so nobody is there to find.
+	idle bool
+}
 
 // Close releases both detectors.
 func (g *Gated) Close() error {

@@ -43,9 +43,11 @@ type Sink interface {
 
 // Analyzer reads raw frames for statistics that contain no pixels (the
 // footfall counter). Analyze is called once per frame, in order, from the
-// reading goroutine; it must not retain frame, write it anywhere or derive
-// images from it, and should be fast (it delays reading). Its error is logged
-// and does not stop redaction.
+// reading goroutine; it must not retain frame or write it anywhere, and
+// should be fast (it delays reading): the only image it may derive is a
+// scaled copy handed to the box's detection service in the same process
+// (the person detector, in the background), freed when the pass is done.
+// Its error is logged and does not stop redaction.
 type Analyzer interface {
 	Analyze(frame gocv.Mat, at time.Duration) error
 }

@@ -98,14 +98,39 @@ func (l *lazyPersonNet) Close() error {
 // ServicePeople returns person detectors that run on the box's detection
 // service svc (which must have the person model, SetPeople). A person pass
 // not started within timeout is answered late and the tracker coasts.
+//
+// They run in the background (footfall.AsyncPersonDetector): a camera's
+// frames go on while its person pass waits for a network.
 func ServicePeople(c config.Footfall, svc *detect.Service, timeout time.Duration) func() (footfall.PersonDetector, error) {
 	return func() (footfall.PersonDetector, error) {
 		p, err := detect.NewPeople(svc, c.DetectWidth, timeout)
 		if err != nil {
 			return nil, err
 		}
-		return personDetector{p}, nil
+		return asyncPeople{personDetector{p}, p}, nil
 	}
+}
+
+// asyncPeople adapts the service's background person passes to footfall.
+type asyncPeople struct {
+	personDetector
+	p *detect.People
+}
+
+var _ footfall.AsyncPersonDetector = asyncPeople{}
+
+func (a asyncPeople) Start(frame gocv.Mat) error { return a.p.Start(frame) }
+
+func (a asyncPeople) Poll() ([]footfall.Detection, bool, error) {
+	people, done, err := a.p.Poll()
+	if !done || err != nil {
+		return nil, done, err
+	}
+	out := make([]footfall.Detection, len(people))
+	for i, q := range people {
+		out[i] = footfall.Detection{Box: q.Box, Score: q.Score}
+	}
+	return out, true, nil
 }
 
 // PeopleCounter builds a camera's counter as footfall.detector says:

@@ -345,7 +345,7 @@ func servicePeople(cfg config.Config, svc *detect.Service, log *slog.Logger) (fu
 	if err != nil {
 		return nil, err
 	}
-	svc.SetPeople(graph, float32(cfg.Footfall.PersonScore))
+	svc.SetPeople(graph, float32(cfg.Footfall.PersonScore), cfg.Footfall.DetectShare)
 	in := detect.PersonInput(image.Pt(640, 480), cfg.Footfall.DetectWidth)
 	if err := svc.ProbePeople(in); err != nil {
 		return nil, fmt.Errorf("%s: %w", app.PersonModel, err)

@@ -212,6 +212,9 @@ type Footfall struct {
 	DetectEvery time.Duration `mapstructure:"detect_every"` // time between person detections (stream time), 0..2s; 0: every frame
 	DetectWidth int           `mapstructure:"detect_width"` // person network input width in pixels, 128..1024 (rounded to a multiple of 32)
 	PersonScore float64       `mapstructure:"person_score"` // minimum person detection score, 0.1..0.9
+	// DetectShare is the share of the detection service's time the person
+	// detector keeps while the face search wants it all (veil run), 0..0.5.
+	DetectShare float64 `mapstructure:"detect_share"`
 }
 
 // Redaction targets.
@@ -274,18 +277,18 @@ var Default = Config{
 		MaxFace:        0,
 		LargeScore:     0.75,
 	},
-	Track:    Track{Hold: time.Second, TentativeHold: 300 * time.Millisecond, Growth: 0.1, MatchIoU: 0.2, ConfirmScore: 0.4, ConfirmObs: 3, Lookahead: 12},
-	Redact:   RedactFrom(blur.DefaultOptions),
-	Output:   Output{Codec: "auto"},
-	Site:     Site{Store: "store", Device: "box"},
+	Track:  Track{Hold: time.Second, TentativeHold: 300 * time.Millisecond, Growth: 0.1, MatchIoU: 0.2, ConfirmScore: 0.4, ConfirmObs: 3, Lookahead: 12},
+	Redact: RedactFrom(blur.DefaultOptions),
+	Output: Output{Codec: "auto"},
+	Site:   Site{Store: "store", Device: "box"},
 	Footfall: Footfall{Window: 15 * time.Minute, Band: 0.1, MinHeight: 0.06, JournalDir: "var/open-windows",
-		Detector: DetectPeople, DetectEvery: 100 * time.Millisecond, DetectWidth: 320, PersonScore: 0.25},
-	MQTT:     MQTT{TopicPrefix: "veil/v1", ResendAfter: time.Minute},
-	Outbox:   Outbox{Dir: "var/outbox", MaxEntries: 10000},
-	HTTP:     HTTP{Listen: "127.0.0.1:8080", User: "operator"},
-	Live:     Live{Every: 1, Deadline: 500 * time.Millisecond},
-	Consent:  Consent{Ledger: "var/consent/ledger.jsonl", KeyFile: "var/consent/box.key", MaxDuration: 2 * time.Hour, TokenTTL: time.Minute, Retention: 90 * 24 * time.Hour},
-	Update:   Update{Root: "/opt/veil", TrustedRoot: "/etc/veil/root.json", Interval: 6 * time.Hour, HealthTimeout: 3 * time.Minute},
+		Detector: DetectPeople, DetectEvery: 100 * time.Millisecond, DetectWidth: 320, PersonScore: 0.25, DetectShare: 0.15},
+	MQTT:    MQTT{TopicPrefix: "veil/v1", ResendAfter: time.Minute},
+	Outbox:  Outbox{Dir: "var/outbox", MaxEntries: 10000},
+	HTTP:    HTTP{Listen: "127.0.0.1:8080", User: "operator"},
+	Live:    Live{Every: 1, Deadline: 500 * time.Millisecond},
+	Consent: Consent{Ledger: "var/consent/ledger.jsonl", KeyFile: "var/consent/box.key", MaxDuration: 2 * time.Hour, TokenTTL: time.Minute, Retention: 90 * 24 * time.Hour},
+	Update:  Update{Root: "/opt/veil", TrustedRoot: "/etc/veil/root.json", Interval: 6 * time.Hour, HealthTimeout: 3 * time.Minute},
 	HQ: HQ{Listen: "127.0.0.1:8090", User: "admin", Store: "sqlite", SQLitePath: "var/hq/hq.db",
 		ClientID: "veil-hq", Group: "veil-hq", Batch: 512, StaleAfter: 20 * time.Minute, MaxRate: 10, MaxSkew: 5 * time.Minute,
 		RelayKeyFile: "var/hq/relay.key", RelayLedger: "var/hq/consent-ledger.jsonl"},

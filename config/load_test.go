@@ -352,6 +352,7 @@ var envValues = map[string]struct {
 	"footfall.detect_every":  {"200ms", 200 * time.Millisecond},
 	"footfall.detect_width":  {"416", 416},
 	"footfall.person_score":  {"0.4", 0.4},
+	"footfall.detect_share":  {"0.3", 0.3},
 	"redact.target":          {"bodies", "bodies"},
 	"mqtt.broker":            {"ssl://hq.example:8883", "ssl://hq.example:8883"},
 	"mqtt.client_id":         {"veil-42", "veil-42"},

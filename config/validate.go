@@ -173,6 +173,7 @@ var limits = map[string]limit{
 	"footfall.detect_every":  durBetween(0, 2*time.Second),
 	"footfall.detect_width":  between(128, 1024),
 	"footfall.person_score":  between(0.1, 0.9),
+	"footfall.detect_share":  between(0, 0.5),
 	"redact.target":          oneOf(TargetFaces, TargetHeads, TargetBodies),
 	"mqtt.broker":            {url: []string{"tcp", "ssl", "mqtt", "mqtts"}},
 	"mqtt.client_id":         {text: true},

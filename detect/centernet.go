@@ -188,8 +188,9 @@ func (p *PersonNet) Close() error { return p.net.Close() }
 
 // People is one camera's person detection on the box's detection service:
 // each frame is scaled to the person network's input on the caller's
-// goroutine and run as a person pass, which waits its turn behind face
-// passes due earlier (see Service). It holds the service open until Close.
+// goroutine and run as a person pass, which waits while face passes wait
+// unless counting is below its floor of the networks' time (see
+// Service.next). It holds the service open until Close.
 //
 // People is not safe for concurrent use.
 type People struct {

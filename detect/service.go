@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,8 @@ type Service struct {
 	queue         passQueue // face passes
 	peopleQueue   passQueue // person passes
 	peopleRunning int
+	peopleSpans   []span      // person passes that ended in the last peopleWindow
+	peopleStarts  []time.Time // person passes running now, by start
 	seq           uint64
 	clients       int
 	stopping      bool          // the last client left: workers exit once the queue is empty
@@ -75,6 +78,7 @@ type Service struct {
 type peopleModel struct {
 	graph     []byte
 	threshold float32
+	share     float64 // of the networks' time person passes keep while face passes wait
 }
 
 // ServiceStats counts the passes a service ran and answered late, and the
@@ -98,11 +102,13 @@ func NewService(onnx []byte, threshold float32, workers int) *Service {
 
 // SetPeople gives the service the verified centernet-person graph, so it
 // also runs person passes for counting (DetectPeople). Call it before the
-// first client; threshold is the minimum person score.
-func (s *Service) SetPeople(graph []byte, threshold float32) {
+// first client; threshold is the minimum person score, share the part of
+// the networks' time person passes keep while face passes wait (0: only
+// time the face search leaves; DefaultPeopleShare).
+func (s *Service) SetPeople(graph []byte, threshold float32, share float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.people = &peopleModel{graph: graph, threshold: threshold}
+	s.people = &peopleModel{graph: graph, threshold: threshold, share: share}
 }
 
 // HasPeople reports whether the service runs a person detector.
@@ -140,9 +146,9 @@ func (s *Service) maxPeopleRunning() int { return max(1, s.workers-1) }
 
 // DetectPeople finds people in img, a frame already scaled to a person
 // network's input (PersonInput), and returns boxes in the pixels of a
-// frame of size frame. The pass waits its turn behind face passes with
-// earlier deadlines and is answered with ErrLate if its deadline passes
-// before a network is free. img must stay valid until DetectPeople returns.
+// frame of size frame. Face passes go first (redaction before counting),
+// but person passes keep their share of the networks' time (SetPeople); a pass is
+// answered with ErrLate if its deadline passes before a network is free. img must stay valid until DetectPeople returns.
 func (s *Service) DetectPeople(img gocv.Mat, frame image.Point, deadline time.Time) ([]Person, error) {
 	done := make(chan passResult, 1)
 	s.mu.Lock()
@@ -331,16 +337,24 @@ func (s *Service) work(stopped chan struct{}) {
 			return
 		}
 		pm := s.people
+		var started time.Time
 		if p.people {
 			s.peopleRunning++
+			started = time.Now()
+			s.peopleStarts = append(s.peopleStarts, started)
 		}
 		s.mu.Unlock()
 		if p.people {
-			p.done <- s.runPeople(p, pm, &pnets)
+			r := s.runPeople(p, pm, &pnets)
 			s.mu.Lock()
 			s.peopleRunning--
+			if i := slices.Index(s.peopleStarts, started); i >= 0 {
+				s.peopleStarts = slices.Delete(s.peopleStarts, i, i+1)
+			}
+			s.peopleSpans = append(s.peopleSpans, span{started, time.Now()})
 			s.cond.Broadcast()
 			s.mu.Unlock()
+			p.done <- r
 			continue
 		}
 		r := passResult{index: p.index}
@@ -358,18 +372,30 @@ func (s *Service) work(stopped chan struct{}) {
 	}
 }
 
-// next pops the pass a free worker should run, or nil: the face pass or
-// the person pass due first, but a person pass only while fewer than
-// maxPeopleRunning are running. Called with s.mu held.
+// DefaultPeopleShare is the share of the service's network time person
+// passes get by default even while face passes wait (footfall.detect_share):
+// counting keeps going, slowly, on a box whose face search alone would take
+// every network (as the live face search does: it detects whenever a
+// network is free).
+const DefaultPeopleShare = 0.15
+
+// peopleWindow is how far back the person passes' share is measured.
+const peopleWindow = 2 * time.Second
+
+// next pops the pass a free worker should run, or nil. Face passes come
+// first: a person pass is taken while no face pass waits, or while person
+// passes have had less than their share (SetPeople) of the networks' time
+// over the last peopleWindow; and never on more than maxPeopleRunning workers at once.
+// Within each queue the pass due first goes first. Called with s.mu held.
 func (s *Service) next() *pass {
 	facesDue := s.queue.Len() > 0
 	peopleDue := s.peopleQueue.Len() > 0 && s.peopleRunning < s.maxPeopleRunning()
 	switch {
 	case facesDue && peopleDue:
-		if !s.peopleQueue[0].deadline.Before(s.queue[0].deadline) {
-			return heap.Pop(&s.queue).(*pass)
+		if s.people != nil && s.peopleShare(time.Now()) < s.people.share {
+			return heap.Pop(&s.peopleQueue).(*pass)
 		}
-		return heap.Pop(&s.peopleQueue).(*pass)
+		return heap.Pop(&s.queue).(*pass)
 	case facesDue:
 		return heap.Pop(&s.queue).(*pass)
 	case peopleDue:
@@ -377,6 +403,37 @@ func (s *Service) next() *pass {
 	}
 	return nil
 }
+
+// peopleShare is the share of the networks' time person passes took over
+// the last peopleWindow before now (a pass still running counts from its
+// start). Called with s.mu held.
+func (s *Service) peopleShare(now time.Time) float64 {
+	from := now.Add(-peopleWindow)
+	kept := s.peopleSpans[:0]
+	var busy time.Duration
+	for _, sp := range s.peopleSpans {
+		if sp.end.Before(from) {
+			continue
+		}
+		kept = append(kept, sp)
+		busy += sp.end.Sub(maxTime(sp.start, from))
+	}
+	s.peopleSpans = kept
+	for _, start := range s.peopleStarts {
+		busy += now.Sub(maxTime(start, from))
+	}
+	return busy.Seconds() / (peopleWindow.Seconds() * float64(s.workers))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// span is when one person pass ran.
+type span struct{ start, end time.Time }
 
 // runPeople runs one person pass on the worker's person network for the
 // pass's input size.

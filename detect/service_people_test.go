@@ -3,7 +3,10 @@ package detect
 import (
 	"container/heap"
 	"image"
+	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,9 +16,9 @@ import (
 	"github.com/veil-edge/veil/testkit/testenv"
 )
 
-// TestServiceNextPass: a free worker takes whichever pass is due first,
-// but person passes only while fewer than all-but-one workers run one, so
-// counting never takes every network from redaction.
+// TestServiceNextPass: face passes go first; a person pass is taken when no
+// face pass waits, or while person passes have had less than their share of
+// the networks' time lately, and never on every worker.
 func TestServiceNextPass(t *testing.T) {
 	t0 := time.Now()
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
@@ -23,18 +26,28 @@ func TestServiceNextPass(t *testing.T) {
 		name          string
 		workers       int
 		peopleRunning int
-		faces, people []int // deadlines, ms
+		busy          bool // person passes had the networks lately (above the floor)
+		faces, people []int
 		want          []string
 	}{
-		{"face due first", 2, 0, []int{100}, []int{500}, []string{"face100", "people500"}},
-		{"person due first", 2, 0, []int{500}, []int{100}, []string{"people100", "face500"}},
-		{"equal deadlines: faces first", 2, 0, []int{100}, []int{100}, []string{"face100", "people100"}},
-		{"person limit reached", 2, 1, []int{500}, []int{100, 200}, []string{"face500"}},
-		{"one worker still runs people", 1, 0, nil, []int{100}, []string{"people100"}},
-		{"three workers: two person passes", 3, 1, nil, []int{100, 200}, []string{"people100"}},
+		{"below the floor: a person pass first", 2, 0, false, []int{100}, []int{500}, []string{"people500", "face100"}},
+		{"above the floor: faces first", 2, 0, true, []int{100, 200}, []int{50}, []string{"face100", "face200", "people50"}},
+		{"person limit reached", 2, 1, false, []int{500}, []int{100, 200}, []string{"face500"}},
+		{"no face waiting", 2, 0, true, nil, []int{200, 100}, []string{"people100"}},
+		{"one worker still runs people", 1, 0, false, nil, []int{100}, []string{"people100"}},
+		{"share 0: only what faces leave", 2, 0, false, []int{100}, []int{50}, []string{"face100", "people50"}},
+		{"three workers: two person passes", 3, 1, true, nil, []int{100, 200}, []string{"people100"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := &Service{workers: c.workers, peopleRunning: c.peopleRunning}
+			share := DefaultPeopleShare
+			if strings.HasPrefix(c.name, "share 0") {
+				share = 0
+			}
+			s := &Service{workers: c.workers, peopleRunning: c.peopleRunning, people: &peopleModel{share: share}}
+			if c.busy {
+				now := time.Now()
+				s.peopleSpans = []span{{now.Add(-peopleWindow), now}}
+			}
 			for _, d := range c.faces {
 				heap.Push(&s.queue, &pass{deadline: at(d)})
 			}
@@ -47,18 +60,24 @@ func TestServiceNextPass(t *testing.T) {
 				if p.people {
 					kind = "people"
 					s.peopleRunning++
+					s.peopleStarts = append(s.peopleStarts, time.Now().Add(-peopleWindow)) // it counts as busy from now on
 				}
 				got = append(got, kind+strconv.Itoa(int(p.deadline.Sub(t0)/time.Millisecond)))
 			}
-			if len(got) != len(c.want) {
+			if !slices.Equal(got, c.want) {
 				t.Fatalf("order %v, want %v", got, c.want)
 			}
-			for i := range got {
-				if got[i] != c.want[i] {
-					t.Fatalf("order %v, want %v", got, c.want)
-				}
-			}
 		})
+	}
+	s := &Service{workers: 2}
+	now := time.Now()
+	s.peopleSpans = []span{{now.Add(-3 * time.Second), now.Add(-peopleWindow - time.Second)}, {now.Add(-time.Second), now.Add(-500 * time.Millisecond)}}
+	s.peopleStarts = []time.Time{now.Add(-100 * time.Millisecond)}
+	if got, want := s.peopleShare(now), (0.5+0.1)/(2*peopleWindow.Seconds()); math.Abs(got-want) > 1e-3 {
+		t.Errorf("peopleShare = %.3f, want %.3f", got, want)
+	}
+	if len(s.peopleSpans) != 1 {
+		t.Errorf("spans older than the window kept: %v", s.peopleSpans)
 	}
 }
 
@@ -79,7 +98,7 @@ func TestServicePeople(t *testing.T) {
 	if _, err := NewPeople(svc, 320, time.Second); err == nil {
 		t.Fatal("NewPeople on a service without a person model")
 	}
-	svc.SetPeople(graph, 0.3)
+	svc.SetPeople(graph, 0.3, DefaultPeopleShare)
 	if err := svc.ProbePeople(image.Pt(320, 256)); err != nil {
 		t.Fatal(err)
 	}

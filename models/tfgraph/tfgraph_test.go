@@ -141,6 +141,76 @@ func TestConvertTFJS(t *testing.T) {
 	}
 }
 
+// TestConvertTFJSOlder reads the model.json of older TFJS converters (no
+// format; bytes as arrays of numbers, types as numbers, empty lists of
+// every kind) and cuts the graph at an input.
+func TestConvertTFJSOlder(t *testing.T) {
+	j, w := tinyModel(t)
+	var m map[string]any
+	if err := json.Unmarshal(j, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "format")
+	conv := m["modelTopology"].(map[string]any)["node"].([]any)[5].(map[string]any)["attr"].(map[string]any)
+	conv["padding"] = map[string]any{"s": []any{83, 65, 77, 69}}
+	conv["T"] = map[string]any{"type": 1}
+	conv["strides"] = map[string]any{"list": map[string]any{"s": []any{}, "i": []any{"1", "2", "2", "1"}, "f": []any{}, "b": []any{},
+		"type": []any{}, "shape": []any{}, "tensor": []any{}, "func": []any{}}}
+	older, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ConvertTFJS(j, w, ConvertOptions{Outputs: []string{"cat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ConvertTFJS(older, w, ConvertOptions{Outputs: []string{"cat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Marshal(), want.Marshal()) {
+		t.Error("the older model.json converts differently")
+	}
+
+	cut, err := ConvertTFJS(older, w, ConvertOptions{Outputs: []string{"cat"}, Inputs: map[string][]int64{"conv": {1, 4, 4, 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range cut.Nodes {
+		names = append(names, n.Name+":"+n.Op)
+	}
+	if !slices.Equal(names, []string{"conv:Placeholder", "size:Const", "up:ResizeBilinear", "axis:Const", "cat:ConcatV2"}) {
+		t.Errorf("cut at conv: %v", names)
+	}
+	if h, w, err := cut.InputSize(); h != 4 || w != 4 || err != nil || cut.Find("conv").Attrs["dtype"].Type != Float {
+		t.Errorf("input %dx%d, %v: %+v", w, h, err, cut.Find("conv").Attrs)
+	}
+	for name, o := range map[string]ConvertOptions{
+		"unknown input": {Outputs: []string{"cat"}, Inputs: map[string][]int64{"nope": {1}}},
+		"empty shape":   {Outputs: []string{"cat"}, Inputs: map[string][]int64{"conv": {}}},
+		"unknown size":  {Outputs: []string{"cat"}, Inputs: map[string][]int64{"conv": {1, -1, 4, 2}}},
+	} {
+		if _, err := ConvertTFJS(older, w, o); err == nil {
+			t.Errorf("%s: converted", name)
+		}
+	}
+	for name, edit := range map[string][2]string{
+		"no format, no nodes":  {`"modelTopology":{`, `"modelTopology":{"node":[]},"x":{`},
+		"byte out of range":    {`[83,65,77,69]`, `[83,65,77,300]`},
+		"unknown type number":  {`"T":{"type":1}`, `"T":{"type":99}`},
+		"non-empty shape list": {`"shape":[]`, `"shape":[{}]`},
+	} {
+		bad := strings.Replace(string(older), edit[0], edit[1], 1)
+		if bad == string(older) {
+			t.Fatalf("%s: the edit did not apply", name)
+		}
+		if _, err := ConvertTFJS([]byte(bad), w, ConvertOptions{Outputs: []string{"cat"}}); err == nil {
+			t.Errorf("%s: converted", name)
+		}
+	}
+}
+
 func TestConvertTFJSRejects(t *testing.T) {
 	j, w := tinyModel(t)
 	for name, c := range map[string]struct {

@@ -21,6 +21,11 @@ type ConvertOptions struct {
 	// to the listed output channels: its filter's last dimension and its
 	// bias. Used to slice a detector's class head to the classes wanted.
 	KeepChannels map[string][]int
+	// Inputs replaces each named node by a float32 Placeholder of the
+	// given shape under the same name, cutting off what it was computed
+	// from: e.g. a preprocessing loop OpenCV cannot run, whose output the
+	// caller then feeds itself.
+	Inputs map[string][]int64
 }
 
 // tfjsModel is a TFJS graph model's model.json.
@@ -56,7 +61,8 @@ type tfjsWeight struct {
 const maxModelElements = 64 << 20
 
 // ConvertTFJS turns a TFJS graph model (model.json and its weight files
-// concatenated in manifest order) into a frozen GraphDef OpenCV can import:
+// concatenated in manifest order; format "graph-model", or no format at all
+// as older converters wrote it) into a frozen GraphDef OpenCV can import:
 //
 //   - weights are decoded (float32, float16-quantised float32, int32) and
 //     written as constants: floats as float32 tensor_content, integers as
@@ -65,6 +71,7 @@ const maxModelElements = 64 << 20
 //     with BiasAdd and an optional Relu, Relu6 or Elu) are split back into
 //     the convolution, a BiasAdd and the activation, named so that the last
 //     of them keeps the fused node's name;
+//   - the nodes named in Inputs become Placeholders;
 //   - only Outputs and what they depend on are kept, in dependency order.
 //
 // The result depends only on the inputs, so it can be pinned by hash.
@@ -73,7 +80,7 @@ func ConvertTFJS(modelJSON, weights []byte, o ConvertOptions) (*Graph, error) {
 	if err := json.Unmarshal(modelJSON, &m); err != nil {
 		return nil, fmt.Errorf("tfjs: model.json: %w", err)
 	}
-	if m.Format != "graph-model" {
+	if m.Format != "graph-model" && (m.Format != "" || len(m.ModelTopology.Node) == 0) {
 		return nil, fmt.Errorf("tfjs: format %q, want graph-model", m.Format)
 	}
 	if len(o.Outputs) == 0 {
@@ -93,6 +100,25 @@ func ConvertTFJS(modelJSON, weights []byte, o ConvertOptions) (*Graph, error) {
 			return nil, fmt.Errorf("tfjs: node %q defined twice", n.Name)
 		}
 		byName[n.Name] = n
+	}
+	for name, shape := range o.Inputs {
+		n := byName[name]
+		if n == nil {
+			return nil, fmt.Errorf("tfjs: input %q: no such node", name)
+		}
+		if len(shape) == 0 || Elements(shape) <= 0 {
+			return nil, fmt.Errorf("tfjs: input %q: shape %v", name, shape)
+		}
+		dims := make([]map[string]string, len(shape))
+		for i, d := range shape {
+			dims[i] = map[string]string{"size": strconv.FormatInt(d, 10)}
+		}
+		sh, err := json.Marshal(map[string]any{"shape": map[string]any{"dim": dims}})
+		if err != nil {
+			return nil, err
+		}
+		*n = tfjsNode{Name: name, Op: "Placeholder", Attr: map[string]json.RawMessage{
+			"dtype": json.RawMessage(`{"type":"DT_FLOAT"}`), "shape": sh}}
 	}
 	order, err := dependencies(byName, o.Outputs)
 	if err != nil {
@@ -275,11 +301,11 @@ func convertAttrs(in map[string]json.RawMessage) (map[string]Attr, error) {
 		}
 		var v struct {
 			List   *jsonList       `json:"list"`
-			S      *string         `json:"s"`
+			S      *jsonBytes      `json:"s"`
 			I      *string         `json:"i"`
 			F      *float64        `json:"f"`
 			B      *bool           `json:"b"`
-			Type   *string         `json:"type"`
+			Type   *jsonType       `json:"type"`
 			Shape  *jsonShape      `json:"shape"`
 			Tensor json.RawMessage `json:"tensor"`
 		}
@@ -295,8 +321,7 @@ func convertAttrs(in map[string]json.RawMessage) (map[string]Attr, error) {
 			a.Kind = KindList
 			a.List, err = v.List.convert()
 		case v.S != nil:
-			a.Kind = KindS
-			a.S, err = base64.StdEncoding.DecodeString(*v.S)
+			a.Kind, a.S = KindS, []byte(*v.S)
 		case v.I != nil:
 			a.Kind = KindI
 			a.I, err = strconv.ParseInt(*v.I, 10, 64)
@@ -305,8 +330,7 @@ func convertAttrs(in map[string]json.RawMessage) (map[string]Attr, error) {
 		case v.B != nil:
 			a.Kind, a.B = KindB, *v.B
 		case v.Type != nil:
-			a.Kind = KindType
-			a.Type, err = dataType(*v.Type)
+			a.Kind, a.Type = KindType, DataType(*v.Type)
 		case v.Shape != nil:
 			a.Kind = KindShape
 			a.Shape, err = v.Shape.convert()
@@ -332,22 +356,76 @@ func dataType(s string) (DataType, error) {
 	return t, nil
 }
 
+// jsonBytes is a bytes field: base64 text in protobuf's JSON mapping, or an
+// array of byte values as older TFJS converters wrote it.
+type jsonBytes []byte
+
+func (b *jsonBytes) UnmarshalJSON(j []byte) error {
+	var s string
+	if err := json.Unmarshal(j, &s); err == nil {
+		v, err := base64.StdEncoding.DecodeString(s)
+		*b = v
+		return err
+	}
+	var ints []int
+	if err := json.Unmarshal(j, &ints); err != nil {
+		return fmt.Errorf("bytes: want base64 text or an array of bytes: %w", err)
+	}
+	v := make([]byte, len(ints))
+	for i, x := range ints {
+		if x < 0 || x > 255 {
+			return fmt.Errorf("bytes: %d is not a byte", x)
+		}
+		v[i] = byte(x)
+	}
+	*b = v
+	return nil
+}
+
+// jsonType is a DataType: its name ("DT_FLOAT") or, as older TFJS
+// converters wrote it, its number.
+type jsonType DataType
+
+func (t *jsonType) UnmarshalJSON(j []byte) error {
+	var s string
+	if err := json.Unmarshal(j, &s); err == nil {
+		v, err := dataType(s)
+		*t = jsonType(v)
+		return err
+	}
+	var n int32
+	if err := json.Unmarshal(j, &n); err != nil {
+		return fmt.Errorf("data type: want a name or a number: %w", err)
+	}
+	for _, v := range dataTypeNames {
+		if v == DataType(n) {
+			*t = jsonType(n)
+			return nil
+		}
+	}
+	return fmt.Errorf("data type %d not supported", n)
+}
+
 type jsonList struct {
-	S    []string  `json:"s"`
-	I    []string  `json:"i"`
-	F    []float64 `json:"f"`
-	B    []bool    `json:"b"`
-	Type []string  `json:"type"`
+	S    []jsonBytes `json:"s"`
+	I    []string    `json:"i"`
+	F    []float64   `json:"f"`
+	B    []bool      `json:"b"`
+	Type []jsonType  `json:"type"`
+	// Written empty by older TFJS converters; lists of them are not
+	// supported.
+	Shape  []json.RawMessage `json:"shape"`
+	Tensor []json.RawMessage `json:"tensor"`
+	Func   []json.RawMessage `json:"func"`
 }
 
 func (l *jsonList) convert() (List, error) {
 	var out List
+	if len(l.Shape) > 0 || len(l.Tensor) > 0 || len(l.Func) > 0 {
+		return out, errors.New("lists of shapes, tensors or functions not supported")
+	}
 	for _, s := range l.S {
-		b, err := base64.StdEncoding.DecodeString(s)
-		if err != nil {
-			return out, err
-		}
-		out.S = append(out.S, b)
+		out.S = append(out.S, []byte(s))
 	}
 	for _, s := range l.I {
 		i, err := strconv.ParseInt(s, 10, 64)
@@ -360,12 +438,8 @@ func (l *jsonList) convert() (List, error) {
 		out.F = append(out.F, float32(f))
 	}
 	out.B = append(out.B, l.B...)
-	for _, s := range l.Type {
-		t, err := dataType(s)
-		if err != nil {
-			return out, err
-		}
-		out.Type = append(out.Type, t)
+	for _, t := range l.Type {
+		out.Type = append(out.Type, DataType(t))
 	}
 	return out, nil
 }

@@ -17,8 +17,8 @@ func TestMain(m *testing.M) {
 
 func TestManifestWellFormed(t *testing.T) {
 	es := Manifest()
-	if len(es) != 6 {
-		t.Fatalf("manifest has %d entries, want 6", len(es))
+	if len(es) != 7 {
+		t.Fatalf("manifest has %d entries, want 7", len(es))
 	}
 	names, files := map[string]bool{}, map[string]bool{}
 	for _, e := range es {
@@ -34,7 +34,7 @@ func TestManifestWellFormed(t *testing.T) {
 			t.Errorf("Lookup(%q) = %v, %v", e.Name, got.Name, err)
 		}
 	}
-	for _, n := range []string{"blazeface-front-128", "blazeface-back-256", "haar-frontalface-alt2", "haar-profileface", "lbp-frontalface-improved", "centernet-person"} {
+	for _, n := range []string{"blazeface-front-128", "blazeface-back-256", "haar-frontalface-alt2", "haar-profileface", "lbp-frontalface-improved", "centernet-person", "ssdlite-person"} {
 		if !names[n] {
 			t.Errorf("manifest lacks %s", n)
 		}
@@ -56,6 +56,11 @@ func TestManifestWellFormed(t *testing.T) {
 	if person.Format != "tf" || person.Source.Convert != "tfjs-centernet-person" || len(person.Source.Files) != 2 ||
 		person.Licence != "MIT" || !strings.Contains(person.LicenceNote, "no licence file") || person.Input.Range != [2]float64{0, 255} {
 		t.Errorf("centernet-person: %+v", person)
+	}
+	ssd, _ := Lookup("ssdlite-person")
+	if ssd.Format != "tf" || ssd.Source.Convert != "tfjs-ssdlite-person" || len(ssd.Source.Files) != 6 || ssd.Licence != "Apache-2.0" ||
+		ssd.Input.Width != 300 || ssd.Input.Height != 300 || ssd.Input.Range != [2]float64{0, 255} {
+		t.Errorf("ssdlite-person: %+v", ssd)
 	}
 
 	// Manifest returns a copy.

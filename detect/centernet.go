@@ -209,7 +209,7 @@ type peopleResult struct {
 }
 
 // NewPeople makes a person detector on svc, which must have a person model
-// (SetPeople). width is the network input width (PersonInput); a pass not
+// (SetPeople). width is the network input width (PeopleInput); a pass not
 // started within timeout of being asked for is answered with ErrLate.
 func NewPeople(svc *Service, width int, timeout time.Duration) (*People, error) {
 	if !svc.HasPeople() {
@@ -239,7 +239,7 @@ func (p *People) scale(frame gocv.Mat) (image.Point, error) {
 		return image.Point{}, ErrBadFrame
 	}
 	size := image.Pt(frame.Cols(), frame.Rows())
-	gocv.Resize(frame, &p.scaled, PersonInput(size, p.width), 0, 0, gocv.InterpolationArea)
+	gocv.Resize(frame, &p.scaled, p.svc.PeopleInput(size, p.width), 0, 0, gocv.InterpolationArea)
 	return size, nil
 }
 

@@ -76,6 +76,7 @@ type Service struct {
 
 // peopleModel is the person detector the service runs for counting.
 type peopleModel struct {
+	kind      string // PersonCenterNet or PersonSSDLite
 	graph     []byte
 	threshold float32
 	share     float64 // of the networks' time person passes keep while face passes wait
@@ -106,9 +107,28 @@ func NewService(onnx []byte, threshold float32, workers int) *Service {
 // the networks' time person passes keep while face passes wait (0: only
 // time the face search leaves; DefaultPeopleShare).
 func (s *Service) SetPeople(graph []byte, threshold float32, share float64) {
+	s.SetPersonModel(PersonCenterNet, graph, threshold, share)
+}
+
+// SetPersonModel is SetPeople for the person model kind (PersonCenterNet
+// or PersonSSDLite) and its verified graph.
+func (s *Service) SetPersonModel(kind string, graph []byte, threshold float32, share float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.people = &peopleModel{graph: graph, threshold: threshold, share: share}
+	s.people = &peopleModel{kind: kind, graph: graph, threshold: threshold, share: share}
+}
+
+// PeopleInput is the person network's input for frames of the given size
+// at the given input width (PersonModelInput of the service's person
+// model); PersonInput when the service has none.
+func (s *Service) PeopleInput(frame image.Point, width int) image.Point {
+	s.mu.Lock()
+	pm := s.people
+	s.mu.Unlock()
+	if pm == nil {
+		return PersonInput(frame, width)
+	}
+	return PersonModelInput(pm.kind, frame, width)
 }
 
 // HasPeople reports whether the service runs a person detector.
@@ -119,8 +139,8 @@ func (s *Service) HasPeople() bool {
 }
 
 // ProbePeople builds and runs the person network for an input of size in
-// once, so a graph that does not load or run is found before counting
-// depends on it.
+// (PeopleInput) once, so a graph that does not load or run is found before
+// counting depends on it.
 func (s *Service) ProbePeople(in image.Point) error {
 	s.mu.Lock()
 	pm := s.people
@@ -128,7 +148,7 @@ func (s *Service) ProbePeople(in image.Point) error {
 	if pm == nil {
 		return errors.New("detection service has no person detector")
 	}
-	n, err := NewPersonNet(pm.graph, in.X, in.Y, pm.threshold)
+	n, err := NewPersonDetector(pm.kind, pm.graph, in, pm.threshold)
 	if err != nil {
 		return err
 	}
@@ -145,7 +165,7 @@ func (s *Service) ProbePeople(in image.Point) error {
 func (s *Service) maxPeopleRunning() int { return max(1, s.workers-1) }
 
 // DetectPeople finds people in img, a frame already scaled to a person
-// network's input (PersonInput), and returns boxes in the pixels of a
+// network's input (PeopleInput), and returns boxes in the pixels of a
 // frame of size frame. Face passes go first (redaction before counting),
 // but person passes keep their share of the networks' time (SetPeople); a pass is
 // answered with ErrLate if its deadline passes before a network is free. img must stay valid until DetectPeople returns.
@@ -453,15 +473,15 @@ func (s *Service) runPeople(p *pass, pm *peopleModel, nets *personNets) passResu
 
 // personNets keeps one worker's person network, for the last input size
 // it met (cameras of one box mostly share a size).
-type personNets struct{ nets []*PersonNet }
+type personNets struct{ nets []PersonDetector }
 
-func (c *personNets) get(pm *peopleModel, size image.Point) (*PersonNet, error) {
+func (c *personNets) get(pm *peopleModel, size image.Point) (PersonDetector, error) {
 	for _, n := range c.nets {
 		if w, h := n.Size(); w == size.X && h == size.Y {
 			return n, nil
 		}
 	}
-	n, err := NewPersonNet(pm.graph, size.X, size.Y, pm.threshold)
+	n, err := NewPersonDetector(pm.kind, pm.graph, size, pm.threshold)
 	if err != nil {
 		return nil, err
 	}

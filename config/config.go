@@ -205,10 +205,14 @@ type Footfall struct {
 	Band       float64       `mapstructure:"band"`        // half-width of the no-man's-land around a line, fraction of a person's height, 0.01..0.5
 	MinHeight  float64       `mapstructure:"min_height"`  // smallest person counted, fraction of the frame height, 0.01..0.5
 	JournalDir string        `mapstructure:"journal_dir"` // crossings not yet in the outbox, fsynced, so a crash loses none
-	// Detector finds the people counted: "people", the CenterNet person
-	// detector (models entry centernet-person) with a tracker, or
-	// "motion", moving blobs (MOG2), the fallback when the model is missing.
-	Detector    string        `mapstructure:"detector"`
+	// Detector finds the people counted: "people", the person detector
+	// (PersonModel) with a tracker, or "motion", moving blobs (MOG2), the
+	// fallback when the model is missing.
+	Detector string `mapstructure:"detector"`
+	// PersonModel is the person detector's network: "centernet" (models
+	// entry centernet-person) or "ssdlite" (ssdlite-person, Apache-2.0,
+	// 300x300 whatever detect_width says).
+	PersonModel string        `mapstructure:"person_model"`
 	DetectEvery time.Duration `mapstructure:"detect_every"` // time between person detections (stream time), 0..2s; 0: every frame
 	DetectWidth int           `mapstructure:"detect_width"` // person network input width in pixels, 128..1024 (rounded to a multiple of 32)
 	PersonScore float64       `mapstructure:"person_score"` // minimum person detection score, 0.1..0.9
@@ -228,6 +232,12 @@ const (
 const (
 	DetectPeople = "people"
 	DetectMotion = "motion"
+)
+
+// Person models (footfall.person_model).
+const (
+	PersonCenterNet = "centernet"
+	PersonSSDLite   = "ssdlite"
 )
 
 // MQTT configures the egress of footfall reports to head office.
@@ -282,7 +292,7 @@ var Default = Config{
 	Output: Output{Codec: "auto"},
 	Site:   Site{Store: "store", Device: "box"},
 	Footfall: Footfall{Window: 15 * time.Minute, Band: 0.1, MinHeight: 0.06, JournalDir: "var/open-windows",
-		Detector: DetectPeople, DetectEvery: 100 * time.Millisecond, DetectWidth: 320, PersonScore: 0.25, DetectShare: 0.15},
+		Detector: DetectPeople, PersonModel: PersonCenterNet, DetectEvery: 100 * time.Millisecond, DetectWidth: 320, PersonScore: 0.25, DetectShare: 0.15},
 	MQTT:    MQTT{TopicPrefix: "veil/v1", ResendAfter: time.Minute},
 	Outbox:  Outbox{Dir: "var/outbox", MaxEntries: 10000},
 	HTTP:    HTTP{Listen: "127.0.0.1:8080", User: "operator"},

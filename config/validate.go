@@ -170,6 +170,7 @@ var limits = map[string]limit{
 	"footfall.min_height":    between(0.01, 0.5),
 	"footfall.journal_dir":   {dir: true},
 	"footfall.detector":      oneOf(DetectPeople, DetectMotion),
+	"footfall.person_model":  oneOf(PersonCenterNet, PersonSSDLite),
 	"footfall.detect_every":  durBetween(0, 2*time.Second),
 	"footfall.detect_width":  between(128, 1024),
 	"footfall.person_score":  between(0.1, 0.9),

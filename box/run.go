@@ -341,16 +341,17 @@ func servicePeople(cfg config.Config, svc *detect.Service, log *slog.Logger) (fu
 	if svc == nil {
 		return nil, errors.New("the detection service did not start (see the face detector error)")
 	}
-	graph, _, err := models.Load(cfg.Models.Dir, app.PersonModel)
+	model := app.PersonModelEntry(cfg.Footfall)
+	graph, _, err := models.Load(cfg.Models.Dir, model)
 	if err != nil {
 		return nil, err
 	}
-	svc.SetPeople(graph, float32(cfg.Footfall.PersonScore), cfg.Footfall.DetectShare)
-	in := detect.PersonInput(image.Pt(640, 480), cfg.Footfall.DetectWidth)
+	svc.SetPersonModel(app.PersonKind(cfg.Footfall), graph, float32(cfg.Footfall.PersonScore), cfg.Footfall.DetectShare)
+	in := svc.PeopleInput(image.Pt(640, 480), cfg.Footfall.DetectWidth)
 	if err := svc.ProbePeople(in); err != nil {
-		return nil, fmt.Errorf("%s: %w", app.PersonModel, err)
+		return nil, fmt.Errorf("%s: %w", model, err)
 	}
-	log.Info("person detector ready", "model", app.PersonModel, "detect_every", cfg.Footfall.DetectEvery, "detect_width", cfg.Footfall.DetectWidth)
+	log.Info("person detector ready", "model", model, "detect_every", cfg.Footfall.DetectEvery, "detect_width", cfg.Footfall.DetectWidth)
 	return app.ServicePeople(cfg.Footfall, svc, peopleTimeout(cfg.Footfall)), nil
 }
 

@@ -15,8 +15,28 @@ import (
 	"github.com/veil-edge/veil/models"
 )
 
-// PersonModel is the person detector's model entry.
+// PersonModel is the default person detector's model entry
+// (footfall.person_model centernet).
 const PersonModel = "centernet-person"
+
+// SSDLitePersonModel is the model entry of footfall.person_model ssdlite.
+const SSDLitePersonModel = "ssdlite-person"
+
+// PersonModelEntry is the models entry footfall.person_model names.
+func PersonModelEntry(c config.Footfall) string {
+	if c.PersonModel == config.PersonSSDLite {
+		return SSDLitePersonModel
+	}
+	return PersonModel
+}
+
+// PersonKind is the detect person model footfall.person_model names.
+func PersonKind(c config.Footfall) string {
+	if c.PersonModel == config.PersonSSDLite {
+		return detect.PersonSSDLite
+	}
+	return detect.PersonCenterNet
+}
 
 // peopleFinder is a person detector of package detect: a PersonNet of its
 // own (veil count) or a client of the box's detection service.
@@ -57,27 +77,28 @@ type CounterKind struct {
 // an error wrapping models.ErrMissing or models.ErrHashMismatch when the
 // model is not there as pinned.
 func LocalPeople(c config.Footfall, modelsDir string) (func() (footfall.PersonDetector, error), error) {
-	graph, _, err := models.Load(modelsDir, PersonModel)
+	graph, _, err := models.Load(modelsDir, PersonModelEntry(c))
 	if err != nil {
 		return nil, err
 	}
 	return func() (footfall.PersonDetector, error) {
-		return &lazyPersonNet{graph: graph, width: c.DetectWidth, threshold: float32(c.PersonScore)}, nil
+		return &lazyPersonNet{kind: PersonKind(c), graph: graph, width: c.DetectWidth, threshold: float32(c.PersonScore)}, nil
 	}, nil
 }
 
 // lazyPersonNet builds its network for the first frame's size.
 type lazyPersonNet struct {
+	kind      string
 	graph     []byte
 	width     int
 	threshold float32
-	net       *detect.PersonNet
+	net       detect.PersonDetector
 }
 
 func (l *lazyPersonNet) Detect(frame gocv.Mat) ([]footfall.Detection, error) {
 	if l.net == nil {
-		in := detect.PersonInput(image.Pt(frame.Cols(), frame.Rows()), l.width)
-		n, err := detect.NewPersonNet(l.graph, in.X, in.Y, l.threshold)
+		in := detect.PersonModelInput(l.kind, image.Pt(frame.Cols(), frame.Rows()), l.width)
+		n, err := detect.NewPersonDetector(l.kind, l.graph, in, l.threshold)
 		if err != nil {
 			return nil, err
 		}
@@ -96,7 +117,8 @@ func (l *lazyPersonNet) Close() error {
 }
 
 // ServicePeople returns person detectors that run on the box's detection
-// service svc (which must have the person model, SetPeople). A person pass
+// service svc (which must have the person model footfall.person_model
+// names, SetPersonModel). A person pass
 // not started within timeout is answered late and the tracker coasts.
 //
 // They run in the background (footfall.AsyncPersonDetector): a camera's
@@ -151,7 +173,7 @@ func PeopleCounter(c config.Footfall, lines []footfall.Line, overhead bool, newP
 		}
 		kind = CounterKind{Detector: config.DetectMotion, Fallback: modelErr.Error()}
 		log.Warn("footfall: person model unusable, counting moving blobs instead (less accurate where people walk together); run `veil models fetch`",
-			"model", PersonModel, "err", modelErr)
+			"model", PersonModelEntry(c), "err", modelErr)
 	}
 	to := footfall.DefaultTrackOptions
 	to.Band = c.Band
@@ -188,7 +210,6 @@ func PeopleCounter(c config.Footfall, lines []footfall.Line, overhead bool, newP
 	}
 	return cnt, kind, nil
 }
-
 
 // CounterAnalyzer feeds a pipeline's raw frames to a counter (a
 // pipeline.Analyzer), so its tracks are known to the pipeline's People

@@ -25,8 +25,9 @@ Each --line is a directed line from (x1,y1) to (x2,y2) in frame pixels (y
 grows downward). "in" is a crossing from the left of the line, as seen on
 screen when looking from its first point to its second, to its right; "out"
 is the reverse. For a line from (0,100) to (100,100), walking down the screen
-across it is "in". People are found by a person detector (CenterNet, the
-centernet-person model from veil models fetch) every footfall.detect_every
+across it is "in". People are found by a person detector (footfall.person_model:
+CenterNet, the centernet-person model, or SSDLite, ssdlite-person, from veil
+models fetch) every footfall.detect_every
 of video time while something moves, followed by a tracker that predicts
 where each person goes in between, and counted by where their feet are
 (--view overhead: their centre); a band around the line (footfall.band)

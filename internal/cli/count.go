@@ -25,15 +25,15 @@ Each --line is a directed line from (x1,y1) to (x2,y2) in frame pixels (y
 grows downward). "in" is a crossing from the left of the line, as seen on
 screen when looking from its first point to its second, to its right; "out"
 is the reverse. For a line from (0,100) to (100,100), walking down the screen
-across it is "in". People are found by a person detector (footfall.person_model:
-CenterNet, the centernet-person model, or SSDLite, ssdlite-person, from veil
-models fetch) every footfall.detect_every
-of video time while something moves, followed by a tracker that predicts
-where each person goes in between, and counted by where their feet are
-(--view overhead: their centre); a band around the line (footfall.band)
-keeps people who stand or sway on it from being counted. Without the person
-model, or with --detector motion, people are found as moving figures
-(background subtraction): cheaper, but people walking together merge.
+across it is "in". People are found by a person detector (CenterNet, the
+centernet-person model from veil models fetch; footfall.person_model ssdlite
+for SSDLite) once every footfall.detect_every of video time while something
+moves, followed by a tracker that predicts where each person goes in
+between, and counted by where their feet are (--view overhead: their
+centre); a band around the line (footfall.band) keeps people who stand or
+sway on it from being counted. Without the person model, or with --detector
+motion, people are found as moving figures (background subtraction):
+cheaper, but people walking together merge.
 
 Counts are printed in total and per window of video time (--window, default
 footfall.window). With --json, one JSON object goes to stdout:
@@ -52,7 +52,7 @@ lines in the order given. The same counter runs in veil run.`,
 	f.Bool("json", false, "print one JSON object on stdout instead of text")
 	f.String("models-dir", "", "directory of verified model files, for the person detector (overrides models.dir)")
 	f.String("detector", "", "what finds people: people (the person detector and a tracker; default) or motion (moving blobs); overrides footfall.detector")
-	f.String("view", "angled", "how the camera looks at people: angled (a person stands at the bottom of their figure) or overhead (straight down: a person is the centre of their blob)")
+	f.String("view", "angled", "how the camera looks at people: angled (a person stands at the bottom of their figure) or overhead (straight down: a person is the centre of their box)")
 	_ = cmd.MarkFlagRequired("input")
 	_ = cmd.MarkFlagRequired("line")
 	return cmd

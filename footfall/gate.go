@@ -77,8 +77,8 @@ type Gated struct {
 	// inflight: an AsyncPersonDetector's run started at last has not
 	// been collected yet.
 	inflight bool
-	ran     int
-	skipped int
+	ran      int
+	skipped  int
 }
 
 var _ PersonDetector = (*Gated)(nil)

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"errors"
 	"fmt"
 
 	"gocv.io/x/gocv"
@@ -35,16 +36,10 @@ func NewBlazeNet(onnx []byte, w, h int, threshold float32) (*BlazeNet, error) {
 // loadBlazeNet loads an ONNX graph whose input is w x h and whose outputs
 // are the anchors of grids.
 func loadBlazeNet(onnx []byte, w, h int, grids [2]grid, threshold float32) (*BlazeNet, error) {
-	net, err := gocv.ReadNetFromONNXBytes(onnx)
+	net, err := cpuNet(gocv.ReadNetFromONNXBytes(onnx))
 	if err != nil {
 		return nil, fmt.Errorf("blazeface %dx%d: loading onnx: %w", w, h, err)
 	}
-	if net.Empty() {
-		net.Close()
-		return nil, fmt.Errorf("blazeface %dx%d: onnx model is empty", w, h)
-	}
-	_ = net.SetPreferableBackend(gocv.NetBackendOpenCV)
-	_ = net.SetPreferableTarget(gocv.NetTargetCPU)
 	return &BlazeNet{
 		net: net, w: w, h: h, grids: grids, threshold: threshold,
 		rgb: gocv.NewMat(), f32: gocv.NewMat(),
@@ -77,4 +72,19 @@ func (b *BlazeNet) Close() error {
 	b.f32.Close()
 	b.blob.Close()
 	return b.net.Close()
+}
+
+// cpuNet checks a network just read and sets it to run on OpenCV's own CPU
+// backend. An empty network is closed and refused.
+func cpuNet(net gocv.Net, err error) (gocv.Net, error) {
+	if err != nil {
+		return net, err
+	}
+	if net.Empty() {
+		net.Close()
+		return net, errors.New("the model is empty")
+	}
+	_ = net.SetPreferableBackend(gocv.NetBackendOpenCV)
+	_ = net.SetPreferableTarget(gocv.NetTargetCPU)
+	return net, nil
 }

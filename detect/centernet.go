@@ -70,16 +70,10 @@ func NewPersonNet(graph []byte, w, h int, threshold float32) (*PersonNet, error)
 	if err := g.Resize(h, w); err != nil {
 		return nil, fmt.Errorf("person detector %dx%d: %w", w, h, err)
 	}
-	net, err := gocv.ReadNetFromTensorflowBytes(g.Marshal())
+	net, err := cpuNet(gocv.ReadNetFromTensorflowBytes(g.Marshal()))
 	if err != nil {
 		return nil, fmt.Errorf("person detector %dx%d: loading graph: %w", w, h, err)
 	}
-	if net.Empty() {
-		net.Close()
-		return nil, fmt.Errorf("person detector %dx%d: graph is empty", w, h)
-	}
-	_ = net.SetPreferableBackend(gocv.NetBackendOpenCV)
-	_ = net.SetPreferableTarget(gocv.NetTargetCPU)
 	return &PersonNet{net: net, w: w, h: h, threshold: threshold}, nil
 }
 

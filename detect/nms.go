@@ -1,6 +1,9 @@
 package detect
 
-import "sort"
+import (
+	"image"
+	"sort"
+)
 
 // iou is the intersection over union of two rectangles.
 func iou(a, b Rect) float32 {
@@ -15,6 +18,11 @@ func iou(a, b Rect) float32 {
 		return 0
 	}
 	return inter / union
+}
+
+// rectOf is a pixel rectangle as a Rect.
+func rectOf(r image.Rectangle) Rect {
+	return Rect{float32(r.Min.X), float32(r.Min.Y), float32(r.Max.X), float32(r.Max.Y)}
 }
 
 // WeightedNMS merges overlapping candidates: the highest-scoring candidate

@@ -76,16 +76,10 @@ func NewSSDNet(graph []byte, threshold float32) (*SSDNet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ssdlite person detector: %w", err)
 	}
-	net, err := gocv.ReadNetFromTensorflowBytes(g.Marshal())
+	net, err := cpuNet(gocv.ReadNetFromTensorflowBytes(g.Marshal()))
 	if err != nil {
 		return nil, fmt.Errorf("ssdlite person detector: loading graph: %w", err)
 	}
-	if net.Empty() {
-		net.Close()
-		return nil, errors.New("ssdlite person detector: graph is empty")
-	}
-	_ = net.SetPreferableBackend(gocv.NetBackendOpenCV)
-	_ = net.SetPreferableTarget(gocv.NetTargetCPU)
 	return &SSDNet{net: net, anchors: anchors, threshold: threshold}, nil
 }
 
@@ -227,7 +221,7 @@ func suppress(people []Person, iouMax float64) []Person {
 	for _, p := range people {
 		keep := true
 		for _, k := range out {
-			if rectIoU(p.Box, k.Box) > iouMax {
+			if float64(iou(rectOf(p.Box), rectOf(k.Box))) > iouMax {
 				keep = false
 				break
 			}
@@ -237,16 +231,6 @@ func suppress(people []Person, iouMax float64) []Person {
 		}
 	}
 	return out
-}
-
-// rectIoU is the intersection over union of two pixel rectangles.
-func rectIoU(a, b image.Rectangle) float64 {
-	in := a.Intersect(b)
-	if in.Empty() {
-		return 0
-	}
-	ia := float64(in.Dx() * in.Dy())
-	return ia / (float64(a.Dx()*a.Dy()+b.Dx()*b.Dy()) - ia)
 }
 
 // Close releases the network.

@@ -53,11 +53,16 @@ func (p personDetector) Detect(frame gocv.Mat) ([]footfall.Detection, error) {
 	if err != nil {
 		return nil, err
 	}
+	return detections(people), nil
+}
+
+// detections turns detect's people into footfall's detections.
+func detections(people []detect.Person) []footfall.Detection {
 	out := make([]footfall.Detection, len(people))
 	for i, q := range people {
 		out[i] = footfall.Detection{Box: q.Box, Score: q.Score}
 	}
-	return out, nil
+	return out
 }
 
 func (personDetector) Finds() footfall.Finding { return footfall.FindsPeople }
@@ -148,11 +153,7 @@ func (a asyncPeople) Poll() ([]footfall.Detection, bool, error) {
 	if !done || err != nil {
 		return nil, done, err
 	}
-	out := make([]footfall.Detection, len(people))
-	for i, q := range people {
-		out[i] = footfall.Detection{Box: q.Box, Score: q.Score}
-	}
-	return out, true, nil
+	return detections(people), true, nil
 }
 
 // PeopleCounter builds a camera's counter as footfall.detector says:
@@ -175,9 +176,6 @@ func PeopleCounter(c config.Footfall, lines []footfall.Line, overhead bool, newP
 		log.Warn("footfall: person model unusable, counting moving blobs instead (less accurate where people walk together); run `veil models fetch`",
 			"model", PersonModelEntry(c), "err", modelErr)
 	}
-	to := footfall.DefaultTrackOptions
-	to.Band = c.Band
-	to.Overhead = overhead
 	switch kind.Detector {
 	case config.DetectMotion:
 		cnt, err := Counter(c, lines, overhead)
@@ -203,6 +201,8 @@ func PeopleCounter(c config.Footfall, lines []footfall.Line, overhead bool, newP
 		motion.Close()
 		return nil, kind, err
 	}
+	to := footfall.DefaultTrackOptions
+	to.Band, to.Overhead = c.Band, overhead
 	cnt, err := footfall.NewCounter(gated, lines, to)
 	if err != nil {
 		gated.Close()
@@ -213,18 +213,12 @@ func PeopleCounter(c config.Footfall, lines []footfall.Line, overhead bool, newP
 
 // CounterAnalyzer feeds a pipeline's raw frames to a counter (a
 // pipeline.Analyzer), so its tracks are known to the pipeline's People
-// (redact.target heads and bodies) and its crossings go to OnCross.
-type CounterAnalyzer struct {
-	Counter *footfall.Counter
-	OnCross func([]footfall.Crossing) // may be nil
-}
+// (redact.target heads and bodies).
+type CounterAnalyzer struct{ Counter *footfall.Counter }
 
-// Analyze counts one frame.
+// Analyze tracks one frame.
 func (a CounterAnalyzer) Analyze(frame gocv.Mat, at time.Duration) error {
-	cr, err := a.Counter.Frame(frame, at)
-	if len(cr) > 0 && a.OnCross != nil {
-		a.OnCross(cr)
-	}
+	_, err := a.Counter.Frame(frame, at)
 	return err
 }
 

@@ -243,13 +243,8 @@ func (c *camera) runOnce(ctx context.Context, s *Service) error {
 				return fmt.Errorf("counting line: %w", err)
 			}
 		}
-		build := app.PeopleCounter
-		if len(c.lines) == 0 { // tracking people only, to redact them
-			build = func(f config.Footfall, _ []footfall.Line, _ bool, np func() (footfall.PersonDetector, error), err error, log *slog.Logger) (*footfall.Counter, app.CounterKind, error) {
-				return app.PeopleTracker(f, np, err, log)
-			}
-		}
-		counter, kind, err := build(c.full.Footfall, c.lines, c.cfg.Overhead(), c.newPeople, c.peopleErr, c.log)
+		// Without lines it only tracks people, to redact them.
+		counter, kind, err := app.PeopleCounter(c.full.Footfall, c.lines, c.cfg.Overhead(), c.newPeople, c.peopleErr, c.log)
 		if err != nil {
 			return err
 		}

@@ -163,9 +163,18 @@ func (a asyncPeople) Poll() ([]footfall.Detection, bool, error) {
 // moving blobs. When people are asked for but newPeople is nil (the
 // person model is missing or broken: modelErr says why), it falls back to
 // motion, logs a warning and reports the fallback in the CounterKind.
+//
+// With no lines the counter only tracks people, for redact.target heads
+// and bodies (Counter.PeopleAt): it uses the person detector whatever
+// footfall.detector says. Without a person model it is then a blob
+// counter, whose PeopleAt never knows the people, so every frame is
+// redacted whole (fail closed).
 func PeopleCounter(c config.Footfall, lines []footfall.Line, overhead bool, newPeople func() (footfall.PersonDetector, error), modelErr error, log *slog.Logger) (*footfall.Counter, CounterKind, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if len(lines) == 0 {
+		c.Detector = config.DetectPeople
 	}
 	kind := CounterKind{Detector: c.Detector}
 	if c.Detector == config.DetectPeople && newPeople == nil {
@@ -220,14 +229,4 @@ type CounterAnalyzer struct{ Counter *footfall.Counter }
 func (a CounterAnalyzer) Analyze(frame gocv.Mat, at time.Duration) error {
 	_, err := a.Counter.Frame(frame, at)
 	return err
-}
-
-// PeopleTracker builds a counter without lines that only tracks people,
-// for redact.target heads and bodies: the person detector as
-// footfall.detector people would run it, whatever footfall.detector says.
-// Without a person model it is a blob counter, whose PeopleAt never knows
-// the people, so every frame is redacted whole (fail closed).
-func PeopleTracker(c config.Footfall, newPeople func() (footfall.PersonDetector, error), modelErr error, log *slog.Logger) (*footfall.Counter, CounterKind, error) {
-	c.Detector = config.DetectPeople
-	return PeopleCounter(c, nil, false, newPeople, modelErr, log)
 }

@@ -72,6 +72,20 @@ func TestPeopleCounterFallback(t *testing.T) {
 	if kind != (app.CounterKind{Detector: config.DetectMotion}) {
 		t.Errorf("footfall.detector motion: %+v", kind)
 	}
+	// Without lines it tracks people (for redact.target heads and bodies)
+	// whatever footfall.detector says.
+	newPeople, err := app.LocalPeople(cfg, copyModels(t, "", false, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnt, kind, err = app.PeopleCounter(motion, nil, false, newPeople, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnt.Close()
+	if kind.Detector != config.DetectPeople {
+		t.Errorf("no lines, footfall.detector motion: %+v, want the person detector", kind)
+	}
 	bad := cfg
 	bad.Detector = "hog"
 	if _, _, err := app.PeopleCounter(bad, lines, false, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "footfall.detector") {

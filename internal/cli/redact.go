@@ -355,7 +355,7 @@ func (j *redactJob) run(ctx context.Context, newDet pipeline.NewDetector, people
 		Options: opts, Progress: progress, Target: people.target,
 	}
 	if people.target != "" && people.target != pipeline.TargetFaces {
-		tracker, _, err := app.PeopleTracker(people.footfall, people.newPeople, people.modelErr, log)
+		tracker, _, err := app.PeopleCounter(people.footfall, nil, false, people.newPeople, people.modelErr, log)
 		if err != nil {
 			j.err = err
 			return

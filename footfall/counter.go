@@ -33,9 +33,11 @@ type Counter struct {
 	totals []Tally
 	size   image.Point // frame size the lines were last checked against
 	rects  []image.Rectangle
-	// history is what the people tracker knew at each recent frame, oldest
-	// first (FindsPeople).
+	// history is what the people tracker knew at each of the last
+	// historyFrames frames (FindsPeople), a ring: the newest at
+	// history[(next-1) mod historyFrames].
 	history []peopleFrame
+	next    int
 	// okAt is the stream time up to which the people are known: that of
 	// the frame of the last successful detection, or of the last frame
 	// with nothing to detect (ok once either happened). A frame more than
@@ -182,18 +184,19 @@ type peopleFrame struct {
 	known bool
 }
 
-// remember records the people tracked at frame time at; known is false
-// when the detector failed on that frame.
+// remember records the people tracked at frame time at, and whether they
+// are known then (see PeopleAt).
 func (c *Counter) remember(at time.Duration, known bool) {
 	f := peopleFrame{at: at, known: known}
 	if known {
 		f.boxes = c.people.boxes(at)
 	}
-	if len(c.history) == historyFrames {
-		copy(c.history, c.history[1:])
-		c.history = c.history[:historyFrames-1]
+	if len(c.history) < historyFrames {
+		c.history = append(c.history, f)
+	} else {
+		c.history[c.next] = f
 	}
-	c.history = append(c.history, f)
+	c.next = (c.next + 1) % historyFrames
 }
 
 // PeopleAt returns the boxes (frame pixels) of the people tracked at the
@@ -206,8 +209,9 @@ func (c *Counter) remember(at time.Duration, known bool) {
 // last frames it saw, or the counter counts blobs, not people. A caller
 // that must hide people then hides the whole frame.
 func (c *Counter) PeopleAt(at time.Duration) (boxes []image.Rectangle, known bool) {
-	for i := len(c.history) - 1; i >= 0; i-- {
-		if f := c.history[i]; f.at == at {
+	n := len(c.history)
+	for k := 1; k <= n; k++ { // newest first: the frame asked about is usually recent
+		if f := c.history[(c.next-k+historyFrames)%historyFrames]; f.at == at {
 			return append([]image.Rectangle(nil), f.boxes...), f.known
 		}
 	}

@@ -451,3 +451,32 @@ func TestCounterAsyncPeople(t *testing.T) {
 		})
 	}
 }
+
+// TestCounterPeopleAtHistory: the counter remembers the last 256 frames'
+// people, not older ones.
+func TestCounterPeopleAtHistory(t *testing.T) {
+	w := synth.Walker{From: image.Pt(40, 300), To: image.Pt(600, 300), Start: 0, End: 300, Height: 120}
+	det := &oracle{walkers: []synth.Walker{w}}
+	c, err := footfall.NewCounter(det, nil, footfall.DefaultTrackOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame := gocv.NewMatWithSize(360, 640, gocv.MatTypeCV8UC3)
+	defer frame.Close()
+	at := func(i int) time.Duration { return time.Duration(i) * 40 * time.Millisecond }
+	for i := 0; i < 300; i++ {
+		det.frame = i
+		if _, err := c.Frame(frame, at(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c2 := range []struct {
+		frame int
+		known bool
+	}{{299, true}, {44, true}, {43, false}, {0, false}} {
+		if boxes, known := c.PeopleAt(at(c2.frame)); known != c2.known || (known && len(boxes) != 1) {
+			t.Errorf("frame %d: %v, known %v; want known %v", c2.frame, boxes, known, c2.known)
+		}
+	}
+}

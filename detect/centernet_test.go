@@ -44,14 +44,7 @@ func iou(a, b image.Rectangle) float64 {
 func TestPersonNetKnownFrame(t *testing.T) {
 	frame := vtestFrame(t, 300)
 	defer frame.Close()
-	want := []image.Rectangle{
-		image.Rect(186, 160, 214, 232), // man in black, left of the group on the road
-		image.Rect(240, 152, 265, 222), // woman in black, walking
-		image.Rect(297, 156, 324, 226), // man at the cone
-		image.Rect(314, 216, 345, 294), // man in front, walking down
-		image.Rect(580, 158, 611, 234), // man in red jacket, right
-		image.Rect(616, 162, 647, 232), // blonde woman, right
-	}
+	want := frame300People
 	graph := loadModel(t, "centernet-person")
 	for _, width := range []int{320, 416} {
 		t.Run(fmt.Sprint(width), func(t *testing.T) {

@@ -3,8 +3,6 @@ package box_test
 import (
 	"context"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"github.com/veil-edge/veil/box"
 	"github.com/veil-edge/veil/config"
 	"github.com/veil-edge/veil/internal/app"
-	"github.com/veil-edge/veil/models"
 	"github.com/veil-edge/veil/testkit/testenv"
 )
 
@@ -36,25 +33,6 @@ func runFor(t *testing.T, cfg config.Config, cams []config.Camera, d time.Durati
 		t.Fatal(err)
 	}
 	return h
-}
-
-// withoutModel copies the verified models into a temp dir, leaving name out.
-func withoutModel(t *testing.T, name string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, e := range models.Manifest() {
-		if e.Name == name {
-			continue
-		}
-		b, err := os.ReadFile(e.Path(testenv.ModelsDir()))
-		if err != nil {
-			testenv.Missing(t, "models not fetched: "+err.Error())
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.File), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 // TestCountsPeople: a box camera playing vtest.avi counts with the person
@@ -89,7 +67,7 @@ func TestCountsPeople(t *testing.T) {
 	t.Run("fallback", func(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.Footfall.Detector = config.DetectPeople
-		cfg.Models.Dir = withoutModel(t, app.PersonModel)
+		cfg.Models.Dir = testenv.ModelsCopy(t, app.PersonModel, false, true)
 		h := runFor(t, cfg, []config.Camera{door}, 4*time.Second)
 		c := h.Cameras[0]
 		if c.Counting != config.DetectMotion || !strings.Contains(c.CountingFallback, "veil models fetch") {

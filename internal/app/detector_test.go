@@ -5,8 +5,6 @@ import (
 	"errors"
 	"image"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"gocv.io/x/gocv"
@@ -21,31 +19,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-// copyModels copies the verified models into a temp dir, flipping one byte
-// of the named file if corrupt is set, or leaving it out if missing is set.
-func copyModels(t *testing.T, name string, corrupt, missing bool) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, e := range models.Manifest() {
-		b, err := os.ReadFile(e.Path(testenv.ModelsDir()))
-		if err != nil {
-			testenv.Missing(t, "models not fetched: "+err.Error())
-		}
-		if e.Name == name {
-			if missing {
-				continue
-			}
-			if corrupt {
-				b[len(b)/2] ^= 0x40
-			}
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.File), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 type countSink struct{ frames, whole int }
 
@@ -72,7 +45,7 @@ func TestBadModelFailsClosed(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := copyModels(t, app.BlazeFaceModel, tc.corrupt, tc.missing)
+			dir := testenv.ModelsCopy(t, app.BlazeFaceModel, tc.corrupt, tc.missing)
 			det, err := app.DetectorFactory(app.DefaultDetect(), dir, nil)
 			if !errors.Is(err, tc.want) || det != nil {
 				t.Fatalf("DetectorFactory = %v, %v; want nil, %v", det != nil, err, tc.want)

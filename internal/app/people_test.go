@@ -36,7 +36,7 @@ func TestPeopleCounterFallback(t *testing.T) {
 		{"tampered model", true, false, config.DetectMotion, models.ErrHashMismatch},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dir := copyModels(t, app.PersonModel, c.corrupt, c.missing)
+			dir := testenv.ModelsCopy(t, app.PersonModel, c.corrupt, c.missing)
 			newPeople, modelErr := app.LocalPeople(cfg, dir)
 			if !errors.Is(modelErr, c.wantErr) {
 				t.Fatalf("LocalPeople: %v, want %v", modelErr, c.wantErr)
@@ -74,7 +74,7 @@ func TestPeopleCounterFallback(t *testing.T) {
 	}
 	// Without lines it tracks people (for redact.target heads and bodies)
 	// whatever footfall.detector says.
-	newPeople, err := app.LocalPeople(cfg, copyModels(t, "", false, false))
+	newPeople, err := app.LocalPeople(cfg, testenv.ModelsCopy(t, "", false, false))
 	if err != nil {
 		t.Fatal(err)
 	}

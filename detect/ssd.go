@@ -9,6 +9,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/veil-edge/veil/models"
 	"github.com/veil-edge/veil/models/tfgraph"
 )
 
@@ -19,8 +20,7 @@ const (
 	ssdSize    = 300
 	ssdClasses = 91 // class 0 is background; COCO's person is 1
 	ssdPerson  = 1
-	ssdAnchors = "anchors" // the converted graph's anchor constant (models.SSDAnchors)
-	ssdNMSIoU  = 0.5       // as the TFJS coco-ssd model's own postprocessing
+	ssdNMSIoU  = 0.5 // as the TFJS coco-ssd model's own postprocessing
 
 	// The box coder's scale factors for the centre (y, x) and the log size
 	// (h, w) encodings.
@@ -89,7 +89,7 @@ func takeAnchors(g *tfgraph.Graph) ([]float32, error) {
 	for _, f := range ssdFeatureMaps {
 		want += f.size * f.size * f.anchors
 	}
-	i := slices.IndexFunc(g.Nodes, func(n *tfgraph.Node) bool { return n.Name == ssdAnchors })
+	i := slices.IndexFunc(g.Nodes, func(n *tfgraph.Node) bool { return n.Name == models.SSDAnchors })
 	if i < 0 || g.Nodes[i].Op != "Const" || g.Nodes[i].Attrs["value"].Tensor == nil {
 		return nil, errors.New("graph has no anchor constant")
 	}
